@@ -33,3 +33,33 @@ export class TemplateError extends InputError {
 export class ConnectionStringError extends InputError {
   override name = "ConnectionStringError";
 }
+
+/** A remote secret exists but lacks our ownership marker: we never touch it. */
+export class OwnershipError extends RotatorError {
+  override name = "OwnershipError";
+}
+
+/** A store is not in the state an operation needs (e.g. no pending version to promote). */
+export class StoreStateError extends RotatorError {
+  override name = "StoreStateError";
+}
+
+/** A store's API failed; `cause` holds the provider error. */
+export class StoreError extends RotatorError {
+  override name = "StoreError";
+}
+
+/** The target Secret does not exist and the creation policy forbids creating it. */
+export class SecretMissingError extends RotatorError {
+  override name = "SecretMissingError";
+}
+
+/** The Kubernetes API refused a request for lack of permission (403). */
+export class PermissionError extends RotatorError {
+  override name = "PermissionError";
+}
+
+/** A Kubernetes API call failed for another reason. */
+export class KubernetesError extends RotatorError {
+  override name = "KubernetesError";
+}

@@ -1,0 +1,57 @@
+import { InputError, RotatorError } from "../errors.ts";
+import { generateCommand, generateHelp } from "./generate.ts";
+import { renderCommand, renderHelp } from "./render.ts";
+import { validateCommand, validateHelp } from "./validate.ts";
+
+type Command = (argv: string[], out: (line: string) => void) => number | Promise<number>;
+
+const commands: Record<string, { run: Command; help: string; summary: string }> = {
+  generate: { run: generateCommand, help: generateHelp, summary: "print passwords made like an ESO Password generator" },
+  render: { run: renderCommand, help: renderHelp, summary: "show what a rotation would write, password masked" },
+  validate: { run: validateCommand, help: validateHelp, summary: "check manifests without writing anything" },
+};
+
+export const mainHelp = `Usage: cnpg-rotator <command> [flags]
+
+Rotates CloudNativePG passwords from External Secrets Operator manifests.
+
+Commands:
+${Object.entries(commands)
+  .map(([name, c]) => `  ${name.padEnd(10)} ${c.summary}`)
+  .join("\n")}
+
+Run 'cnpg-rotator <command> --help' for a command's flags.
+Exit codes: 0 ok, 2 bad input (nothing was written), 1 any other failure.
+`;
+
+/** Runs the CLI; returns the exit code. */
+export async function main(
+  argv: string[],
+  out: (text: string) => void = (t) => process.stdout.write(t.endsWith("\n") ? t : `${t}\n`),
+  err: (text: string) => void = (t) => process.stderr.write(t.endsWith("\n") ? t : `${t}\n`),
+): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === "--help" || name === "-h" || name === "help") {
+    (name === undefined ? err : out)(mainHelp);
+    return name === undefined ? 2 : 0;
+  }
+  const command = commands[name];
+  if (!command) {
+    err(`cnpg-rotator: unknown command "${name}"; expected one of ${Object.keys(commands).join(", ")}`);
+    return 2;
+  }
+  try {
+    return await command.run(rest, out);
+  } catch (e) {
+    if (e instanceof InputError) {
+      err(`cnpg-rotator ${name}: ${e.message}`);
+      return 2;
+    }
+    if (e instanceof RotatorError) {
+      err(`cnpg-rotator ${name}: ${e.message}`);
+      return 1;
+    }
+    err(`cnpg-rotator ${name}: unexpected failure: ${e instanceof Error ? e.message : String(e)}`);
+    return 1;
+  }
+}

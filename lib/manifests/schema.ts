@@ -1,0 +1,229 @@
+// Schemas of the manifests we accept: ESO's own kinds, in the fields ESO
+// defines, plus plain v1 Secrets. Fields ESO defines but we cannot honour are
+// refused in load.ts with a message saying so; unknown fields are errors, as
+// kubectl's strict field validation makes them.
+import { z } from "zod";
+import { parseDuration } from "./duration.ts";
+
+const name = z
+  .string()
+  .regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, "expected a lower-case DNS name (a-z, 0-9, '-', '.')")
+  .max(253);
+
+const stringMap = z.record(z.string(), z.string());
+
+export const metadataSchema = z.looseObject({
+  name,
+  namespace: name.optional(),
+  labels: stringMap.optional(),
+  annotations: stringMap.optional(),
+});
+
+export const durationString = z
+  .string()
+  .refine((s) => parseDuration(s) !== undefined && parseDuration(s)! >= 0, {
+    message: 'expected a Go duration such as "24h", "30m", "1h30m" or "0"',
+  });
+
+const secretKey = z.string().regex(/^[-._a-zA-Z0-9]+$/, "expected a Secret key (letters, digits, '-', '_', '.')");
+
+// --- generators.external-secrets.io/v1alpha1 Password -----------------------
+
+export const passwordSpecSchema = z.strictObject({
+  length: z.int().optional(),
+  digits: z.int().optional(),
+  symbols: z.int().optional(),
+  symbolCharacters: z.string().optional(),
+  noUpper: z.boolean().optional(),
+  allowRepeat: z.boolean().optional(),
+  secretKeys: z.array(z.string()).optional(),
+  encoding: z.string().optional(),
+});
+
+// --- external-secrets.io ExternalSecret -------------------------------------
+
+export const CREATION_POLICIES = ["Owner", "Orphan", "Merge", "None", "CreateOrMerge"] as const;
+export const REFRESH_POLICIES = ["Periodic", "CreatedOnce", "OnChange"] as const;
+
+const storeRef = z.strictObject({
+  name,
+  kind: z.enum(["SecretStore", "ClusterSecretStore"]).optional(),
+});
+
+const generatorRef = z.strictObject({
+  apiVersion: z.string(),
+  kind: z.string(),
+  name,
+});
+
+const templateSchema = z.strictObject({
+  type: z.string().optional(),
+  engineVersion: z.enum(["v1", "v2"]).optional(),
+  metadata: z
+    .strictObject({
+      labels: stringMap.optional(),
+      annotations: stringMap.optional(),
+      finalizers: z.array(z.string()).optional(),
+    })
+    .optional(),
+  mergePolicy: z.enum(["Replace", "Merge"]).optional(),
+  data: z.record(secretKey, z.string()).optional(),
+  templateFrom: z.array(z.unknown()).optional(),
+});
+
+export const externalSecretSpecSchema = z.strictObject({
+  secretStoreRef: storeRef.optional(),
+  target: z.strictObject({
+    name,
+    creationPolicy: z.enum(CREATION_POLICIES).optional(),
+    deletionPolicy: z.enum(["Delete", "Merge", "Retain"]).optional(),
+    template: templateSchema.optional(),
+    immutable: z.boolean().optional(),
+  }),
+  refreshPolicy: z.enum(REFRESH_POLICIES).optional(),
+  refreshInterval: durationString.optional(),
+  data: z.array(z.unknown()).optional(),
+  dataFrom: z
+    .array(
+      z.strictObject({
+        extract: z.unknown().optional(),
+        find: z.unknown().optional(),
+        rewrite: z.array(z.unknown()).optional(),
+        sourceRef: z
+          .strictObject({
+            storeRef: storeRef.optional(),
+            generatorRef: generatorRef.optional(),
+          })
+          .optional(),
+      }),
+    )
+    .optional(),
+});
+
+// --- external-secrets.io PushSecret ------------------------------------------
+
+export const pushSecretSpecSchema = z.strictObject({
+  refreshInterval: durationString.optional(),
+  secretStoreRefs: z
+    .array(
+      z.strictObject({
+        name: name.optional(),
+        kind: z.enum(["SecretStore", "ClusterSecretStore"]).optional(),
+        labelSelector: z.unknown().optional(),
+      }),
+    )
+    .min(1, "expected at least one store"),
+  updatePolicy: z.enum(["Replace", "IfNotExists"]).optional(),
+  deletionPolicy: z.enum(["Delete", "None"]).optional(),
+  selector: z.strictObject({
+    secret: z
+      .strictObject({
+        name: name.optional(),
+        selector: z.unknown().optional(),
+      })
+      .optional(),
+    generatorRef: generatorRef.optional(),
+  }),
+  data: z
+    .array(
+      z.strictObject({
+        match: z.strictObject({
+          secretKey: secretKey.optional(),
+          remoteRef: z.strictObject({
+            remoteKey: z.string().min(1, "expected a remote key"),
+            property: z.string().optional(),
+          }),
+        }),
+        metadata: z.unknown().optional(),
+        conversionStrategy: z.enum(["None", "ReverseUnicode"]).optional(),
+      }),
+    )
+    .optional(),
+  template: z.unknown().optional(),
+  updateStrategy: z.unknown().optional(),
+});
+
+// --- external-secrets.io SecretStore / ClusterSecretStore --------------------
+
+const secretKeySelector = z.strictObject({
+  name,
+  key: z.string().min(1),
+  namespace: name.optional(),
+});
+
+export const vaultProviderSchema = z.strictObject({
+  server: z.url({ protocol: /^https?$/, error: "expected an http(s) URL" }),
+  path: z.string().optional(),
+  version: z.enum(["v1", "v2"]).optional(),
+  namespace: z.string().optional(),
+  caBundle: z.string().optional(),
+  auth: z.strictObject({
+    tokenSecretRef: secretKeySelector,
+  }),
+});
+
+export const awsProviderSchema = z.strictObject({
+  service: z.enum(["SecretsManager", "ParameterStore"]),
+  region: z.string().min(1),
+  role: z.string().optional(),
+  auth: z.unknown().optional(),
+  prefix: z.string().optional(),
+  secretsManager: z.unknown().optional(),
+});
+
+export const gcpProviderSchema = z.strictObject({
+  projectID: z.string().min(1),
+  location: z.string().optional(),
+  auth: z.unknown().optional(),
+});
+
+export const azureProviderSchema = z.strictObject({
+  vaultUrl: z.url({ protocol: /^https?$/, error: "expected an https URL" }),
+  tenantId: z.string().optional(),
+  authType: z.string().optional(),
+  authSecretRef: z.unknown().optional(),
+  identityId: z.string().optional(),
+  environmentType: z.string().optional(),
+});
+
+/** Ours, for local runs: one JSON file on disk. */
+export const fileProviderSchema = z.strictObject({
+  path: z.string().min(1, "expected a file path"),
+});
+
+export const PROVIDERS = ["file", "aws", "gcpsm", "azurekv", "vault"] as const;
+export type ProviderName = (typeof PROVIDERS)[number];
+
+export const secretStoreSpecSchema = z.strictObject({
+  provider: z.record(z.string(), z.unknown()),
+  controller: z.string().optional(),
+  refreshInterval: z.number().optional(),
+  retrySettings: z.unknown().optional(),
+  conditions: z.unknown().optional(),
+});
+
+export const providerSchemas = {
+  file: fileProviderSchema,
+  aws: awsProviderSchema,
+  gcpsm: gcpProviderSchema,
+  azurekv: azureProviderSchema,
+  vault: vaultProviderSchema,
+} as const;
+
+// --- v1 Secret ----------------------------------------------------------------
+
+export const secretSchema = z.looseObject({
+  type: z.string().optional(),
+  data: z.record(secretKey, z.string()).optional(),
+  stringData: z.record(secretKey, z.string()).optional(),
+  immutable: z.boolean().optional(),
+});
+
+export type PasswordSpecManifest = z.infer<typeof passwordSpecSchema>;
+export type ExternalSecretSpec = z.infer<typeof externalSecretSpecSchema>;
+export type PushSecretSpec = z.infer<typeof pushSecretSpecSchema>;
+export type VaultProvider = z.infer<typeof vaultProviderSchema>;
+export type AwsProvider = z.infer<typeof awsProviderSchema>;
+export type GcpProvider = z.infer<typeof gcpProviderSchema>;
+export type AzureProvider = z.infer<typeof azureProviderSchema>;
+export type FileProvider = z.infer<typeof fileProviderSchema>;

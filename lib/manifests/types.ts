@@ -1,0 +1,115 @@
+import type { ResolvedPasswordSpec } from "../generator/index.ts";
+import type { ParsedTemplate } from "../template/index.ts";
+import type {
+  AwsProvider,
+  AzureProvider,
+  FileProvider,
+  GcpProvider,
+  REFRESH_POLICIES,
+  VaultProvider,
+} from "./schema.ts";
+
+/** Where a manifest came from, for error messages: file and 1-based document number. */
+export interface Source {
+  readonly file: string;
+  readonly document: number;
+}
+
+export interface ObjectMeta {
+  readonly name: string;
+  readonly namespace: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly annotations: Readonly<Record<string, string>>;
+  readonly source: Source;
+}
+
+export interface Password {
+  readonly kind: "Password";
+  readonly metadata: ObjectMeta;
+  readonly spec: ResolvedPasswordSpec;
+}
+
+/** Creation policies we carry out; the others are refused at load time. */
+export type SupportedCreationPolicy = "Merge" | "CreateOrMerge";
+export type RefreshPolicy = (typeof REFRESH_POLICIES)[number];
+
+export interface TargetTemplate {
+  readonly type?: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly annotations: Readonly<Record<string, string>>;
+  /** Parsed once at load, so an unknown function fails before any schedule fires. */
+  readonly data?: Readonly<Record<string, ParsedTemplate>>;
+  readonly mergePolicy: "Replace" | "Merge";
+}
+
+export interface ExternalSecret {
+  readonly kind: "ExternalSecret";
+  readonly metadata: ObjectMeta;
+  readonly target: {
+    readonly name: string;
+    readonly creationPolicy: SupportedCreationPolicy;
+    readonly template?: TargetTemplate;
+  };
+  /** As written ("24h"), for display. */
+  readonly refreshInterval: string;
+  /** 0 means: generate once. */
+  readonly refreshIntervalMs: number;
+  readonly refreshPolicy: RefreshPolicy;
+  /** The Password generators named in dataFrom, in order; later keys win. */
+  readonly generators: readonly Password[];
+  /** Hash of the spec and its generators, for refreshPolicy OnChange. */
+  readonly specHash: string;
+}
+
+export interface PushSecretData {
+  /** A key of the source Secret; absent = push the whole Secret as one JSON object. */
+  readonly secretKey?: string;
+  readonly remoteKey: string;
+  /** A field of a JSON value in the store; only that field changes. */
+  readonly property?: string;
+}
+
+export interface PushSecret {
+  readonly kind: "PushSecret";
+  readonly metadata: ObjectMeta;
+  readonly secretName: string;
+  readonly stores: readonly SecretStore[];
+  readonly data: readonly PushSecretData[];
+  readonly updatePolicy: "Replace" | "IfNotExists";
+  readonly deletionPolicy: "Delete" | "None";
+  readonly refreshInterval: string;
+  readonly refreshIntervalMs: number;
+}
+
+export type ProviderConfig =
+  | { readonly name: "file"; readonly config: FileProvider }
+  | { readonly name: "aws"; readonly config: AwsProvider }
+  | { readonly name: "gcpsm"; readonly config: GcpProvider }
+  | { readonly name: "azurekv"; readonly config: AzureProvider }
+  | { readonly name: "vault"; readonly config: VaultProvider };
+
+export interface SecretStore {
+  readonly kind: "SecretStore" | "ClusterSecretStore";
+  readonly metadata: ObjectMeta;
+  readonly provider: ProviderConfig;
+}
+
+export interface Secret {
+  readonly kind: "Secret";
+  readonly metadata: ObjectMeta;
+  readonly type?: string;
+  /** Decoded values (data is base64 in YAML, stringData plain). */
+  readonly data: Readonly<Record<string, string>>;
+}
+
+export type Manifest = Password | ExternalSecret | PushSecret | SecretStore | Secret;
+
+export interface ManifestSet {
+  readonly passwords: readonly Password[];
+  readonly externalSecrets: readonly ExternalSecret[];
+  readonly pushSecrets: readonly PushSecret[];
+  readonly secretStores: readonly SecretStore[];
+  readonly secrets: readonly Secret[];
+  /** Fields ESO would accept that have no effect here. */
+  readonly warnings: readonly string[];
+}
