@@ -49,7 +49,11 @@ export function pgQuery(value: string): string {
   return percentEncodeUnreserved(value);
 }
 
-/** Escapes one field of a libpq `.pgpass` line: `\` and `:` get a backslash. */
+/**
+ * Escapes one field of a libpq `.pgpass` line: `\` and `:` get a backslash. A field
+ * that is exactly `*` is a wildcard to libpq, so it is written `\*` (read back as `*`).
+ */
 export function pgpassField(value: string): string {
+  if (value === "*") return "\\*";
   return value.replace(/[\\:]/g, "\\$&");
 }
