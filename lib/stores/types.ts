@@ -1,0 +1,97 @@
+// The one contract every secret store implements. A store knows nothing of
+// the rotation protocol that drives it: it keeps, per remote key, a *current*
+// value (what consumers read), at most one *pending* value (staged by a
+// rotation, keyed by its rotation id) and remembers the *previous* current.
+
+/** One version of a remote secret. `value` is the whole remote value (a JSON object text for whole-Secret pushes). */
+export interface StoredVersion {
+  /** The provider's own version id (AWS VersionId, GCP version number, Azure version, KV v2 version, file counter). */
+  readonly versionId: string;
+  readonly value: string;
+  /**
+   * Set on versions written by a rotation. (AWS keeps no per-version metadata:
+   * there it is the VersionId, absent only on our direct pushes.)
+   */
+  readonly rotationId?: string;
+}
+
+export interface PushResult {
+  /** False when the remote value already equalled the value: no new version was made. */
+  readonly changed: boolean;
+  readonly versionId?: string;
+}
+
+export interface SecretStoreClient {
+  /** Provider name as in `spec.provider` ("file", "aws", "gcpsm", "azurekv", "vault"). */
+  readonly provider: string;
+  /** Human description for logs and status, e.g. `aws secretsmanager us-east-1`. Never holds a credential. */
+  readonly description: string;
+
+  /**
+   * Stages `value` as pending for `rotationId` (32 to 64 characters, e.g. a
+   * UUID: AWS takes it as ClientRequestToken). Idempotent: staging again with
+   * the same rotation id returns the version already staged, with the value
+   * first staged (a different `value` is ignored), and never makes a second
+   * one; if that rotation is already current, returns the current version.
+   * A pending value of another rotation id is replaced.
+   * Creates the remote secret (with our ownership marker) if it is missing.
+   * Throws OwnershipError if the remote secret exists without our marker.
+   */
+  stagePending(key: string, value: string, rotationId: string): Promise<StoredVersion>;
+
+  /** The pending version, if any. */
+  getPending(key: string): Promise<StoredVersion | undefined>;
+
+  /**
+   * Makes the pending version of `rotationId` current; the old current
+   * becomes previous. Idempotent: if that rotation is already current, returns it.
+   * Throws StoreStateError if there is no pending version of that rotation.
+   */
+  promote(key: string, rotationId: string): Promise<StoredVersion>;
+
+  /**
+   * Drops the pending version of `rotationId`, if it is still pending (rollback).
+   * A remote secret that never had a current value is deleted with it, so no
+   * consumer is left reading a value nobody accepted.
+   */
+  discardPending(key: string, rotationId: string): Promise<void>;
+
+  /** The current version, if the remote secret exists and has one. */
+  getCurrent(key: string): Promise<StoredVersion | undefined>;
+
+  /** The version before the current one, if kept. */
+  getPrevious(key: string): Promise<StoredVersion | undefined>;
+
+  /**
+   * Writes `value` as the new current version directly (PushSecret without a
+   * rotation). No new version if the current value is equal. With
+   * `ifNotExists`, writes only when the remote secret does not exist (an
+   * existing one, ours or not, is left alone: `changed: false`, as ESO does).
+   * Leaves a pending version pending. Throws OwnershipError for a remote
+   * secret without our marker.
+   */
+  push(key: string, value: string, options?: { ifNotExists?: boolean }): Promise<PushResult>;
+
+  /** Whether the remote secret exists (with or without our marker); one deleted but still recoverable does not. */
+  exists(key: string): Promise<boolean>;
+
+  /**
+   * Deletes the remote secret (AWS: with the SecretStore's recovery window; a
+   * later write restores it). Throws OwnershipError without our marker; a
+   * missing secret is not an error.
+   */
+  delete(key: string): Promise<void>;
+
+  /** Releases clients / sockets. */
+  close?(): Promise<void>;
+}
+
+/** The ownership marker on every remote secret we create: a tag, label or custom_metadata entry. */
+export const MANAGED_BY_KEY = "managed-by";
+export const MANAGED_BY_VALUE = "cnpg-rotator";
+
+/** What the engine hands a store factory besides the SecretStore's own `spec.provider.<name>`. */
+export interface StoreDeps {
+  /** Directory that relative file-store paths resolve against (default: the process's working directory). */
+  readonly baseDir?: string;
+}
