@@ -1,0 +1,271 @@
+// The cluster client the engine uses: read and merge-write one Secret with optimistic
+// concurrency, hold a Lease per target, check RBAC up front. Create one per run.
+import {
+  AuthorizationV1Api,
+  CoordinationV1Api,
+  CoreV1Api,
+  type KubeConfig,
+  PatchStrategy,
+  setHeaderOptions,
+  type V1Secret,
+} from "@kubernetes/client-node";
+import { KubernetesError, SecretMissingError } from "../errors.ts";
+import { describeAccess } from "./access.ts";
+import { type ApiOperation, apiConfiguration, apiError, httpStatus, RequestLog } from "./api.ts";
+import { acquireLease, type LeaseCall } from "./leases.ts";
+import { emptySecret, encodeData, mergePatchFor, presentAnnotations, toSecretObject } from "./secrets.ts";
+import type {
+  AccessCheck,
+  LeaseHandle,
+  NewSecret,
+  RequestRecord,
+  SecretChange,
+  SecretObject,
+  UpdateSecretOptions,
+  UpdateSecretResult,
+} from "./types.ts";
+
+const FIELD_MANAGER = "cnpg-rotator";
+/** Conflicting writes tolerated per updateSecret before giving up. */
+const MAX_CONFLICTS = 5;
+const DEFAULT_TIMEOUT_MS = 30_000;
+const MERGE_PATCH = setHeaderOptions("Content-Type", PatchStrategy.MergePatch);
+
+export interface KubernetesClientOptions {
+  /** Per HTTP request. Default 30 s. */
+  readonly requestTimeoutMs?: number;
+}
+
+export class KubernetesClient {
+  /** The API server URL (for messages; never carries a credential). */
+  readonly server: string;
+  readonly #core: CoreV1Api;
+  readonly #coordination: CoordinationV1Api;
+  readonly #authorization: AuthorizationV1Api;
+  readonly #log = new RequestLog();
+
+  constructor(kubeConfig: KubeConfig, options: KubernetesClientOptions = {}) {
+    const config = apiConfiguration(kubeConfig, this.#log, options.requestTimeoutMs ?? DEFAULT_TIMEOUT_MS);
+    this.server = kubeConfig.getCurrentCluster()?.server ?? "";
+    this.#core = new CoreV1Api(config);
+    this.#coordination = new CoordinationV1Api(config);
+    this.#authorization = new AuthorizationV1Api(config);
+  }
+
+  /** HTTP requests sent so far. */
+  get requestCount(): number {
+    return this.#log.count;
+  }
+
+  /** The last requests sent (method, path, status), oldest first. */
+  get requests(): readonly RequestRecord[] {
+    return [...this.#log.records];
+  }
+
+  /** Closes the pooled connection; later calls open a new one. */
+  async close(): Promise<void> {
+    const d = this.#log.dispatcher;
+    this.#log.dispatcher = undefined;
+    await d?.close();
+  }
+
+  /** One GET; undefined when the Secret does not exist. */
+  async readSecret(namespace: string, name: string): Promise<SecretObject | undefined> {
+    const raw = await this.#readRawSecret(namespace, name);
+    return raw && toSecretObject(raw, namespace, name);
+  }
+
+  /**
+   * Reads the Secret, asks `change` what to write and merge-patches only that, carrying
+   * the resourceVersion read. A 409 means someone wrote in between: read again, call
+   * `change` again on the fresh Secret, retry. Nothing differs → nothing is written.
+   * Missing Secret: created when `options.create` says so, else SecretMissingError.
+   */
+  async updateSecret(
+    namespace: string,
+    name: string,
+    change: (current: SecretObject) => SecretChange | undefined,
+    options: UpdateSecretOptions = {},
+  ): Promise<UpdateSecretResult> {
+    let conflicts = 0;
+    for (;;) {
+      const raw = await this.#readRawSecret(namespace, name);
+      if (!raw) {
+        const { create } = options;
+        if (!create) {
+          throw new SecretMissingError(
+            `Secret ${namespace}/${name} does not exist; nothing was written (it is created only when asked to, ` +
+              `as with creationPolicy CreateOrMerge)`,
+          );
+        }
+        const empty = emptySecret(namespace, name, create.type, create.labels);
+        const wanted = change(empty);
+        if (!wanted) return { secret: empty, conflicts, written: false, created: false };
+        const created = await this.#createRawSecret(namespace, name, {
+          type: create.type,
+          data: wanted.data ?? {},
+          labels: { ...create.labels, ...wanted.labels },
+          annotations: presentAnnotations(wanted.annotations),
+        });
+        if (created) return { secret: toSecretObject(created, namespace, name), conflicts, written: true, created: true };
+      } else {
+        const current = toSecretObject(raw, namespace, name);
+        const wanted = change(current);
+        const patch = wanted && mergePatchFor(raw, wanted);
+        if (!patch) return { secret: current, conflicts, written: false, created: false };
+        if (raw.immutable) {
+          throw new KubernetesError(
+            `cannot patch secrets "${name}" in namespace "${namespace}": the Secret is immutable; nothing was written`,
+          );
+        }
+        const patched = await this.#call({ verb: "patch", ...SECRET, namespace, name }, () =>
+          unless([404, 409], this.#core.patchNamespacedSecret({ namespace, name, body: patch, fieldManager: FIELD_MANAGER }, MERGE_PATCH)),
+        );
+        if (patched) return { secret: toSecretObject(patched, namespace, name), conflicts, written: true, created: false };
+      }
+      // 409 (changed, or created meanwhile) or 404 (deleted meanwhile): start over from a fresh read.
+      conflicts++;
+      if (conflicts > MAX_CONFLICTS) {
+        throw new KubernetesError(
+          `gave up writing Secret "${name}" in namespace "${namespace}": ${conflicts} attempts in a row were refused ` +
+            `with 409 Conflict because another writer changed it in between; nothing was written`,
+        );
+      }
+      await sleep(backoffMs(conflicts));
+    }
+  }
+
+  /** One POST. */
+  async createSecret(namespace: string, name: string, init: NewSecret): Promise<SecretObject> {
+    const created = await this.#createRawSecret(namespace, name, init, false);
+    return toSecretObject(created!, namespace, name);
+  }
+
+  /** One DELETE; a missing Secret is fine. */
+  async deleteSecret(namespace: string, name: string): Promise<void> {
+    await this.#call({ verb: "delete", ...SECRET, namespace, name }, () =>
+      unless([404], this.#core.deleteNamespacedSecret({ namespace, name })),
+    );
+  }
+
+  /** GET, then POST if missing. */
+  async ensureNamespace(name: string): Promise<void> {
+    const op = { verb: "get", group: "", resource: "namespaces", name };
+    const found = await this.#call(op, () => unless([404], this.#core.readNamespace({ name })));
+    if (found) return;
+    await this.#call({ ...op, verb: "create" }, () =>
+      unless([409], this.#core.createNamespace({ body: { metadata: { name } }, fieldManager: FIELD_MANAGER })),
+    );
+  }
+
+  /**
+   * Takes the Lease `cnpg-rotator-<secretName>` for `ttlSeconds` (1 GET + 1 POST or PUT).
+   * Undefined when another run holds it; `holder` must be unique per run.
+   */
+  async acquireLease(
+    namespace: string,
+    secretName: string,
+    holder: string,
+    ttlSeconds: number,
+  ): Promise<LeaseHandle | undefined> {
+    if (!holder) throw new KubernetesError("a Lease needs a non-empty holder identity");
+    if (!Number.isInteger(ttlSeconds) || ttlSeconds < 1) {
+      throw new KubernetesError(`a Lease TTL must be a whole number of seconds >= 1, got ${ttlSeconds}`);
+    }
+    const call: LeaseCall = (verb, name, fn) =>
+      this.#call({ verb, group: "coordination.k8s.io", resource: "leases", namespace, name }, fn);
+    return acquireLease(
+      { api: this.#coordination, call, fieldManager: FIELD_MANAGER },
+      namespace,
+      secretName,
+      holder,
+      ttlSeconds,
+    );
+  }
+
+  /**
+   * Asks the API server (one SelfSubjectAccessReview each, in parallel) whether the
+   * kubeconfig's identity may do each check in `namespace`. Returns the missing ones,
+   * described as `kubectl auth can-i` takes them (`patch secrets/cluster-example-app`).
+   */
+  async checkAccess(namespace: string, checks: readonly AccessCheck[]): Promise<string[]> {
+    const allowed = await Promise.all(
+      checks.map(async (c) => {
+        const review = await this.#call(
+          { verb: "create", group: "authorization.k8s.io", resource: "selfsubjectaccessreviews" },
+          () =>
+            this.#authorization.createSelfSubjectAccessReview({
+              body: {
+                spec: {
+                  resourceAttributes: {
+                    namespace,
+                    verb: c.verb,
+                    group: c.group,
+                    resource: c.resource,
+                    ...(c.name ? { name: c.name } : {}),
+                  },
+                },
+              },
+            }),
+        );
+        return review.status?.allowed === true;
+      }),
+    );
+    return checks.filter((_, i) => !allowed[i]).map(describeAccess);
+  }
+
+  async #readRawSecret(namespace: string, name: string): Promise<V1Secret | undefined> {
+    return this.#call({ verb: "get", ...SECRET, namespace, name }, () =>
+      unless([404], this.#core.readNamespacedSecret({ namespace, name })),
+    );
+  }
+
+  /** POST; undefined on 409 AlreadyExists when `tolerateExisting`. */
+  async #createRawSecret(
+    namespace: string,
+    name: string,
+    init: NewSecret,
+    tolerateExisting = true,
+  ): Promise<V1Secret | undefined> {
+    const body: V1Secret = {
+      apiVersion: "v1",
+      kind: "Secret",
+      metadata: { name, namespace, labels: { ...init.labels }, annotations: { ...init.annotations } },
+      type: init.type,
+      data: encodeData(init.data),
+    };
+    return this.#call({ verb: "create", ...SECRET, namespace, name }, () =>
+      unless(tolerateExisting ? [409] : [], this.#core.createNamespacedSecret({ namespace, body, fieldManager: FIELD_MANAGER })),
+    );
+  }
+
+  async #call<T>(op: ApiOperation, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (e) {
+      throw apiError(e, op, this.server);
+    }
+  }
+}
+
+const SECRET = { group: "", resource: "secrets" } as const;
+
+/** Resolves to undefined when the call fails with one of `codes`. */
+async function unless<T>(codes: readonly number[], p: Promise<T>): Promise<T | undefined> {
+  try {
+    return await p;
+  } catch (e) {
+    const code = httpStatus(e);
+    if (code !== undefined && codes.includes(code)) return undefined;
+    throw e;
+  }
+}
+
+/** 25, 50, 100, 200, 400 ms (capped at 1 s), each ±50 % so racing writers spread out. */
+function backoffMs(attempt: number): number {
+  return Math.min(1000, 25 * 2 ** (attempt - 1)) * (0.5 + Math.random());
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

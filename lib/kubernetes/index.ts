@@ -1,0 +1,16 @@
+// The Kubernetes side of a rotation: the Secret CNPG reads, the Lease that keeps runs apart.
+export { describeAccess, rotationAccessChecks } from "./access.ts";
+export { KubernetesClient, type KubernetesClientOptions } from "./client.ts";
+export { connectCluster, KUBECONFIG_ENV, loadKubeConfig } from "./connect.ts";
+export { activeHolder, LEASE_SECRET_ANNOTATION, leaseNameFor } from "./leases.ts";
+export type {
+  AccessCheck,
+  ClusterConnection,
+  LeaseHandle,
+  NewSecret,
+  RequestRecord,
+  SecretChange,
+  SecretObject,
+  UpdateSecretOptions,
+  UpdateSecretResult,
+} from "./types.ts";

@@ -1,0 +1,191 @@
+// Mutual exclusion per target with a coordination.k8s.io/v1 Lease, the way Kubernetes
+// leader election does it: whoever last wrote holderIdentity owns the Lease until
+// renewTime + leaseDurationSeconds; every write carries the resourceVersion read.
+import { createHash } from "node:crypto";
+import { type CoordinationV1Api, type V1Lease, type V1LeaseSpec, V1MicroTime } from "@kubernetes/client-node";
+import { httpStatus } from "./api.ts";
+import type { LeaseHandle } from "./types.ts";
+
+const PREFIX = "cnpg-rotator-";
+const MAX_NAME = 253; // Lease names are DNS subdomains
+const HASH_LENGTH = 10;
+const MANAGED_BY = { "app.kubernetes.io/managed-by": "cnpg-rotator" };
+export const LEASE_SECRET_ANNOTATION = "cnpg-rotator/secret";
+
+/** `cnpg-rotator-<secret>`; a name too long for a Lease is cut and suffixed with a hash of the whole. */
+export function leaseNameFor(secretName: string): string {
+  const full = PREFIX + secretName;
+  if (full.length <= MAX_NAME) return full;
+  const hash = createHash("sha256").update(secretName).digest("hex").slice(0, HASH_LENGTH);
+  const kept = full.slice(0, MAX_NAME - HASH_LENGTH - 1).replace(/[-.]+$/, "");
+  return `${kept}-${hash}`;
+}
+
+/** The holder of a Lease that has not lapsed at `now`, if any. */
+export function activeHolder(spec: V1LeaseSpec | undefined, now: Date): string | undefined {
+  const holder = spec?.holderIdentity;
+  if (!holder) return undefined;
+  const renewed = toDate(spec.renewTime) ?? toDate(spec.acquireTime);
+  if (!renewed) return undefined;
+  const until = renewed.getTime() + (spec.leaseDurationSeconds ?? 0) * 1000;
+  return until > now.getTime() ? holder : undefined;
+}
+
+// The library types MicroTime fields as Date but hands back the wire string.
+function toDate(v: unknown): Date | undefined {
+  if (v instanceof Date) return Number.isNaN(v.getTime()) ? undefined : v;
+  if (typeof v !== "string" || !v) return undefined;
+  const d = new Date(v);
+  return Number.isNaN(d.getTime()) ? undefined : d;
+}
+
+/** Runs one Lease call, mapping its failure (not 404/409, which the caller handles) to a typed error. */
+export type LeaseCall = <T>(verb: "get" | "create" | "update", name: string, fn: () => Promise<T>) => Promise<T>;
+
+interface LeaseContext {
+  readonly api: CoordinationV1Api;
+  readonly call: LeaseCall;
+  readonly fieldManager: string;
+}
+
+/**
+ * One GET, then one POST (no Lease yet) or one PUT (lapsed or free). Returns undefined
+ * when another run holds it or wins the race (409). A Lease held by the same holder
+ * string is not re-entered either: holder ids are meant to be unique per run.
+ */
+export async function acquireLease(
+  ctx: LeaseContext,
+  namespace: string,
+  secretName: string,
+  holder: string,
+  ttlSeconds: number,
+): Promise<LeaseHandle | undefined> {
+  const name = leaseNameFor(secretName);
+  const now = new Date();
+  const existing = await ctx.call("get", name, () => optional(ctx.api.readNamespacedLease({ namespace, name })));
+  if (!existing) {
+    const body: V1Lease = {
+      apiVersion: "coordination.k8s.io/v1",
+      kind: "Lease",
+      metadata: { name, namespace, labels: { ...MANAGED_BY }, annotations: { [LEASE_SECRET_ANNOTATION]: secretName } },
+      spec: heldSpec(holder, ttlSeconds, now, now, 0),
+    };
+    const created = await ctx.call("create", name, () =>
+      unlessConflict(ctx.api.createNamespacedLease({ namespace, body, fieldManager: ctx.fieldManager })),
+    );
+    return created && new HeldLease(ctx, created, holder, ttlSeconds, now);
+  }
+  if (activeHolder(existing.spec, now) !== undefined) return undefined;
+  // Counted like client-go's leader election: every change of holder, a released Lease included.
+  const transitions = (existing.spec?.leaseTransitions ?? 0) + (existing.spec?.holderIdentity !== holder ? 1 : 0);
+  const body = withSpec(existing, heldSpec(holder, ttlSeconds, now, now, transitions));
+  const updated = await ctx.call("update", name, () =>
+    unlessConflict(ctx.api.replaceNamespacedLease({ namespace, name, body, fieldManager: ctx.fieldManager })),
+  );
+  return updated && new HeldLease(ctx, updated, holder, ttlSeconds, now);
+}
+
+function heldSpec(holder: string, ttl: number, acquired: Date, renewed: Date, transitions: number): V1LeaseSpec {
+  return {
+    holderIdentity: holder,
+    leaseDurationSeconds: ttl,
+    acquireTime: new V1MicroTime(acquired.getTime()),
+    renewTime: new V1MicroTime(renewed.getTime()),
+    leaseTransitions: transitions,
+  };
+}
+
+// A PUT replaces the object: keep its metadata (with the resourceVersion read) and change the spec only.
+function withSpec(lease: V1Lease, spec: V1LeaseSpec): V1Lease {
+  const { managedFields: _, ...metadata } = lease.metadata ?? {};
+  return { apiVersion: "coordination.k8s.io/v1", kind: "Lease", metadata, spec };
+}
+
+async function optional<T>(p: Promise<T>): Promise<T | undefined> {
+  try {
+    return await p;
+  } catch (e) {
+    if (httpStatus(e) === 404) return undefined;
+    throw e;
+  }
+}
+
+async function unlessConflict<T>(p: Promise<T>): Promise<T | undefined> {
+  try {
+    return await p;
+  } catch (e) {
+    if (httpStatus(e) === 409) return undefined;
+    throw e;
+  }
+}
+
+async function unlessGone<T>(p: Promise<T>): Promise<T | undefined> {
+  try {
+    return await p;
+  } catch (e) {
+    const code = httpStatus(e);
+    if (code === 409 || code === 404) return undefined;
+    throw e;
+  }
+}
+
+class HeldLease implements LeaseHandle {
+  readonly namespace: string;
+  readonly name: string;
+  readonly holder: string;
+  readonly ttlSeconds: number;
+  expiresAt: Date;
+  #ctx: LeaseContext;
+  #lease: V1Lease;
+  #released = false;
+
+  constructor(ctx: LeaseContext, lease: V1Lease, holder: string, ttlSeconds: number, renewed: Date) {
+    this.#ctx = ctx;
+    this.#lease = lease;
+    this.namespace = lease.metadata?.namespace ?? "";
+    this.name = lease.metadata?.name ?? "";
+    this.holder = holder;
+    this.ttlSeconds = ttlSeconds;
+    this.expiresAt = new Date(renewed.getTime() + ttlSeconds * 1000);
+  }
+
+  /** One PUT. False when the Lease was taken over, deleted or released: stop writing. */
+  async renew(): Promise<boolean> {
+    if (this.#released) return false;
+    const now = new Date();
+    const updated = await this.#update((spec) => ({ ...spec, renewTime: new V1MicroTime(now.getTime()) }));
+    if (!updated) return false;
+    this.expiresAt = new Date(now.getTime() + this.ttlSeconds * 1000);
+    return true;
+  }
+
+  /** One PUT clearing holderIdentity. A Lease lost or gone is left alone. */
+  async release(): Promise<void> {
+    if (this.#released) return;
+    this.#released = true;
+    await this.#update(({ holderIdentity: _, ...rest }) => rest);
+  }
+
+  /**
+   * PUTs `change(spec)` on the Lease as last seen. On 409 one GET tells a takeover (holder
+   * changed: undefined) from someone else's edit of a Lease still ours (then one retry).
+   */
+  async #update(change: (spec: V1LeaseSpec) => V1LeaseSpec): Promise<V1Lease | undefined> {
+    const { api, call, fieldManager } = this.#ctx;
+    const { namespace, name } = this;
+    for (let attempt = 0; ; attempt++) {
+      const body = withSpec(this.#lease, change(this.#lease.spec ?? {}));
+      const updated = await call("update", name, () =>
+        unlessGone(api.replaceNamespacedLease({ namespace, name, body, fieldManager })),
+      );
+      if (updated) {
+        this.#lease = updated;
+        return updated;
+      }
+      if (attempt > 0) return undefined;
+      const fresh = await call("get", name, () => optional(api.readNamespacedLease({ namespace, name })));
+      if (!fresh || fresh.spec?.holderIdentity !== this.holder) return undefined;
+      this.#lease = fresh;
+    }
+  }
+}

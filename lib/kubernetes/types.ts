@@ -1,0 +1,82 @@
+// The shapes the rest of the engine sees; nothing here depends on the client library.
+
+/** A Kubernetes Secret as the engine reads it. */
+export interface SecretObject {
+  readonly name: string;
+  readonly namespace: string;
+  readonly uid: string;
+  readonly resourceVersion: string;
+  readonly type: string;
+  readonly labels: Record<string, string>;
+  readonly annotations: Record<string, string>;
+  /** Decoded as UTF-8. A key holding binary data reads garbled here but is never rewritten unless a change names it. */
+  readonly data: Record<string, string>;
+}
+
+/** What one write changes; every key, label and annotation it does not name stays byte-identical. */
+export interface SecretChange {
+  /** Decoded values; only these keys are set. */
+  readonly data?: Record<string, string>;
+  readonly labels?: Record<string, string>;
+  /** `null` removes the annotation. */
+  readonly annotations?: Record<string, string | null>;
+}
+
+/** Where the kubeconfig comes from. With nothing given, see `connectCluster`. */
+export interface ClusterConnection {
+  readonly kubeconfigPath?: string;
+  readonly kubeconfigYaml?: string;
+  /** A context of the kubeconfig other than its current-context. */
+  readonly context?: string;
+}
+
+export interface UpdateSecretOptions {
+  /** Create the Secret when it is missing (CreateOrMerge); without it a missing Secret is a SecretMissingError. */
+  readonly create?: { readonly type: string; readonly labels?: Record<string, string> };
+}
+
+export interface UpdateSecretResult {
+  /** The Secret as it is after the call (as read when nothing was written). */
+  readonly secret: SecretObject;
+  /** How many writes were refused with 409 Conflict and redone on a fresh read. */
+  readonly conflicts: number;
+  readonly written: boolean;
+  readonly created: boolean;
+}
+
+export interface NewSecret {
+  readonly type: string;
+  readonly data: Record<string, string>;
+  readonly labels?: Record<string, string>;
+  readonly annotations?: Record<string, string>;
+}
+
+/** A coordination.k8s.io/v1 Lease held by this process. */
+export interface LeaseHandle {
+  readonly namespace: string;
+  readonly name: string;
+  readonly holder: string;
+  readonly ttlSeconds: number;
+  /** When the Lease lapses unless renewed, by this machine's clock. */
+  readonly expiresAt: Date;
+  /** Extends the Lease by its TTL. False when it was lost (taken over, deleted or released): stop writing. */
+  renew(): Promise<boolean>;
+  /** Frees the Lease for the next run. A Lease already lost or gone is not an error. */
+  release(): Promise<void>;
+}
+
+/** One permission, as RBAC names it. `group` is "" for the core API. */
+export interface AccessCheck {
+  readonly verb: string;
+  readonly group: string;
+  readonly resource: string;
+  readonly name?: string;
+}
+
+/** One HTTP request sent to the API server (no query string, no body). */
+export interface RequestRecord {
+  readonly method: string;
+  readonly path: string;
+  /** HTTP status, or 0 when no response came back. */
+  readonly status: number;
+}
