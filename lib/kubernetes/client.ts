@@ -72,8 +72,14 @@ export class KubernetesClient {
   /** One GET; undefined when the Secret does not exist. */
   async readSecret(namespace: string, name: string): Promise<SecretObject | undefined> {
     const raw = await this.#readRawSecret(namespace, name);
-    return raw && toSecretObject(raw, namespace, name);
+    if (!raw) return undefined;
+    const secret = toSecretObject(raw, namespace, name);
+    this.#read.set(secret, raw);
+    return secret;
   }
+
+  /** What readSecret read, so updateSecret can start from it without another GET. */
+  #read = new WeakMap<SecretObject, V1Secret>();
 
   /**
    * Reads the Secret, asks `change` what to write and merge-patches only that, carrying
@@ -88,8 +94,11 @@ export class KubernetesClient {
     options: UpdateSecretOptions = {},
   ): Promise<UpdateSecretResult> {
     let conflicts = 0;
+    let known = options.initial && this.#read.get(options.initial);
     for (;;) {
-      const raw = await this.#readRawSecret(namespace, name);
+      // The first attempt may start from a Secret read earlier: its resourceVersion still guards the write.
+      const raw = known ?? (await this.#readRawSecret(namespace, name));
+      known = undefined;
       if (!raw) {
         const { create } = options;
         if (!create) {

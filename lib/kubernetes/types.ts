@@ -33,6 +33,11 @@ export interface ClusterConnection {
 export interface UpdateSecretOptions {
   /** Create the Secret when it is missing (CreateOrMerge); without it a missing Secret is a SecretMissingError. */
   readonly create?: { readonly type: string; readonly labels?: Record<string, string> };
+  /**
+   * A Secret this client's readSecret returned: the first attempt patches against
+   * it (one GET fewer); if it is stale the patch gets 409 and the usual re-read follows.
+   */
+  readonly initial?: SecretObject;
 }
 
 export interface UpdateSecretResult {

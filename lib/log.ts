@@ -1,0 +1,21 @@
+// One structured logger for the engine, functions and CLI: JSON lines on
+// stderr. Callers log ids, names, outcomes and fingerprints — never values.
+import { type DestinationStream, type Logger, pino } from "pino";
+
+export type { Logger };
+
+export function createLogger(options: { level?: string; destination?: DestinationStream } = {}): Logger {
+  const level = options.level ?? process.env.CNPG_ROTATOR_LOG_LEVEL ?? "info";
+  return pino(
+    {
+      level,
+      base: { service: "cnpg-rotator" },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: { level: (label) => ({ level: label }) },
+    },
+    options.destination ?? pino.destination({ dest: 2, sync: true }),
+  );
+}
+
+/** A logger that drops everything, for library callers that pass none. */
+export const silentLogger: Logger = pino({ level: "silent" });

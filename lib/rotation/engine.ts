@@ -1,0 +1,99 @@
+// The one entry point every front end (cloud handlers, CLI) calls: plan the
+// rotations a set of manifests asks for, then run each under its Lease with
+// bounded concurrency.
+import { randomUUID } from "node:crypto";
+import pLimit from "p-limit";
+import { InputError, RotatorError } from "../errors.ts";
+import type { KubernetesClient } from "../kubernetes/index.ts";
+import type { Logger } from "../log.ts";
+import type { ManifestSet, SecretStore } from "../manifests/index.ts";
+import type { SecretStoreClient } from "../stores/types.ts";
+import { planRotations, type RotationTarget, targetName } from "./plan.ts";
+import { type RotateOptions, type RotationDeps, type RotationResult, rotateTarget } from "./rotate.ts";
+
+export interface RotateRequest extends RotateOptions {
+  /** Secrets to rotate as "namespace/name" (or "name" in the default namespace); all when absent. */
+  readonly targets?: readonly string[];
+}
+
+/** Builds the client of one SecretStore; the engine hands it what it needs from the cluster. */
+export type StoreFactory = (store: SecretStore, context: { kube: KubernetesClient }) => Promise<SecretStoreClient>;
+
+export interface Engine {
+  readonly manifests: ManifestSet;
+  readonly kube: KubernetesClient;
+  readonly log: Logger;
+  readonly createStore: StoreFactory;
+  /** Targets rotated at once (default 8). */
+  readonly concurrency?: number;
+  readonly verify?: RotationDeps["verify"];
+  readonly afterStep?: RotationDeps["afterStep"];
+  readonly now?: () => Date;
+}
+
+/** Picks the targets a request names; an unknown name is an InputError before anything runs. */
+export function selectTargets(set: ManifestSet, names: readonly string[] | undefined): RotationTarget[] {
+  const all = planRotations(set);
+  if (!names || names.length === 0) return all;
+  return names.map((name) => {
+    const full = name.includes("/") ? name : `default/${name}`;
+    const found = all.find((t) => targetName(t) === full);
+    if (!found) {
+      throw new InputError(
+        `target "${name}": no ExternalSecret targets Secret ${full}; known targets: ${all.map(targetName).join(", ") || "none"}`,
+      );
+    }
+    return found;
+  });
+}
+
+export async function rotate(engine: Engine, request: RotateRequest = {}): Promise<RotationResult[]> {
+  const targets = selectTargets(engine.manifests, request.targets);
+  const holder = `cnpg-rotator-${randomUUID()}`;
+  const clients = new Map<string, Promise<SecretStoreClient>>();
+  const deps: RotationDeps = {
+    kube: engine.kube,
+    holder,
+    log: engine.log.child({ invocation: holder }),
+    storeFor: (publication) => {
+      const s = publication.store;
+      const id = `${s.kind}/${s.metadata.namespace}/${s.metadata.name}`;
+      let client = clients.get(id);
+      if (!client) {
+        client = engine.createStore(s, { kube: engine.kube });
+        clients.set(id, client);
+      }
+      return client;
+    },
+    ...(engine.verify ? { verify: engine.verify } : {}),
+    ...(engine.afterStep ? { afterStep: engine.afterStep } : {}),
+    ...(engine.now ? { now: engine.now } : {}),
+  };
+  const limit = pLimit(engine.concurrency ?? 8);
+  try {
+    return await Promise.all(
+      targets.map((t) =>
+        limit(async (): Promise<RotationResult> => {
+          try {
+            return await rotateTarget(t, deps, request);
+          } catch (e) {
+            // A bad-input error is the caller's to see whole; anything else is this target's failure.
+            if (e instanceof InputError) throw e;
+            const error = e instanceof Error ? e : new Error(String(e));
+            deps.log.error({ target: targetName(t), err: { type: error.name, message: error.message } }, "rotation failed");
+            return {
+              target: targetName(t),
+              externalSecret: `${t.externalSecret.metadata.namespace}/${t.externalSecret.metadata.name}`,
+              outcome: "failed",
+              error: { type: e instanceof RotatorError ? error.name : "Error", message: error.message },
+            };
+          }
+        }),
+      ),
+    );
+  } finally {
+    await Promise.all(
+      [...clients.values()].map(async (c) => (await c.catch(() => undefined))?.close?.().catch(() => undefined)),
+    );
+  }
+}

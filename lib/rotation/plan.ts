@@ -1,0 +1,194 @@
+// Which rotations a set of manifests asks for, and where each publishes.
+// Pure: resolves references and refuses, before anything is written, a
+// rotation that could not stage or could not be resumed after a crash.
+import { InputError } from "../errors.ts";
+import type { ExternalSecret, ManifestSet, PushSecret, PushSecretData, SecretStore } from "../manifests/index.ts";
+import { renderTemplate } from "../template/index.ts";
+
+/** One remote secret a rotation stages into and promotes: a store and a remote key. */
+export interface Publication {
+  readonly store: SecretStore;
+  readonly pushSecret: PushSecret;
+  readonly remoteKey: string;
+  /** The PushSecret data entries writing this remote key, applied in order. */
+  readonly entries: readonly PushSecretData[];
+}
+
+export interface RotationTarget {
+  readonly externalSecret: ExternalSecret;
+  readonly namespace: string;
+  readonly secretName: string;
+  readonly publications: readonly Publication[];
+  /** For each generated key, a Secret key holding it verbatim: how a resumed rotation finds its password again. */
+  readonly recoveryKeys: Readonly<Record<string, string>>;
+}
+
+/** `namespace/name` of a target Secret, as users write it in manual events. */
+export function targetName(t: { namespace: string; secretName: string }): string {
+  return `${t.namespace}/${t.secretName}`;
+}
+
+export function planRotations(set: ManifestSet): RotationTarget[] {
+  const targets: RotationTarget[] = [];
+  const seen = new Map<string, ExternalSecret>();
+  for (const es of set.externalSecrets) {
+    const namespace = es.metadata.namespace;
+    const secretName = es.target.name;
+    const where = `ExternalSecret ${namespace}/${es.metadata.name}`;
+    const id = `${namespace}/${secretName}`;
+    const other = seen.get(id);
+    if (other) {
+      throw new InputError(
+        `${where}: Secret ${id} is already the target of ExternalSecret ${namespace}/${other.metadata.name}; two rotations of one Secret would undo each other`,
+      );
+    }
+    seen.set(id, es);
+
+    const pushSecrets = set.pushSecrets.filter((p) => p.metadata.namespace === namespace && p.secretName === secretName);
+    if (pushSecrets.length === 0) {
+      throw new InputError(
+        `${where}: no store is selected for Secret ${id}, so there is nowhere to stage the new password before the Secret changes. ` +
+          `Add a SecretStore (spec.provider.file for local runs; aws, gcpsm, azurekv or vault) and a PushSecret with ` +
+          `spec.selector.secret.name: ${secretName} and spec.secretStoreRefs naming that store (see README, "Choosing the store").`,
+      );
+    }
+    const publications: Publication[] = [];
+    for (const pushSecret of pushSecrets) {
+      for (const store of pushSecret.stores) {
+        const byKey = new Map<string, PushSecretData[]>();
+        for (const entry of pushSecret.data) {
+          if (entry.secretKey === undefined && entry.property !== undefined) {
+            throw new InputError(
+              `PushSecret ${namespace}/${pushSecret.metadata.name}: remoteRef.property needs match.secretKey (a whole Secret is pushed as one JSON object)`,
+            );
+          }
+          byKey.set(entry.remoteKey, [...(byKey.get(entry.remoteKey) ?? []), entry]);
+        }
+        for (const [remoteKey, entries] of byKey) publications.push({ store, pushSecret, remoteKey, entries });
+      }
+    }
+    targets.push({
+      externalSecret: es,
+      namespace,
+      secretName,
+      publications,
+      recoveryKeys: recoveryKeys(es, publications, where),
+    });
+  }
+  return targets;
+}
+
+/**
+ * For each key the generators produce, a Secret key whose template writes it
+ * unchanged and that some publication carries. A rotation interrupted after
+ * staging reads its password back from there, so it resumes with the same one.
+ */
+function recoveryKeys(es: ExternalSecret, publications: readonly Publication[], where: string): Record<string, string> {
+  const generated = [...new Set(es.generators.flatMap((g) => g.spec.secretKeys))];
+  const probe = Object.fromEntries(generated.map((k, i) => [k, `probe-${i}-${k}`]));
+  const template = es.target.template;
+  const identity = (secretKey: string): string | undefined => {
+    const parsed = template?.data?.[secretKey];
+    if (!parsed) {
+      const passthrough = !template?.data || template.mergePolicy === "Merge";
+      return passthrough && secretKey in probe ? secretKey : undefined;
+    }
+    let out: string;
+    try {
+      out = renderTemplate(parsed, probe);
+    } catch {
+      return undefined;
+    }
+    return generated.find((k) => probe[k] === out);
+  };
+  const pushed = (secretKey: string) =>
+    publications.some((p) => p.entries.some((e) => e.secretKey === undefined || e.secretKey === secretKey));
+  const candidates = [...Object.keys(template?.data ?? {}), ...generated];
+  const result: Record<string, string> = {};
+  for (const k of generated) {
+    const key = candidates.find((c) => identity(c) === k && pushed(c));
+    if (!key) {
+      throw new InputError(
+        `${where}: no store receives the generated "${k}" unchanged, so a rotation interrupted midway could not resume with the same password. ` +
+          `Push the whole Secret (a PushSecret data entry without secretKey) or a key whose template is "{{ .${k} }}".`,
+      );
+    }
+    result[k] = key;
+  }
+  return result;
+}
+
+/** The remote value of one publication, given the Secret's data after the merge and the remote's current value. */
+export function remoteValue(
+  publication: Publication,
+  secretData: Readonly<Record<string, string>>,
+  currentRemote: string | undefined,
+): string {
+  let value: string | undefined = currentRemote;
+  for (const entry of publication.entries) {
+    if (entry.secretKey === undefined) {
+      value = wholeSecretJson(secretData);
+      continue;
+    }
+    const v = secretData[entry.secretKey];
+    if (v === undefined) {
+      throw new InputError(
+        `PushSecret ${publication.pushSecret.metadata.namespace}/${publication.pushSecret.metadata.name}: the Secret has no key "${entry.secretKey}"`,
+      );
+    }
+    if (entry.property === undefined) {
+      value = v;
+      continue;
+    }
+    let object: Record<string, unknown> = {};
+    if (value !== undefined && value !== "") {
+      try {
+        const parsed: unknown = JSON.parse(value);
+        if (parsed && typeof parsed === "object" && !Array.isArray(parsed)) object = parsed as Record<string, unknown>;
+        else throw new Error("not an object");
+      } catch {
+        throw new InputError(
+          `PushSecret ${publication.pushSecret.metadata.name}: remote key ${publication.remoteKey} does not hold a JSON object, so property "${entry.property}" cannot be set`,
+        );
+      }
+    }
+    value = JSON.stringify({ ...object, [entry.property]: v });
+  }
+  return value ?? "";
+}
+
+/** A whole Secret as one JSON object, keys sorted like Go's encoding/json writes a map. */
+export function wholeSecretJson(data: Readonly<Record<string, string>>): string {
+  const sorted: Record<string, string> = {};
+  for (const key of Object.keys(data).sort()) sorted[key] = data[key]!;
+  return JSON.stringify(sorted);
+}
+
+/** The Secret keys a publication's remote value carries, read back from a staged value. */
+export function readRemoteValue(publication: Publication, value: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const entry of publication.entries) {
+    if (entry.secretKey === undefined) {
+      Object.assign(out, parseObject(value));
+    } else if (entry.property === undefined) {
+      out[entry.secretKey] = value;
+    } else {
+      const field = parseObject(value)[entry.property];
+      if (typeof field === "string") out[entry.secretKey] = field;
+    }
+  }
+  return out;
+}
+
+function parseObject(value: string): Record<string, string> {
+  try {
+    const parsed: unknown = JSON.parse(value);
+    if (parsed && typeof parsed === "object" && !Array.isArray(parsed)) {
+      return Object.fromEntries(Object.entries(parsed).filter(([, v]) => typeof v === "string")) as Record<string, string>;
+    }
+  } catch {
+    // not JSON: nothing to read back
+  }
+  return {};
+}
+
