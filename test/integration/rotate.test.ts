@@ -121,7 +121,7 @@ describe("rotate: the seed's first example with the file store", () => {
     expect(after.metadata.labels).toEqual({ ...CNPG_LABELS, "cnpg.io/reload": "true" });
     for (const [k, v] of Object.entries(CNPG_ANNOTATIONS)) expect(after.metadata.annotations![k]).toBe(v);
     expect(after.metadata.annotations![ANNOTATIONS.rotationId]).toBe(result!.rotationId);
-    expect(result!.changedKeys!.sort()).toEqual(["fqdn-jdbc-uri", "fqdn-uri", "jdbc-uri", "password", "pgpass", "uri"]);
+    expect([...result!.changedKeys!].sort()).toEqual(["fqdn-jdbc-uri", "fqdn-uri", "jdbc-uri", "password", "pgpass", "uri"]);
 
     // The seed's own check, through kubectl.
     const viaKubectl = execFileSync(
