@@ -80,7 +80,7 @@ export async function rotate(engine: Engine, request: RotateRequest = {}): Promi
             // A bad-input error is the caller's to see whole; anything else is this target's failure.
             if (e instanceof InputError) throw e;
             const error = e instanceof Error ? e : new Error(String(e));
-            deps.log.error({ target: targetName(t), err: { type: error.name, message: error.message } }, "rotation failed");
+            deps.log.error({ target: targetName(t), error: { type: error.name, message: error.message } }, "rotation failed");
             return {
               target: targetName(t),
               externalSecret: `${t.externalSecret.metadata.namespace}/${t.externalSecret.metadata.name}`,

@@ -154,7 +154,7 @@ export async function rotateTarget(
     );
     return result;
   } finally {
-    await lease.release().catch((e: unknown) => log.warn({ err: (e as Error).message }, "could not release the lease"));
+    await lease.release().catch((e: unknown) => log.warn({ error: (e as Error).message }, "could not release the lease"));
   }
 }
 
