@@ -140,6 +140,18 @@ function summarize(paths, options = {}) {
     });
   }
 
+  // One push schedule per PushSecret, from its own refreshInterval.
+  const pushes = [];
+  for (const d of docs.filter((x) => x.kind === "PushSecret")) {
+    const interval = d.spec.refreshInterval === undefined ? "1h" : String(d.spec.refreshInterval);
+    const ms = parseGoDuration(interval);
+    if (ms === undefined) {
+      throw new Error(`${d.where}: spec.refreshInterval: expected a Go duration such as "24h" or "0", found "${interval}"`);
+    }
+    if (ms === 0) continue; // pushed once, by `serverless invoke -f push`
+    pushes.push({ target: `${d.namespace}/${d.name}`, expression: options.schedule ? checkExpression(options.schedule, "schedule override") : rateFor(ms), why: `refreshInterval ${interval}` });
+  }
+
   // Secrets Manager names the PushSecrets write through aws stores: prefix + remoteKey.
   const stores = docs.filter((x) => x.kind === "SecretStore" || x.kind === "ClusterSecretStore");
   const awsSecrets = new Map();
@@ -161,20 +173,24 @@ function summarize(paths, options = {}) {
     }
   }
   const secrets = [...awsSecrets.values()].sort((a, b) => `${a.region}/${a.name}`.localeCompare(`${b.region}/${b.name}`));
-  return { targets, awsSecrets: secrets };
+  return { targets, pushes, awsSecrets: secrets };
 }
 
-/** The `schedule` events of the rotate function. */
-function scheduleEvents(summary) {
+/** The `schedule` events of the rotate function (or, with kind "push", of the push function). */
+function scheduleEvents(summary, kind = "rotate") {
   const seen = new Set();
   const events = [];
-  for (const t of summary.targets) {
+  const list =
+    kind === "push"
+      ? summary.pushes.map((p) => ({ ...p, describe: `push PushSecret ${p.target} (${p.why})` }))
+      : summary.targets.map((t) => ({ ...t, describe: `rotate ${t.target} (ExternalSecret ${t.externalSecret}, ${t.why})` }));
+  for (const t of list) {
     if (!t.expression || seen.has(`${t.target} ${t.expression}`)) continue;
     seen.add(`${t.target} ${t.expression}`);
     events.push({
       schedule: {
         rate: [t.expression],
-        description: `cnpg-rotator: rotate ${t.target} (ExternalSecret ${t.externalSecret}, ${t.why})`,
+        description: `cnpg-rotator: ${t.describe}`,
         // Rebuild the real "Scheduled Event" envelope around our detail, so the handler sees a
         // scheduled trigger: a failed run then throws and Lambda's async retries resume it.
         // (A plain `input: {target}` would arrive as a manual call, whose failures are answered, not retried.)
@@ -259,6 +275,10 @@ module.exports = {
     const s = await settings(framework);
     return scheduleEvents(summarize(s.paths, s));
   },
+  pushEvents: async (framework) => {
+    const s = await settings(framework);
+    return scheduleEvents(summarize(s.paths, s), "push");
+  },
   iamStatements: async (framework) => {
     const s = await settings(framework);
     return secretsManagerStatements(summarize(s.paths, s));
@@ -281,6 +301,7 @@ if (require.main === module) {
     targets: summary.targets,
     awsSecrets: summary.awsSecrets,
     rotateEvents: scheduleEvents(summary),
+    pushEvents: scheduleEvents(summary, "push"),
     iamStatements: secretsManagerStatements(summary),
   };
   process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);

@@ -3,9 +3,9 @@
 import { InputError } from "../errors.ts";
 import { connectCluster, type KubernetesClient } from "../kubernetes/index.ts";
 import { createLogger, type Logger } from "../log.ts";
-import { createStore } from "../stores/index.ts";
 import type { Engine } from "./engine.ts";
 import { readManifests } from "./files.ts";
+import { storeFactory } from "./stores.ts";
 
 export interface EngineConfig {
   /** Manifest files or directories (default: $CNPG_ROTATOR_MANIFESTS, else ./manifests). */
@@ -33,7 +33,7 @@ export function engineFromEnvironment(config: EngineConfig = {}): Engine {
     manifests,
     kube: config.kube ?? connectCluster(),
     log,
-    createStore: (store) => createStore(store.provider, env.CNPG_ROTATOR_STATE_DIR ? { baseDir: env.CNPG_ROTATOR_STATE_DIR } : {}),
+    createStore: storeFactory(env.CNPG_ROTATOR_STATE_DIR ? { baseDir: env.CNPG_ROTATOR_STATE_DIR } : {}),
     concurrency,
   };
 }

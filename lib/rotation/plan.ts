@@ -52,21 +52,7 @@ export function planRotations(set: ManifestSet): RotationTarget[] {
           `spec.selector.secret.name: ${secretName} and spec.secretStoreRefs naming that store (see README, "Choosing the store").`,
       );
     }
-    const publications: Publication[] = [];
-    for (const pushSecret of pushSecrets) {
-      for (const store of pushSecret.stores) {
-        const byKey = new Map<string, PushSecretData[]>();
-        for (const entry of pushSecret.data) {
-          if (entry.secretKey === undefined && entry.property !== undefined) {
-            throw new InputError(
-              `PushSecret ${namespace}/${pushSecret.metadata.name}: remoteRef.property needs match.secretKey (a whole Secret is pushed as one JSON object)`,
-            );
-          }
-          byKey.set(entry.remoteKey, [...(byKey.get(entry.remoteKey) ?? []), entry]);
-        }
-        for (const [remoteKey, entries] of byKey) publications.push({ store, pushSecret, remoteKey, entries });
-      }
-    }
+    const publications = pushSecrets.flatMap(publicationsOf);
     targets.push({
       externalSecret: es,
       namespace,
@@ -76,6 +62,23 @@ export function planRotations(set: ManifestSet): RotationTarget[] {
     });
   }
   return targets;
+}
+
+/** The remote secrets one PushSecret writes: each store × each remote key, with its data entries in order. */
+export function publicationsOf(pushSecret: PushSecret): Publication[] {
+  const { namespace } = pushSecret.metadata;
+  const byKey = new Map<string, PushSecretData[]>();
+  for (const entry of pushSecret.data) {
+    if (entry.secretKey === undefined && entry.property !== undefined) {
+      throw new InputError(
+        `PushSecret ${namespace}/${pushSecret.metadata.name}: remoteRef.property needs match.secretKey (a whole Secret is pushed as one JSON object)`,
+      );
+    }
+    byKey.set(entry.remoteKey, [...(byKey.get(entry.remoteKey) ?? []), entry]);
+  }
+  return pushSecret.stores.flatMap((store) =>
+    [...byKey].map(([remoteKey, entries]) => ({ store, pushSecret, remoteKey, entries })),
+  );
 }
 
 /**

@@ -94,4 +94,9 @@ export const MANAGED_BY_VALUE = "cnpg-rotator";
 export interface StoreDeps {
   /** Directory that relative file-store paths resolve against (default: the process's working directory). */
   readonly baseDir?: string;
+  /**
+   * A credential kept in the cluster, read by the engine and handed over here
+   * (Vault's auth.tokenSecretRef). Stores never read the cluster themselves.
+   */
+  readonly token?: string;
 }

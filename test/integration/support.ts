@@ -10,8 +10,8 @@ import { buildAppSecretData } from "../../lib/cnpg/index.ts";
 import { connectCluster, type KubernetesClient } from "../../lib/kubernetes/index.ts";
 import { createLogger, type Logger } from "../../lib/log.ts";
 import { loadManifests, type ManifestSet } from "../../lib/manifests/index.ts";
-import { createStore } from "../../lib/stores/index.ts";
 import type { Engine } from "../../lib/rotation/engine.ts";
+import { storeFactory } from "../../lib/rotation/stores.ts";
 
 export const SEED_DIR = join(import.meta.dirname, "../../examples/seed");
 export const seedYaml = (file: string) => readFileSync(join(SEED_DIR, file), "utf8");
@@ -127,7 +127,7 @@ export function engineFor(manifests: ManifestSet, kube: KubernetesClient, extra:
     manifests,
     kube,
     log: capturingLogger(),
-    createStore: (store) => createStore(store.provider),
+    createStore: storeFactory(),
     ...extra,
   };
 }

@@ -1,0 +1,38 @@
+// Builds store clients from SecretStore manifests. Credentials that live in
+// the cluster (Vault's auth.tokenSecretRef, as ESO reads it) are read here and
+// handed to the store, so stores never talk to Kubernetes themselves.
+import { InputError } from "../errors.ts";
+import type { KubernetesClient } from "../kubernetes/index.ts";
+import type { SecretStore } from "../manifests/index.ts";
+import { createStore } from "../stores/index.ts";
+import type { StoreDeps } from "../stores/types.ts";
+import type { StoreFactory } from "./engine.ts";
+
+export function storeFactory(options: { baseDir?: string } = {}): StoreFactory {
+  return async (store, { kube }) => {
+    const deps: StoreDeps = {
+      ...(options.baseDir ? { baseDir: options.baseDir } : {}),
+      ...(store.provider.name === "vault" ? { token: await vaultToken(store, kube) } : {}),
+    };
+    return createStore(store.provider, deps);
+  };
+}
+
+async function vaultToken(store: SecretStore, kube: KubernetesClient): Promise<string> {
+  if (store.provider.name !== "vault") throw new Error("not a vault store");
+  const ref = store.provider.config.auth.tokenSecretRef;
+  const where = `${store.kind} ${store.kind === "SecretStore" ? `${store.metadata.namespace}/` : ""}${store.metadata.name}: spec.provider.vault.auth.tokenSecretRef`;
+  let namespace = ref.namespace ?? store.metadata.namespace;
+  if (store.kind === "ClusterSecretStore") {
+    if (!ref.namespace) throw new InputError(`${where}.namespace: a ClusterSecretStore must name the token Secret's namespace`);
+    namespace = ref.namespace;
+  } else if (ref.namespace && ref.namespace !== store.metadata.namespace) {
+    // As in ESO: a namespaced SecretStore may only read Secrets of its own namespace.
+    throw new InputError(`${where}.namespace: a SecretStore may only use a Secret of its own namespace (${store.metadata.namespace})`);
+  }
+  const secret = await kube.readSecret(namespace, ref.name);
+  if (!secret) throw new InputError(`${where}: Secret ${namespace}/${ref.name} not found; nothing was written`);
+  const token = secret.data[ref.key]?.trim();
+  if (!token) throw new InputError(`${where}: Secret ${namespace}/${ref.name} has no key "${ref.key}" (or it is empty); nothing was written`);
+  return token;
+}
