@@ -17,6 +17,7 @@ export default defineConfig({
           exclude: ["test/integration/emulators.test.ts"],
           // One set of real servers per run, started before any file.
           globalSetup: ["test/infra/global-setup.ts"],
+          setupFiles: ["test/integration/log-guard.ts"],
           testTimeout: 120_000,
           hookTimeout: 900_000,
         },

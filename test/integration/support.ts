@@ -109,8 +109,10 @@ export function tempDir(): string {
   return mkdtempSync(join(tmpdir(), "cnpg-rotator-it-"));
 }
 
-/** Every log line written by loggers made here, across the test file. */
+/** Every log line written in this test file: by loggers made here, and anything on stdout/stderr (see log-guard.ts). */
 export const logLines: string[] = [];
+/** Every secret value a test of this file has seen; log-guard.ts checks none reached a log line. */
+export const seenSecrets = new Set<string>();
 
 export function capturingLogger(): Logger {
   const sink = new Writable({

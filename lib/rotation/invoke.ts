@@ -1,0 +1,77 @@
+// What every cloud handler does with a request once it has unwrapped its
+// cloud's event: build (or reuse) the engine, run, and answer in one shape.
+// Handlers stay thin; the response is the same JSON on AWS, GCP and Azure.
+import { InputError } from "../errors.ts";
+import { engineFromEnvironment } from "./context.ts";
+import { type Engine, rotate } from "./engine.ts";
+import { type PushReport, push } from "./push.ts";
+import { parseRotateRequest } from "./request.ts";
+import type { RotationResult } from "./rotate.ts";
+
+export interface InvocationResponse<R> {
+  readonly ok: boolean;
+  readonly trigger?: "schedule" | "manual";
+  readonly results: readonly R[];
+  readonly error?: { readonly type: string; readonly message: string };
+}
+
+export type RotateResponse = InvocationResponse<RotationResult>;
+export type PushResponse = InvocationResponse<PushReport>;
+
+/** A scheduled run whose targets failed: thrown so the platform retries (each step is safe to re-run). */
+export class ScheduledRunFailed extends Error {
+  override name = "ScheduledRunFailed";
+}
+
+let cached: Engine | undefined; // reused while the function instance stays warm
+
+function engine(): Engine {
+  cached ??= engineFromEnvironment();
+  return cached;
+}
+
+/** For tests: forget the warm engine (e.g. after changing the environment). */
+export function resetEngine(): void {
+  cached = undefined;
+}
+
+async function invoke<R extends { outcome: string; error?: { type: string } }>(
+  event: unknown,
+  run: (engine: Engine, request: Omit<ReturnType<typeof parseRotateRequest>, "trigger">) => Promise<R[]>,
+  describe: (r: R) => string,
+): Promise<InvocationResponse<R>> {
+  let trigger: "schedule" | "manual" | undefined;
+  try {
+    const { trigger: t, ...request } = parseRotateRequest(event);
+    trigger = t;
+    const results = await run(engine(), request);
+    const failed = results.filter((r) => r.outcome === "failed");
+    if (trigger === "schedule" && failed.length > 0) {
+      throw new ScheduledRunFailed(`${failed.length} of ${results.length} failed: ${failed.map(describe).join(", ")}`);
+    }
+    return { ok: failed.length === 0, trigger, results };
+  } catch (e) {
+    // Bad input never retries into success: answer it instead of throwing.
+    if (e instanceof InputError) {
+      return { ok: false, ...(trigger ? { trigger } : {}), results: [], error: { type: e.name, message: e.message } };
+    }
+    throw e;
+  }
+}
+
+/** Rotate: a scheduled event (`detail.target` optional) or a manual `{"target", "force", "dryRun"}`. */
+export function invokeRotate(event: unknown): Promise<RotateResponse> {
+  return invoke(event, (e, request) => rotate(e, request), (r) => `${r.target} (${r.error?.type})`);
+}
+
+/** Push: a scheduled event or a manual `{"target": "<namespace>/<PushSecret>", "dryRun"}`. */
+export function invokePush(event: unknown): Promise<PushResponse> {
+  return invoke(
+    event,
+    (e, request) => {
+      if (request.force !== undefined) throw new InputError("event.force: not a push option (a push always compares first)");
+      return push(e, request);
+    },
+    (r) => `${r.remoteKey} (${r.error?.type})`,
+  );
+}

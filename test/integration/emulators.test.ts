@@ -1,0 +1,291 @@
+// Proves that each secret-store emulator the store tests will use is the real thing and
+// behaves as the design relies on (and records where it departs from the cloud it imitates).
+// Run: npx vitest run -c test/infra/emulators/vitest.emulators.config.ts
+
+import { existsSync } from "node:fs";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  cacheDir,
+  type GcpSecretManagerEmulator,
+  GOOGLE_CLIENT_ENV,
+  type LowkeyVault,
+  startGcpSecretManager,
+  startLowkeyVault,
+  startVault,
+  VERSIONS,
+  type VaultServer,
+} from "../infra/emulators/servers.ts";
+
+Object.assign(process.env, GOOGLE_CLIENT_ENV);
+
+async function json(res: Response): Promise<Record<string, unknown>> {
+  const text = await res.text();
+  return text === "" ? {} : (JSON.parse(text) as Record<string, unknown>);
+}
+
+describe("Vault dev server (KV v2)", () => {
+  let vault: VaultServer;
+  beforeAll(async () => {
+    vault = await startVault();
+  });
+  afterAll(async () => {
+    await vault?.stop();
+  });
+
+  const call = (method: string, p: string, body?: unknown) =>
+    fetch(`${vault.address}/v1/${p}`, {
+      method,
+      headers: { "X-Vault-Token": vault.token, "Content-Type": "application/json" },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+
+  it("is the pinned Vault, with KV v2 mounted at the seed's `secrets` path", async () => {
+    const health = await json(await call("GET", "sys/health"));
+    expect(health["version"]).toBe(VERSIONS.vault.slice(1));
+    expect(health["sealed"]).toBe(false);
+    const mounts = (await json(await call("GET", "sys/mounts"))) as Record<string, { type: string; options: Record<string, string> | null }>;
+    expect(mounts["secrets/"]?.type).toBe("kv");
+    expect(mounts["secrets/"]?.options?.["version"]).toBe("2");
+  });
+
+  it("rejects requests without the token", async () => {
+    const res = await fetch(`${vault.address}/v1/secrets/data/nope`);
+    expect(res.status).toBe(403);
+  });
+
+  it("writes with cas: 0 once, refuses a second create-only write, then accepts cas: <current>", async () => {
+    const first = await call("POST", "secrets/data/cluster-example/app", {
+      options: { cas: 0 },
+      data: { password: "p1" },
+    });
+    expect(first.status).toBe(200);
+    expect(((await json(first))["data"] as { version: number }).version).toBe(1);
+
+    const again = await call("POST", "secrets/data/cluster-example/app", {
+      options: { cas: 0 },
+      data: { password: "p2" },
+    });
+    expect(again.status).toBe(400);
+    expect(JSON.stringify(await json(again))).toMatch(/check-and-set/);
+
+    const stale = await call("POST", "secrets/data/cluster-example/app", { options: { cas: 5 }, data: { password: "p2" } });
+    expect(stale.status).toBe(400);
+
+    const next = await call("POST", "secrets/data/cluster-example/app", { options: { cas: 1 }, data: { password: "p2" } });
+    expect(next.status).toBe(200);
+    const read = await json(await call("GET", "secrets/data/cluster-example/app"));
+    const data = read["data"] as { data: Record<string, string>; metadata: { version: number } };
+    expect(data.data).toEqual({ password: "p2" });
+    expect(data.metadata.version).toBe(2);
+  });
+
+  it("keeps custom_metadata (our ownership marker) via /metadata/", async () => {
+    await call("POST", "secrets/data/owned", { data: { password: "x" } });
+    const put = await call("POST", "secrets/metadata/owned", {
+      custom_metadata: { "managed-by": "cnpg-rotator" },
+    });
+    expect(put.status).toBe(204);
+    const meta = (await json(await call("GET", "secrets/metadata/owned")))["data"] as {
+      custom_metadata: Record<string, string>;
+      current_version: number;
+    };
+    expect(meta.custom_metadata).toEqual({ "managed-by": "cnpg-rotator" });
+    expect(meta.current_version).toBe(1);
+    // A new data version leaves custom_metadata alone.
+    await call("POST", "secrets/data/owned", { data: { password: "y" } });
+    const after = (await json(await call("GET", "secrets/metadata/owned")))["data"] as {
+      custom_metadata: Record<string, string>;
+    };
+    expect(after.custom_metadata).toEqual({ "managed-by": "cnpg-rotator" });
+  });
+});
+
+describe("Google Secret Manager emulator", () => {
+  let gcp: GcpSecretManagerEmulator;
+  beforeAll(async () => {
+    gcp = await startGcpSecretManager();
+  });
+  afterAll(async () => {
+    await gcp?.stop();
+  });
+
+  const rest = (method: string, p: string, body?: unknown) =>
+    fetch(`${gcp.restUrl}/${p}`, {
+      method,
+      headers: { "Content-Type": "application/json" },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+
+  it("creates a labelled secret, adds a version and accesses it (REST)", async () => {
+    const created = await rest("POST", "projects/p1/secrets?secretId=pg-app", {
+      replication: { automatic: {} },
+      labels: { "managed-by": "cnpg-rotator" },
+      annotations: { "cnpg-rotator/state": "{}" },
+    });
+    expect(created.status).toBe(200);
+    const secret = await json(created);
+    expect(secret["labels"]).toEqual({ "managed-by": "cnpg-rotator" });
+    expect(secret["annotations"]).toEqual({ "cnpg-rotator/state": "{}" });
+    expect(typeof secret["etag"]).toBe("string");
+
+    const dup = await rest("POST", "projects/p1/secrets?secretId=pg-app", { replication: { automatic: {} } });
+    expect(dup.status).toBe(409);
+
+    const added = await json(
+      await rest("POST", "projects/p1/secrets/pg-app:addVersion", {
+        payload: { data: Buffer.from("s3cr3t").toString("base64") },
+      }),
+    );
+    expect(added["name"]).toBe("projects/p1/secrets/pg-app/versions/1");
+    expect(added["state"]).toBe("ENABLED");
+
+    const accessed = await json(await rest("GET", "projects/p1/secrets/pg-app/versions/latest:access"));
+    const payload = accessed["payload"] as { data: string };
+    expect(Buffer.from(payload.data, "base64").toString()).toBe("s3cr3t");
+    expect(accessed["name"]).toBe("projects/p1/secrets/pg-app/versions/1");
+
+    const missing = await rest("GET", "projects/p1/secrets/nope/versions/latest:access");
+    expect(missing.status).toBe(404);
+  });
+
+  it("checks the etag on UpdateSecret and resolves version aliases", async () => {
+    const secret = await json(
+      await rest("POST", "projects/p1/secrets?secretId=etag-test", {
+        replication: { automatic: {} },
+        labels: { "managed-by": "cnpg-rotator" },
+      }),
+    );
+    await rest("POST", "projects/p1/secrets/etag-test:addVersion", { payload: { data: "djE=" } });
+    const etag0 = secret["etag"] as string;
+
+    const updated = await rest("PATCH", "projects/p1/secrets/etag-test?updateMask=annotations,version_aliases", {
+      annotations: { "cnpg-rotator/pending": "1" },
+      versionAliases: { current: "1" },
+      etag: etag0,
+    });
+    expect(updated.status).toBe(200);
+    const etag1 = (await json(updated))["etag"] as string;
+    expect(etag1).not.toBe(etag0);
+
+    // The etag of before the update is refused: ABORTED, HTTP 409.
+    const stale = await rest("PATCH", "projects/p1/secrets/etag-test?updateMask=labels", {
+      labels: {},
+      etag: etag0,
+    });
+    expect(stale.status).toBe(409);
+
+    const viaAlias = await json(await rest("GET", "projects/p1/secrets/etag-test/versions/current:access"));
+    expect(viaAlias["name"]).toBe("projects/p1/secrets/etag-test/versions/1");
+  });
+
+  it("departs from Secret Manager where the store code must not lean on it", async () => {
+    await rest("POST", "projects/p1/secrets?secretId=quirks", { replication: { automatic: {} } });
+    const e0 = (await json(await rest("GET", "projects/p1/secrets/quirks")))["etag"] as string;
+    const u1 = await json(
+      await rest("PATCH", "projects/p1/secrets/quirks?updateMask=annotations", { annotations: { a: "1" }, etag: e0 }),
+    );
+    const u2 = await json(
+      await rest("PATCH", "projects/p1/secrets/quirks?updateMask=annotations", {
+        annotations: { a: "2" },
+        etag: u1["etag"],
+      }),
+    );
+    // The etag is derived from (name, create time, next version number), so two updates in a
+    // row give the same etag: a writer holding the first one is not stopped by the second.
+    expect(u2["etag"]).toBe(u1["etag"]);
+    // "latest" is accepted as a user alias, and aliases may name versions that do not exist.
+    const aliases = await rest("PATCH", "projects/p1/secrets/quirks?updateMask=version_aliases", {
+      versionAliases: { latest: "7", ghost: "99" },
+    });
+    expect(aliases.status).toBe(200);
+    // Without a client-sent data_crc32c, access returns dataCrc32c "0" (not the real CRC).
+    await rest("POST", "projects/p1/secrets/quirks:addVersion", { payload: { data: "eA==" } });
+    const acc = await json(await rest("GET", "projects/p1/secrets/quirks/versions/1:access"));
+    expect((acc["payload"] as { dataCrc32c: string }).dataCrc32c).toBe("0");
+  });
+
+  it("serves the Node gRPC client (@google-cloud/secret-manager) when the project has it", async (ctx) => {
+    // Specifiers in variables: neither package is a dependency yet, and tsc must not mind.
+    const specifier = "@google-cloud/secret-manager";
+    const grpcSpecifier = "@grpc/grpc-js";
+    let sm: { SecretManagerServiceClient: new (opts: object) => SmClient };
+    let grpc: { credentials: { createInsecure(): unknown } };
+    try {
+      sm = await import(/* @vite-ignore */ specifier);
+      grpc = await import(/* @vite-ignore */ grpcSpecifier);
+    } catch {
+      ctx.skip("@google-cloud/secret-manager is not a dependency yet");
+      return;
+    }
+    const client = new sm.SecretManagerServiceClient({
+      ...gcp.clientOptions,
+      sslCreds: grpc.credentials.createInsecure(),
+    });
+    try {
+      const [s] = await client.createSecret({
+        parent: "projects/p1",
+        secretId: "grpc-test",
+        secret: { replication: { automatic: {} }, labels: { "managed-by": "cnpg-rotator" } },
+      });
+      await client.addSecretVersion({ parent: s.name, payload: { data: Buffer.from("pw") } });
+      const [acc] = await client.accessSecretVersion({ name: `${s.name}/versions/latest` });
+      expect(Buffer.from(acc.payload.data).toString()).toBe("pw");
+    } finally {
+      await client.close();
+    }
+  });
+});
+
+interface SmClient {
+  createSecret(req: object): Promise<[{ name: string }]>;
+  addSecretVersion(req: object): Promise<unknown>;
+  accessSecretVersion(req: object): Promise<[{ payload: { data: Uint8Array } }]>;
+  close(): Promise<void>;
+}
+
+// lowkey-vault is not served by the Maven Central reachable here: locally this block is
+// skipped while the jar is absent; under CI=true it runs and fails with startLowkeyVault's
+// explanation, as the spec wants for a missing component.
+const lowkeyJar =
+  process.env["LOWKEY_VAULT_JAR"] ?? path.join(cacheDir(), "jars", `lowkey-vault-app-${VERSIONS.lowkeyVault}.jar`);
+describe.skipIf(!existsSync(lowkeyJar) && process.env["CI"] !== "true")("Azure Key Vault (lowkey-vault)", () => {
+  let kv: LowkeyVault;
+  beforeAll(async () => {
+    kv = await startLowkeyVault();
+  });
+  afterAll(async () => {
+    await kv?.stop();
+  });
+
+  it("sets and gets a secret with tags (REST, api-version 7.4)", async () => {
+    const https = await import("node:https");
+    const req = (method: string, p: string, body?: unknown) =>
+      new Promise<{ status: number; body: Record<string, unknown> }>((resolve, reject) => {
+        const r = https.request(
+          `${kv.vaultUrl}${p}`,
+          {
+            method,
+            ca: kv.caPem,
+            headers: { Authorization: "Bearer test-token", "Content-Type": "application/json" },
+          },
+          (res) => {
+            let text = "";
+            res.on("data", (c) => (text += c));
+            res.on("end", () => resolve({ status: res.statusCode ?? 0, body: text ? JSON.parse(text) : {} }));
+          },
+        );
+        r.on("error", reject);
+        r.end(body === undefined ? undefined : JSON.stringify(body));
+      });
+    const put = await req("PUT", "/secrets/pg-app?api-version=7.4", {
+      value: "s3cr3t",
+      contentType: "application/json",
+      tags: { "managed-by": "cnpg-rotator" },
+    });
+    expect(put.status).toBe(200);
+    const got = await req("GET", "/secrets/pg-app?api-version=7.4");
+    expect(got.body["value"]).toBe("s3cr3t");
+    expect(got.body["tags"]).toEqual({ "managed-by": "cnpg-rotator" });
+  });
+});
