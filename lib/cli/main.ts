@@ -1,14 +1,27 @@
 import { InputError, RotatorError } from "../errors.ts";
-import { generateCommand, generateHelp } from "./generate.ts";
-import { renderCommand, renderHelp } from "./render.ts";
-import { validateCommand, validateHelp } from "./validate.ts";
+import { generateCommand } from "./generate.ts";
+import { renderCommand } from "./render.ts";
+import { validateCommand } from "./validate.ts";
 
 type Command = (argv: string[], out: (line: string) => void) => number | Promise<number>;
 
-const commands: Record<string, { run: Command; help: string; summary: string }> = {
-  generate: { run: generateCommand, help: generateHelp, summary: "print passwords made like an ESO Password generator" },
-  render: { run: renderCommand, help: renderHelp, summary: "show what a rotation would write, password masked" },
-  validate: { run: validateCommand, help: validateHelp, summary: "check manifests without writing anything" },
+const commands: Record<string, { run: Command; summary: string }> = {
+  generate: { run: generateCommand, summary: "print passwords made like an ESO Password generator" },
+  render: { run: renderCommand, summary: "show what a rotation would write, password masked" },
+  validate: { run: validateCommand, summary: "check manifests without writing anything" },
+  // Loaded on use: the cluster and store clients are not needed to generate or validate.
+  rotate: {
+    run: async (argv, out) => (await import("./cluster.ts")).rotateCommand(argv, out),
+    summary: "rotate the passwords that are due (stage, merge, promote)",
+  },
+  push: {
+    run: async (argv, out) => (await import("./cluster.ts")).pushCommand(argv, out),
+    summary: "copy Secrets to their stores per PushSecret",
+  },
+  status: {
+    run: async (argv, out) => (await import("./cluster.ts")).statusCommand(argv, out),
+    summary: "where each rotation stands: ready, last rotation, drift",
+  },
 };
 
 export const mainHelp = `Usage: cnpg-rotator <command> [flags]

@@ -7,6 +7,7 @@ import { type Engine, rotate } from "./engine.ts";
 import { type PushReport, push } from "./push.ts";
 import { parseRotateRequest } from "./request.ts";
 import type { RotationResult } from "./rotate.ts";
+import { type Status, status } from "./status.ts";
 
 export interface InvocationResponse<R> {
   readonly ok: boolean;
@@ -17,6 +18,7 @@ export interface InvocationResponse<R> {
 
 export type RotateResponse = InvocationResponse<RotationResult>;
 export type PushResponse = InvocationResponse<PushReport>;
+export type StatusResponse = InvocationResponse<Status>;
 
 /** A scheduled run whose targets failed: thrown so the platform retries (each step is safe to re-run). */
 export class ScheduledRunFailed extends Error {
@@ -74,4 +76,17 @@ export function invokePush(event: unknown): Promise<PushResponse> {
     },
     (r) => `${r.remoteKey} (${r.error?.type})`,
   );
+}
+
+/** Status: `{"target": "<namespace>/<name>"}` of an ExternalSecret, PushSecret or target Secret, or all. Read-only. */
+export async function invokeStatus(event: unknown): Promise<StatusResponse> {
+  try {
+    const { targets, force, dryRun } = parseRotateRequest(event);
+    if (force !== undefined || dryRun !== undefined) throw new InputError("event: status takes only target or targets");
+    const results = await status(engine(), targets ? { targets } : {});
+    return { ok: results.every((r) => r.ready), results };
+  } catch (e) {
+    if (e instanceof InputError) return { ok: false, results: [], error: { type: e.name, message: e.message } };
+    throw e;
+  }
 }

@@ -1,0 +1,181 @@
+// Where each rotation stands: the questions `kubectl get es` answers (store,
+// refresh interval, reason, ready, last sync), plus drift between the store
+// and the Secret and any rotation in flight. Read-only; fingerprints only.
+import { InputError } from "../errors.ts";
+import type { SecretObject } from "../kubernetes/index.ts";
+import type { SecretStoreClient } from "../stores/types.ts";
+import type { Engine } from "./engine.ts";
+import { type Publication, planRotations, publicationsOf, readRemoteValue, remoteValue, targetName } from "./plan.ts";
+import { fingerprint } from "./render.ts";
+import { ANNOTATIONS, dueCheck } from "./rotate.ts";
+
+export type StatusReason = "SecretSynced" | "SecretSyncedError" | "SecretMissing" | "RotationInFlight" | "Drift" | "NeverRotated";
+
+export interface StoreStatus {
+  readonly store: string;
+  readonly provider: string;
+  readonly remoteKey: string;
+  readonly versionId?: string;
+  /** Fingerprint of the store's current value of each key it carries that differs from the Secret. */
+  readonly inSync: boolean;
+  readonly driftedKeys?: readonly string[];
+  readonly pendingRotationId?: string;
+  readonly error?: string;
+}
+
+export interface ExternalSecretStatus {
+  readonly kind: "ExternalSecret";
+  readonly name: string;
+  readonly target: string;
+  readonly refreshInterval: string;
+  readonly reason: StatusReason;
+  readonly ready: boolean;
+  readonly message: string;
+  readonly lastRotation?: string;
+  readonly rotationId?: string;
+  readonly nextDue?: string;
+  readonly passwordFingerprint?: string;
+  readonly stores: readonly StoreStatus[];
+}
+
+export interface PushSecretStatus {
+  readonly kind: "PushSecret";
+  readonly name: string;
+  readonly target: string;
+  readonly refreshInterval: string;
+  readonly reason: StatusReason;
+  readonly ready: boolean;
+  readonly message: string;
+  readonly stores: readonly StoreStatus[];
+}
+
+export type Status = ExternalSecretStatus | PushSecretStatus;
+
+async function storeStatus(p: Publication, client: SecretStoreClient, secret: SecretObject): Promise<StoreStatus> {
+  const base = { store: `${p.store.kind}/${p.store.metadata.name}`, provider: p.store.provider.name, remoteKey: p.remoteKey };
+  try {
+    const [current, pending] = await Promise.all([client.getCurrent(p.remoteKey), client.getPending(p.remoteKey)]);
+    const expected = remoteValue(p, secret.data, current?.value);
+    const carried = current ? readRemoteValue(p, current.value) : {};
+    const wanted = readRemoteValue(p, expected);
+    const driftedKeys = Object.keys(wanted).filter((k) => carried[k] !== wanted[k]);
+    return {
+      ...base,
+      ...(current ? { versionId: current.versionId } : {}),
+      inSync: current !== undefined && driftedKeys.length === 0,
+      ...(driftedKeys.length > 0 ? { driftedKeys } : {}),
+      ...(pending?.rotationId ? { pendingRotationId: pending.rotationId } : {}),
+    };
+  } catch (e) {
+    return { ...base, inSync: false, error: e instanceof Error ? `${e.name}: ${e.message}` : String(e) };
+  }
+}
+
+function verdict(
+  secret: SecretObject | undefined,
+  stores: readonly StoreStatus[],
+  secretId: string,
+): { reason: StatusReason; ready: boolean; message: string } {
+  if (!secret) return { reason: "SecretMissing", ready: false, message: `Secret ${secretId} does not exist` };
+  const failed = stores.find((s) => s.error);
+  if (failed) return { reason: "SecretSyncedError", ready: false, message: `${failed.store}: ${failed.error}` };
+  const inFlight = stores.find((s) => s.pendingRotationId);
+  if (inFlight) {
+    return {
+      reason: "RotationInFlight",
+      ready: false,
+      message: `rotation ${inFlight.pendingRotationId} is staged in ${inFlight.store} and not promoted; the next run finishes it`,
+    };
+  }
+  const drifted = stores.find((s) => !s.inSync);
+  if (drifted) {
+    return {
+      reason: "Drift",
+      ready: false,
+      message: drifted.versionId
+        ? `${drifted.store} ${drifted.remoteKey} differs from the Secret in ${drifted.driftedKeys?.join(", ")}`
+        : `${drifted.store} has no ${drifted.remoteKey} yet`,
+    };
+  }
+  return { reason: "SecretSynced", ready: true, message: "the Secret and every store agree" };
+}
+
+/** Status of every ExternalSecret and PushSecret (or those named as "namespace/name"). */
+export async function status(engine: Engine, request: { targets?: readonly string[] } = {}): Promise<Status[]> {
+  const clients = new Map<string, Promise<SecretStoreClient>>();
+  const clientFor = (p: Publication) => {
+    const id = `${p.store.kind}/${p.store.metadata.namespace}/${p.store.metadata.name}`;
+    let c = clients.get(id);
+    if (!c) {
+      c = engine.createStore(p.store, { kube: engine.kube });
+      clients.set(id, c);
+    }
+    return c;
+  };
+  const wanted = (kind: string, ns: string, name: string, target: string) =>
+    !request.targets?.length ||
+    request.targets.some((t) => {
+      const full = t.includes("/") ? t : `default/${t}`;
+      return full === `${ns}/${name}` || full === target || `${kind}/${full}` === `${kind}/${ns}/${name}`;
+    });
+  const now = engine.now?.() ?? new Date();
+  const out: Status[] = [];
+  try {
+    const secrets = new Map<string, Promise<SecretObject | undefined>>();
+    const secretOf = (ns: string, name: string) => {
+      const id = `${ns}/${name}`;
+      let s = secrets.get(id);
+      if (!s) {
+        s = engine.kube.readSecret(ns, name);
+        secrets.set(id, s);
+      }
+      return s;
+    };
+    for (const t of planRotations(engine.manifests)) {
+      const es = t.externalSecret;
+      if (!wanted("ExternalSecret", es.metadata.namespace, es.metadata.name, targetName(t))) continue;
+      const secret = await secretOf(t.namespace, t.secretName);
+      const stores = secret
+        ? await Promise.all(t.publications.map(async (p) => storeStatus(p, await clientFor(p), secret)))
+        : [];
+      let v = verdict(secret, stores, targetName(t));
+      const last = secret?.annotations[ANNOTATIONS.rotatedAt];
+      if (v.ready && !last) v = { reason: "NeverRotated", ready: false, message: "no rotation has run on this Secret yet" };
+      const due = secret ? dueCheck(es, secret, now) : undefined;
+      out.push({
+        kind: "ExternalSecret",
+        name: `${es.metadata.namespace}/${es.metadata.name}`,
+        target: targetName(t),
+        refreshInterval: es.refreshInterval,
+        ...v,
+        ...(last ? { lastRotation: last } : {}),
+        ...(secret?.annotations[ANNOTATIONS.rotationId] ? { rotationId: secret.annotations[ANNOTATIONS.rotationId] } : {}),
+        ...(due?.nextDue ? { nextDue: due.nextDue.toISOString() } : {}),
+        ...(secret?.data.password !== undefined ? { passwordFingerprint: fingerprint(secret.data.password) } : {}),
+        stores,
+      });
+    }
+    for (const ps of engine.manifests.pushSecrets) {
+      const target = `${ps.metadata.namespace}/${ps.secretName}`;
+      if (!wanted("PushSecret", ps.metadata.namespace, ps.metadata.name, target)) continue;
+      const secret = await secretOf(ps.metadata.namespace, ps.secretName);
+      const stores = secret
+        ? await Promise.all(publicationsOf(ps).map(async (p) => storeStatus(p, await clientFor(p), secret)))
+        : [];
+      out.push({
+        kind: "PushSecret",
+        name: `${ps.metadata.namespace}/${ps.metadata.name}`,
+        target,
+        refreshInterval: ps.refreshInterval,
+        ...verdict(secret, stores, target),
+        stores,
+      });
+    }
+  } finally {
+    await Promise.all([...clients.values()].map(async (c) => (await c.catch(() => undefined))?.close?.().catch(() => undefined)));
+  }
+  if (request.targets?.length && out.length === 0) {
+    throw new InputError(`no ExternalSecret or PushSecret matches ${request.targets.join(", ")}`);
+  }
+  return out;
+}
