@@ -155,7 +155,9 @@ export function remoteValue(
         );
       }
     }
-    value = JSON.stringify({ ...object, [entry.property]: v });
+    // Keys sorted, as Go's encoding/json writes a map (and as Vault's KV fields round-trip).
+    const merged: Record<string, unknown> = { ...object, [entry.property]: v };
+    value = JSON.stringify(Object.fromEntries(Object.keys(merged).sort().map((k) => [k, merged[k]])));
   }
   return value ?? "";
 }

@@ -5,7 +5,12 @@
 
 /** One version of a remote secret. `value` is the whole remote value (a JSON object text for whole-Secret pushes). */
 export interface StoredVersion {
-  /** The provider's own version id (AWS VersionId, GCP version number, Azure version, KV v2 version, file counter). */
+  /**
+   * The version's id. A version written by a rotation is identified by its rotation id on
+   * every store (AWS makes it the VersionId; the others only number a version when promote
+   * writes it); a pushed version by the provider's own id (GCP / KV v2 version number,
+   * Azure version, file counter).
+   */
   readonly versionId: string;
   readonly value: string;
   /**

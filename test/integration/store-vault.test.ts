@@ -1,0 +1,673 @@
+// The vault store against HashiCorp Vault's dev server (KV v2 mounted at the seed's `secrets`):
+// the conformance suite, then what is particular to Vault: the sibling `<key>-pending`, what a
+// consumer reading the latest version sees during a rotation, compare-and-swap, the KV field
+// mapping, policies, TLS with a caBundle. Checks read Vault through its HTTP API, as `vault kv
+// get` would, never through the store.
+import { type ChildProcess, spawn } from "node:child_process";
+import { randomUUID } from "node:crypto";
+import { existsSync } from "node:fs";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import { InputError, OwnershipError, StoreError, StoreStateError } from "../../lib/errors.ts";
+import type { VaultProvider } from "../../lib/manifests/schema.ts";
+import type { SecretStoreClient } from "../../lib/stores/types.ts";
+import {
+  CURRENT_ROTATION,
+  CURRENT_VERSION,
+  createVaultStore,
+  PREVIOUS_ROTATION,
+  PREVIOUS_VERSION,
+  ROTATION_ID,
+  ROTATION_VERSION,
+} from "../../lib/stores/vault.ts";
+import { cacheDir, freePort, startVault, type VaultServer } from "../infra/emulators/servers.ts";
+import { describeStoreConformance } from "./stores.conformance.ts";
+
+const MOUNT = "secrets";
+
+let vault: VaultServer;
+beforeAll(async () => {
+  vault = await startVault({ kvV2Mounts: [MOUNT] });
+});
+afterAll(async () => {
+  await vault?.stop();
+});
+
+const config = (extra: Partial<VaultProvider> = {}): VaultProvider => ({
+  server: vault.address,
+  path: MOUNT,
+  version: "v2",
+  auth: { tokenSecretRef: { name: "vault-token", key: "token" } },
+  ...extra,
+});
+
+// The real fetch, kept before any test spies on it: the checks below must not be counted or intercepted.
+const realFetch = globalThis.fetch;
+
+/** Vault's HTTP API with the root token (or another), bypassing the store. */
+async function api(
+  method: string,
+  path: string,
+  body?: unknown,
+  token = vault.token,
+): Promise<{ status: number; json: unknown }> {
+  const res = await realFetch(`${vault.address}/v1/${path}`, {
+    method,
+    headers: { "X-Vault-Token": token, ...(body === undefined ? {} : { "Content-Type": "application/json" }) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, json: text ? JSON.parse(text) : undefined };
+}
+
+async function ok<T = unknown>(method: string, path: string, body?: unknown): Promise<T> {
+  const reply = await api(method, path, body);
+  if (reply.status >= 300) throw new Error(`${method} ${path}: HTTP ${reply.status} ${JSON.stringify(reply.json)}`);
+  return reply.json as T;
+}
+
+interface VaultMetadata {
+  current_version: number;
+  custom_metadata: Record<string, string> | null;
+}
+
+/** The fields of a version as `vault kv get [-version=N] secrets/<key>` shows them; undefined on 404. */
+async function fields(key: string, version?: number, mount = MOUNT): Promise<Record<string, unknown> | undefined> {
+  const reply = await api("GET", `${mount}/data/${key}${version ? `?version=${version}` : ""}`);
+  if (reply.status === 404) return undefined;
+  return (reply.json as { data: { data: Record<string, unknown> } }).data.data;
+}
+
+async function metadata(key: string): Promise<VaultMetadata | undefined> {
+  const reply = await api("GET", `${MOUNT}/metadata/${key}`);
+  return reply.status === 404 ? undefined : (reply.json as { data: VaultMetadata }).data;
+}
+
+/** The documented mapping read back independently: one field `value` is the text, other fields a sorted JSON object. */
+function consumerValue(data: Record<string, unknown>): string {
+  const keys = Object.keys(data);
+  if (keys.length === 1 && keys[0] === "value" && typeof data.value === "string") return data.value;
+  return JSON.stringify(Object.fromEntries(keys.sort().map((k) => [k, data[k]])));
+}
+
+describeStoreConformance("vault", async () => ({
+  store: await createVaultStore(config(), { token: vault.token }),
+  key: () => `conformance/${randomUUID()}`,
+  async foreign(key, value) {
+    // Pushed by ESO: its own managed-by value, which must not pass for ours.
+    await ok("POST", `${MOUNT}/metadata/${key}`, { custom_metadata: { "managed-by": "external-secrets" } });
+    await ok("POST", `${MOUNT}/data/${key}`, { data: { value } });
+  },
+  async inspect(key) {
+    const meta = await metadata(key);
+    if (!meta) return undefined;
+    const data = await fields(key);
+    return { current: data && consumerValue(data), owned: meta?.custom_metadata?.["managed-by"] === "cnpg-rotator" };
+  },
+}));
+
+/** Counts the store's requests (method and path under /v1) while `body` runs; every request still goes to Vault. */
+async function countRequests(body: () => Promise<unknown>): Promise<string[]> {
+  const seen: string[] = [];
+  const spy = vi.spyOn(globalThis, "fetch").mockImplementation((input, init) => {
+    const url = new URL(String(input));
+    seen.push(`${init?.method ?? "GET"} ${decodeURIComponent(url.pathname.replace(/^\/v1\//, ""))}`);
+    return realFetch(input, init);
+  });
+  try {
+    await body();
+  } finally {
+    spy.mockRestore();
+  }
+  return seen;
+}
+
+describe("vault store", () => {
+  let store: SecretStoreClient;
+  beforeAll(async () => {
+    store = await createVaultStore(config(), { token: vault.token });
+  });
+  afterAll(() => store?.close?.());
+  afterEach(() => vi.restoreAllMocks());
+  const key = () => `vault/${randomUUID()}`;
+
+  it("stages in the sibling <key>-pending: a consumer reading the latest version sees the old value until promote", async () => {
+    const name = key();
+    await store.push(name, "old");
+    const rid = randomUUID();
+    await store.stagePending(name, "new", rid);
+
+    // During the rotation: `vault kv get secrets/<key>` is still the old value, version 1.
+    expect(await fields(name)).toEqual({ value: "old" });
+    expect((await metadata(name))?.current_version).toBe(1);
+    expect(await fields(`${name}-pending`)).toEqual({ value: "new" });
+    expect((await metadata(`${name}-pending`))?.custom_metadata).toEqual({
+      "managed-by": "cnpg-rotator",
+      [ROTATION_ID]: rid,
+      [ROTATION_VERSION]: "1",
+    });
+
+    await store.promote(name, rid);
+    // After: the latest version is the new value, the one before it the old; the sibling is gone.
+    const meta = await metadata(name);
+    expect(meta?.current_version).toBe(2);
+    expect(await fields(name)).toEqual({ value: "new" });
+    expect(await fields(name, 1)).toEqual({ value: "old" });
+    expect(meta?.custom_metadata).toEqual({ "managed-by": "cnpg-rotator", [CURRENT_ROTATION]: rid, [CURRENT_VERSION]: "2" });
+    expect(await metadata(`${name}-pending`))?.toBeUndefined();
+
+    // A second rotation records which rotation made the previous version.
+    const next = randomUUID();
+    await store.stagePending(name, "newer", next);
+    await store.promote(name, next);
+    expect((await metadata(name))?.custom_metadata).toEqual({
+      "managed-by": "cnpg-rotator",
+      [CURRENT_ROTATION]: next,
+      [CURRENT_VERSION]: "3",
+      [PREVIOUS_ROTATION]: rid,
+      [PREVIOUS_VERSION]: "2",
+    });
+    expect(await store.getPrevious(name)).toEqual({ versionId: rid, value: "new", rotationId: rid });
+    expect(await store.getCurrent(name)).toEqual({ versionId: next, value: "newer", rotationId: next });
+  });
+
+  it("creates a new secret as metadata only while its first rotation is pending, so consumers find no value", async () => {
+    const name = key();
+    const rid = randomUUID();
+    await store.stagePending(name, "first", rid);
+    const meta = await metadata(name);
+    expect(meta?.current_version).toBe(0);
+    expect(meta?.custom_metadata).toEqual({ "managed-by": "cnpg-rotator" });
+    expect((await api("GET", `${MOUNT}/data/${name}`)).status).toBe(404);
+  });
+
+  it("stores a whole-Secret JSON object as KV fields, as the seed's `vault kv get secrets/cluster-example-app` shows", async () => {
+    const secret = {
+      dbname: "app",
+      host: "cluster-example-rw",
+      jdbc_uri: "jdbc:postgresql://cluster-example-rw.default:5432/app?password=p%40ss&user=app",
+      password: 'p@ss"\\/é',
+      pgpass: "cluster-example-rw:5432:app:app:p@ss\n",
+      port: "5432",
+      uri: "postgresql://app:p%40ss@cluster-example-rw.default:5432/app",
+      user: "app",
+      username: "app",
+    };
+    // As the engine writes a whole Secret: compact JSON, keys sorted.
+    const value = JSON.stringify(secret);
+    const rid = randomUUID();
+    await store.stagePending("cluster-example-app", value, rid);
+    expect(await fields("cluster-example-app-pending")).toEqual(secret);
+    await store.promote("cluster-example-app", rid);
+    expect(await fields("cluster-example-app")).toEqual(secret);
+    expect((await store.getCurrent("cluster-example-app"))?.value).toBe(value);
+    expect((await store.push("cluster-example-app", value)).changed).toBe(false);
+  });
+
+  it("stores any other text under the one field `value`, and reads it back as is", async () => {
+    const cases: Array<[string, Record<string, string>]> = [
+      ["s3cr3t", { value: "s3cr3t" }],
+      ["", { value: "" }],
+      ['{"b":"1","a":"2"}', { value: '{"b":"1","a":"2"}' }], // Unsorted: Vault would not keep the order.
+      ['{"a": "1"}', { value: '{"a": "1"}' }], // Not compact.
+      ['{"a":{"b":"c"}}', { value: '{"a":{"b":"c"}}' }], // Not all strings.
+      ['{"value":"x"}', { value: '{"value":"x"}' }], // Would read back as the text "x".
+      ["[1,2]", { value: "[1,2]" }],
+      ['{"a":"1","value":"x"}', { a: "1", value: "x" }],
+      ["{}", {}],
+    ];
+    for (const [value, expected] of cases) {
+      const name = key();
+      await store.push(name, value);
+      expect(await fields(name)).toEqual(expected);
+      expect((await store.getCurrent(name))?.value).toBe(value);
+    }
+  });
+
+  it("reads a secret written by someone else with fields as their sorted JSON object", async () => {
+    const name = key();
+    await ok("POST", `${MOUNT}/data/${name}`, { data: { zeta: "1", alpha: { nested: true } } });
+    expect(await store.getCurrent(name)).toEqual({ versionId: "1", value: '{"alpha":{"nested":true},"zeta":"1"}' });
+  });
+
+  describe("compare-and-swap", () => {
+    /** Lets `concurrent` write to Vault right before the store's first data write to `path` reaches it. */
+    function interleave(path: string, concurrent: () => Promise<unknown>): { writes: number[] } {
+      const statuses: number[] = [];
+      let done = false;
+      vi.spyOn(globalThis, "fetch").mockImplementation(async (input, init) => {
+        const isWrite = init?.method === "POST" && new URL(String(input)).pathname === `/v1/${MOUNT}/data/${path}`;
+        if (isWrite && !done) {
+          done = true;
+          await concurrent();
+        }
+        const res = await realFetch(input, init);
+        if (isWrite) statuses.push(res.status);
+        return res;
+      });
+      return { writes: statuses };
+    }
+
+    it("push: a write between the store's read and its write is detected and kept, then decided again", async () => {
+      const name = key();
+      await store.push(name, "old");
+      const seen = interleave(name, () => ok("POST", `${MOUNT}/data/${name}`, { data: { value: "theirs" } }));
+      expect(await store.push(name, "mine")).toEqual({ changed: true, versionId: "3" });
+      expect(seen.writes).toEqual([400, 200]); // cas=1 refused, then cas=2 on top of theirs.
+      expect(await fields(name, 1)).toEqual({ value: "old" });
+      expect(await fields(name, 2)).toEqual({ value: "theirs" });
+      expect(await fields(name, 3)).toEqual({ value: "mine" });
+    });
+
+    it("push: a concurrent write of the same value makes no second version", async () => {
+      const name = key();
+      await store.push(name, "old");
+      const seen = interleave(name, () => ok("POST", `${MOUNT}/data/${name}`, { data: { value: "same" } }));
+      expect(await store.push(name, "same")).toEqual({ changed: false, versionId: "2" });
+      expect(seen.writes).toEqual([400]);
+      expect((await metadata(name))?.current_version).toBe(2);
+    });
+
+    it("promote: a push between its read and its write becomes the previous version", async () => {
+      const name = key();
+      await store.push(name, "old");
+      const rid = randomUUID();
+      await store.stagePending(name, "rotated", rid);
+      const seen = interleave(name, () => ok("POST", `${MOUNT}/data/${name}`, { data: { value: "pushed" } }));
+      await store.promote(name, rid);
+      expect(seen.writes).toEqual([400, 200]);
+      expect(await store.getCurrent(name)).toEqual({ versionId: rid, value: "rotated", rotationId: rid });
+      expect(await store.getPrevious(name)).toEqual({ versionId: "2", value: "pushed" });
+      expect((await metadata(name))?.custom_metadata?.[CURRENT_VERSION]).toBe("3");
+    });
+
+    it("promote: finishing a promote that stopped after writing the value adds no second version", async () => {
+      const name = key();
+      await store.push(name, "old");
+      const rid = randomUUID();
+      await store.stagePending(name, "rotated", rid);
+      // What the stopped promote left: the staged value as the latest version, nothing recorded yet.
+      await ok("POST", `${MOUNT}/data/${name}`, { data: { value: "rotated" }, options: { cas: 1 } });
+      expect(await store.promote(name, rid)).toEqual({ versionId: rid, value: "rotated", rotationId: rid });
+      expect((await metadata(name))?.current_version).toBe(2);
+      expect(await store.getPrevious(name)).toEqual({ versionId: "1", value: "old" });
+      expect(await store.getPending(name)).toBeUndefined();
+    });
+
+    it("stage: a half-done stage (sibling claimed, value not written) is completed by the same rotation, replaced by another", async () => {
+      const name = key();
+      await store.push(name, "old");
+      const rid = randomUUID();
+      await ok("POST", `${MOUNT}/metadata/${name}-pending`, {
+        custom_metadata: { "managed-by": "cnpg-rotator", [ROTATION_ID]: rid, [ROTATION_VERSION]: "1" },
+      });
+      expect(await store.getPending(name)).toBeUndefined();
+      expect(await store.stagePending(name, "v", rid)).toEqual({ versionId: rid, value: "v", rotationId: rid });
+      expect(await store.getPending(name)).toEqual({ versionId: rid, value: "v", rotationId: rid });
+
+      // Another rotation finds version 2 claimed by this one but never written, and takes the sibling over.
+      await ok("POST", `${MOUNT}/metadata/${name}-pending`, {
+        custom_metadata: { "managed-by": "cnpg-rotator", [ROTATION_ID]: rid, [ROTATION_VERSION]: "2" },
+      });
+      const other = randomUUID();
+      expect(await store.stagePending(name, "w", other)).toEqual({ versionId: other, value: "w", rotationId: other });
+      expect(await store.getPending(name)).toEqual({ versionId: other, value: "w", rotationId: other });
+      expect((await metadata(`${name}-pending`))?.current_version).toBe(2);
+    });
+  });
+
+  describe("ownership", () => {
+    it("refuses to use a foreign secret named <key>-pending as the staging sibling", async () => {
+      const name = key();
+      await store.push(name, "old");
+      await ok("POST", `${MOUNT}/data/${name}-pending`, { data: { value: "someone else's" } });
+      await expect(store.stagePending(name, "new", randomUUID())).rejects.toBeInstanceOf(OwnershipError);
+      expect(await fields(`${name}-pending`)).toEqual({ value: "someone else's" });
+      await store.delete(name);
+      expect(await fields(`${name}-pending`)).toEqual({ value: "someone else's" });
+    });
+
+    it("never takes another key pushed by us, named <key>-pending, for a sibling, nor a sibling for a key", async () => {
+      const name = key();
+      await store.push(`${name}-pending`, "a secret of its own");
+      await expect(store.stagePending(name, "new", randomUUID())).rejects.toBeInstanceOf(StoreStateError);
+      const other = key();
+      await store.stagePending(other, "staged", randomUUID());
+      await expect(store.push(`${other}-pending`, "x")).rejects.toBeInstanceOf(StoreStateError);
+    });
+
+    it("refuses a metadata-only secret without our marker", async () => {
+      const name = key();
+      await ok("POST", `${MOUNT}/metadata/${name}`, { custom_metadata: { owner: "team-a" } });
+      await expect(store.push(name, "v")).rejects.toBeInstanceOf(OwnershipError);
+      expect((await metadata(name))?.custom_metadata).toEqual({ owner: "team-a" });
+    });
+
+    it("keeps custom_metadata that others added to our secret", async () => {
+      const name = key();
+      await store.push(name, "old");
+      await ok("POST", `${MOUNT}/metadata/${name}`, { custom_metadata: { "managed-by": "cnpg-rotator", team: "a" } });
+      const rid = randomUUID();
+      await store.stagePending(name, "new", rid);
+      await store.promote(name, rid);
+      expect((await metadata(name))?.custom_metadata).toMatchObject({ team: "a", [CURRENT_ROTATION]: rid });
+    });
+
+    it("delete removes every version and the sibling of a rotation in flight", async () => {
+      const name = key();
+      await store.push(name, "v1");
+      await store.push(name, "v2");
+      await store.stagePending(name, "v3", randomUUID());
+      await store.delete(name);
+      expect(await metadata(name))?.toBeUndefined();
+      expect(await metadata(`${name}-pending`))?.toBeUndefined();
+    });
+  });
+
+  describe("policies", () => {
+    async function tokenFor(policy: string, hcl: string): Promise<string> {
+      await ok("POST", `sys/policies/acl/${policy}`, { policy: hcl });
+      const created = await ok<{ auth: { client_token: string } }>("POST", "auth/token/create", {
+        policies: [policy],
+        ttl: "1h",
+      });
+      return created.auth.client_token;
+    }
+
+    it("a token that may only read fails with a clear error naming the path and capability, and writes nothing", async () => {
+      const token = await tokenFor(
+        "cnpg-rotator-read-only",
+        `path "${MOUNT}/data/*" { capabilities = ["read"] }\npath "${MOUNT}/metadata/*" { capabilities = ["read"] }\n`,
+      );
+      const readOnly = await createVaultStore(config(), { token });
+      try {
+        const fresh = key();
+        const error: Error = await readOnly.push(fresh, "value-7c1e").catch((e) => e);
+        expect(error).toBeInstanceOf(StoreError);
+        expect(error.message).toContain("permission denied");
+        expect(error.message).toContain(`${MOUNT}/metadata/${fresh}`);
+        expect(error.message).toContain('"create" and "update"');
+        expect(error.message).not.toContain(token);
+        expect(error.message).not.toContain("value-7c1e");
+        expect(await metadata(fresh))?.toBeUndefined();
+
+        const existing = key();
+        await store.push(existing, "old");
+        const refused: Error = await readOnly.push(existing, "value-7c1e").catch((e) => e);
+        expect(refused.message).toMatch(new RegExp(`permission denied.*${MOUNT}/data/${existing}`));
+        await expect(readOnly.stagePending(existing, "value-7c1e", randomUUID())).rejects.toThrow(
+          `${MOUNT}/metadata/${existing}-pending`,
+        );
+        expect(await metadata(`${existing}-pending`))?.toBeUndefined();
+        expect((await metadata(existing))?.current_version).toBe(1);
+        expect(await readOnly.getCurrent(existing)).toEqual({ versionId: "1", value: "old" });
+      } finally {
+        await readOnly.close?.();
+      }
+    });
+
+    it("the documented policy is enough for every operation", async () => {
+      const token = await tokenFor(
+        "cnpg-rotator",
+        `path "${MOUNT}/data/*" {\n  capabilities = ["create", "read", "update"]\n}\npath "${MOUNT}/metadata/*" {\n  capabilities = ["create", "read", "update", "delete"]\n}\n`,
+      );
+      const limited = await createVaultStore(config(), { token });
+      try {
+        const name = key();
+        const rid = randomUUID();
+        await limited.stagePending(name, "first", rid);
+        await limited.promote(name, rid);
+        await limited.push(name, "pushed");
+        const next = randomUUID();
+        await limited.stagePending(name, "second", next);
+        await limited.discardPending(name, next);
+        expect(await limited.getPrevious(name)).toEqual({ versionId: rid, value: "first", rotationId: rid });
+        expect(await limited.exists(name)).toBe(true);
+        await limited.delete(name);
+        expect(await metadata(name))?.toBeUndefined();
+      } finally {
+        await limited.close?.();
+      }
+    });
+  });
+
+  it("checks the mount once, before its first write", async () => {
+    const fresh = await createVaultStore(config(), { token: vault.token });
+    const name = key();
+    expect(await countRequests(() => fresh.getCurrent(name))).toEqual([`GET ${MOUNT}/data/${name}`]);
+    expect(await countRequests(() => fresh.push(name, "v"))).toEqual([
+      `GET ${MOUNT}/data/${name}`,
+      `GET ${MOUNT}/metadata/${name}`,
+      `GET sys/internal/ui/mounts/${MOUNT}`,
+      `POST ${MOUNT}/metadata/${name}`,
+      `POST ${MOUNT}/data/${name}`,
+    ]);
+    expect(await countRequests(() => fresh.push(name, "w"))).toEqual([
+      `GET ${MOUNT}/data/${name}`,
+      `POST ${MOUNT}/data/${name}`,
+    ]);
+    await fresh.close?.();
+  });
+
+  it("makes few requests per operation", async () => {
+    const name = key();
+    const rid = randomUUID();
+    const counts = {
+      pushNew: await countRequests(() => store.push(name, "one")),
+      pushSame: await countRequests(() => store.push(name, "one")),
+      pushChanged: await countRequests(() => store.push(name, "two")),
+      stage: await countRequests(() => store.stagePending(name, "three", rid)),
+      stageAgain: await countRequests(() => store.stagePending(name, "three", rid)),
+      getPending: await countRequests(() => store.getPending(name)),
+      promote: await countRequests(() => store.promote(name, rid)),
+      getCurrent: await countRequests(() => store.getCurrent(name)),
+      getPrevious: await countRequests(() => store.getPrevious(name)),
+      exists: await countRequests(() => store.exists(name)),
+      delete: await countRequests(() => store.delete(name)),
+    };
+    expect(counts).toEqual({
+      pushNew: [
+        `GET ${MOUNT}/data/${name}`,
+        `GET ${MOUNT}/metadata/${name}`,
+        `POST ${MOUNT}/metadata/${name}`,
+        `POST ${MOUNT}/data/${name}`,
+      ],
+      pushSame: [`GET ${MOUNT}/data/${name}`],
+      pushChanged: [`GET ${MOUNT}/data/${name}`, `POST ${MOUNT}/data/${name}`],
+      stage: [
+        `GET ${MOUNT}/metadata/${name}`,
+        `GET ${MOUNT}/metadata/${name}-pending`,
+        `POST ${MOUNT}/metadata/${name}-pending`,
+        `POST ${MOUNT}/data/${name}-pending`,
+      ],
+      stageAgain: [
+        `GET ${MOUNT}/metadata/${name}`,
+        `GET ${MOUNT}/metadata/${name}-pending`,
+        `GET ${MOUNT}/data/${name}-pending`,
+      ],
+      getPending: [`GET ${MOUNT}/data/${name}-pending`],
+      promote: [
+        `GET ${MOUNT}/data/${name}`,
+        `GET ${MOUNT}/data/${name}-pending`,
+        `POST ${MOUNT}/data/${name}`,
+        `POST ${MOUNT}/metadata/${name}`,
+        `DELETE ${MOUNT}/metadata/${name}-pending`,
+      ],
+      getCurrent: [`GET ${MOUNT}/data/${name}`],
+      getPrevious: [`GET ${MOUNT}/data/${name}`, `GET ${MOUNT}/data/${name}`],
+      exists: [`GET ${MOUNT}/metadata/${name}`],
+      delete: [`GET ${MOUNT}/metadata/${name}`, `GET ${MOUNT}/metadata/${name}-pending`, `DELETE ${MOUNT}/metadata/${name}`],
+    });
+  });
+
+  describe("configuration", () => {
+    it("refuses KV v1 and a missing token", async () => {
+      await expect(createVaultStore(config({ version: "v1" }), { token: "t" })).rejects.toThrow(
+        /spec\.provider\.vault\.version: expected "v2"/,
+      );
+      await expect(createVaultStore(config(), {})).rejects.toThrow(
+        new InputError("vault store needs auth.tokenSecretRef's token"),
+      );
+    });
+
+    it("uses ESO's default mount `secret` when path is absent (the dev server mounts KV v2 there)", async () => {
+      const { path: _, ...withoutPath } = config();
+      const byDefault = await createVaultStore(withoutPath, { token: vault.token });
+      expect(byDefault.description).toBe(`vault ${vault.address} kv-v2 mount secret`);
+      const name = key();
+      await byDefault.push(name, "v");
+      expect(await fields(name, undefined, "secret")).toEqual({ value: "v" });
+      await byDefault.close?.();
+    });
+
+    it("sends the token and namespace as headers, and never shows the token", async () => {
+      const token = vault.token;
+      const namespaced = await createVaultStore(config({ namespace: "team-a" }), { token });
+      expect(namespaced.description).toBe(`vault ${vault.address} kv-v2 mount ${MOUNT} namespace team-a`);
+      expect(namespaced.description).not.toContain(token);
+      const headers: Headers[] = [];
+      vi.spyOn(globalThis, "fetch").mockImplementation((input, init) => {
+        headers.push(new Headers(init?.headers));
+        return realFetch(input, init);
+      });
+      await namespaced.exists(key()); // OSS Vault ignores the namespace header.
+      expect(headers[0]?.get("x-vault-token")).toBe(token);
+      expect(headers[0]?.get("x-vault-namespace")).toBe("team-a");
+    });
+
+    it("checks before its first write that the mount is KV v2, so a KV v1 mount gets no stray secrets", async () => {
+      await ok("POST", "sys/mounts/kv-one", { type: "kv", options: { version: "1" } });
+      const v1 = await createVaultStore(config({ path: "kv-one" }), { token: vault.token });
+      await expect(v1.push("app", "v")).rejects.toThrow(/expected a KV v2 engine mounted at "kv-one".*found a "kv" engine version 1/);
+      await expect(v1.stagePending("app", "v", randomUUID())).rejects.toThrow(/KV v2/);
+      expect((await api("LIST", "kv-one")).status).toBe(404); // Nothing written there.
+
+      const inside = await createVaultStore(config({ path: `${MOUNT}/team-a` }), { token: vault.token });
+      await expect(inside.push("app", "v")).rejects.toThrow(/must name the KV v2 mount itself.*"secrets\/"/);
+      expect(await metadata("team-a/metadata/app")).toBeUndefined();
+
+      const missing = await createVaultStore(config({ path: "no-such-mount" }), { token: vault.token });
+      await expect(missing.push("app", "v")).rejects.toThrow(/found no engine there/);
+      await expect(missing.getCurrent("app")).rejects.toThrow(/found no engine there/);
+      for (const s of [v1, inside, missing]) await s.close?.();
+    });
+
+    it("refuses keys that would leave the mount", async () => {
+      for (const bad of ["", "a//b", "../sys/policies", "a/./b", "/lead"]) {
+        await expect(store.push(bad, "v")).rejects.toBeInstanceOf(InputError);
+      }
+    });
+
+    it("reports an unreachable server as a StoreError naming the path, without token or value", async () => {
+      const broken = await createVaultStore(config({ server: "http://127.0.0.1:9" }), { token: "hvs.secret-token" });
+      const error: Error = await broken.push("some/name", "secret-value").catch((e) => e);
+      expect(error).toBeInstanceOf(StoreError);
+      expect(error.message).toContain(`${MOUNT}/data/some/name`);
+      expect(error.message).not.toContain("hvs.secret-token");
+      expect(error.message).not.toContain("secret-value");
+    });
+
+    it("refuses a token Vault does not know, saying so", async () => {
+      const bad = await createVaultStore(config(), { token: "hvs.not-a-token" });
+      const error: Error = await bad.getCurrent(key()).catch((e) => e);
+      expect(error).toBeInstanceOf(StoreError);
+      expect(error.message).toMatch(/permission denied.*invalid token/);
+      expect(error.message).not.toContain("hvs.not-a-token");
+    });
+  });
+});
+
+// Vault's own TLS dev mode: it makes a CA and a certificate for 127.0.0.1, so the caBundle path is
+// tested against the real server. Started here, not in servers.ts, as only this test needs it.
+describe("vault store over https", () => {
+  let child: ChildProcess | undefined;
+  let dir: string;
+  let address: string;
+  let caPem: string;
+
+  beforeAll(async () => {
+    const bin = join(cacheDir(), "bin", "vault");
+    if (!existsSync(bin)) throw new Error(`expected the vault binary at ${bin} (test/infra/emulators/build.sh vault)`);
+    dir = await mkdtemp(join(tmpdir(), "cnpg-rotator-vault-tls-"));
+    const port = await freePort();
+    address = `https://127.0.0.1:${port}`;
+    child = spawn(
+      bin,
+      [
+        "server",
+        "-dev",
+        "-dev-tls",
+        `-dev-tls-cert-dir=${dir}`,
+        `-dev-root-token-id=${vault.token}`,
+        `-dev-listen-address=127.0.0.1:${port}`,
+        "-dev-no-store-token",
+      ],
+      { cwd: dir, stdio: "ignore", env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: dir } },
+    );
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      if (existsSync(join(dir, "vault-ca.pem"))) {
+        caPem = await readFile(join(dir, "vault-ca.pem"), "utf8");
+        const store = await createVaultStore(config({ server: address, path: "secret", caBundle: b64(caPem) }), {
+          token: vault.token,
+        });
+        const up = await store.exists("probe").then(
+          () => true,
+          () => false,
+        );
+        await store.close?.();
+        if (up) break;
+      }
+      if (child.exitCode !== null || Date.now() > deadline) throw new Error("vault -dev-tls did not come up");
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  });
+  afterAll(async () => {
+    child?.kill("SIGTERM");
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  const b64 = (s: string) => Buffer.from(s).toString("base64");
+
+  it("trusts the caBundle (base64 PEM, as in ESO's SecretStore)", async () => {
+    const store = await createVaultStore(config({ server: address, path: "secret", caBundle: b64(caPem) }), {
+      token: vault.token,
+    });
+    try {
+      const name = `tls/${randomUUID()}`;
+      const rid = randomUUID();
+      await store.stagePending(name, "over tls", rid);
+      await store.promote(name, rid);
+      expect(await store.getCurrent(name)).toEqual({ versionId: rid, value: "over tls", rotationId: rid });
+    } finally {
+      await store.close?.();
+    }
+  });
+
+  it("verifies the certificate: without the CA, or with another, it refuses to talk", async () => {
+    const without = await createVaultStore(config({ server: address, path: "secret" }), { token: vault.token });
+    await expect(without.exists("x")).rejects.toBeInstanceOf(StoreError);
+    // Some other CA: a root made by the plain dev server's PKI engine, which the TLS server's chain does not lead to.
+    await ok("POST", "sys/mounts/pki-other", { type: "pki" });
+    const other = await ok<{ data: { certificate: string } }>("POST", "pki-other/root/generate/internal", {
+      common_name: "other-ca",
+      ttl: "1h",
+    });
+    const otherCa = b64(other.data.certificate);
+    const wrong = await createVaultStore(config({ server: address, path: "secret", caBundle: otherCa }), {
+      token: vault.token,
+    });
+    const error: Error = await wrong.exists("x").catch((e) => e);
+    expect(error).toBeInstanceOf(StoreError);
+    expect(error.message).toMatch(/certificate/i);
+    await wrong.close?.();
+  });
+
+  it("refuses a caBundle without a certificate", async () => {
+    await expect(
+      createVaultStore(config({ server: address, caBundle: b64("not a pem") }), { token: vault.token }),
+    ).rejects.toBeInstanceOf(InputError);
+  });
+});
