@@ -5,7 +5,9 @@ import { connectCluster, type KubernetesClient } from "../kubernetes/index.ts";
 import { createLogger, type Logger } from "../log.ts";
 import type { Engine } from "./engine.ts";
 import { readManifests } from "./files.ts";
+import { rollbackOnVerifyFailure } from "./rollback.ts";
 import { storeFactory } from "./stores.ts";
+import { verificationFromEnvironment } from "./verify.ts";
 
 export interface EngineConfig {
   /** Manifest files or directories (default: $CNPG_ROTATOR_MANIFESTS, else ./manifests). */
@@ -14,6 +16,10 @@ export interface EngineConfig {
   readonly kube?: KubernetesClient;
   readonly log?: Logger;
   readonly concurrency?: number;
+  /** Log in with the new password before promoting (default: $CNPG_ROTATOR_VERIFY, else false). */
+  readonly verify?: boolean;
+  /** Roll the Secret back when that login fails (default: $CNPG_ROTATOR_ROLLBACK_ON_VERIFY_FAILURE, else true). */
+  readonly rollbackOnVerifyFailure?: boolean;
   readonly env?: NodeJS.ProcessEnv;
 }
 
@@ -29,11 +35,22 @@ export function engineFromEnvironment(config: EngineConfig = {}): Engine {
   if (!Number.isInteger(concurrency) || concurrency < 1) {
     throw new InputError(`CNPG_ROTATOR_CONCURRENCY: expected a positive integer, found "${env.CNPG_ROTATOR_CONCURRENCY}"`);
   }
+  // Verified rotation (SPEC §5.4): verify.ts reads CNPG_ROTATOR_VERIFY* and checks the targets' annotations now.
+  const verification = verificationFromEnvironment(env, manifests.externalSecrets, {
+    ...(config.verify !== undefined ? { enabled: config.verify } : {}),
+    ...(config.rollbackOnVerifyFailure !== undefined ? { rollbackOnFailure: config.rollbackOnVerifyFailure } : {}),
+    log,
+  });
   return {
     manifests,
     kube: config.kube ?? connectCluster(),
     log,
-    createStore: storeFactory(env.CNPG_ROTATOR_STATE_DIR ? { baseDir: env.CNPG_ROTATOR_STATE_DIR } : {}),
+    createStore: storeFactory({
+      ...(env.CNPG_ROTATOR_STATE_DIR ? { baseDir: env.CNPG_ROTATOR_STATE_DIR } : {}),
+      ...(env.CNPG_ROTATOR_VAULT_SERVER ? { vaultServer: env.CNPG_ROTATOR_VAULT_SERVER } : {}),
+    }),
     concurrency,
+    ...(verification.verify ? { verify: verification.verify } : {}),
+    ...(verification.verify && verification.rollbackOnFailure ? { onVerifyFailure: rollbackOnVerifyFailure } : {}),
   };
 }

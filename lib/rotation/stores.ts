@@ -8,13 +8,28 @@ import { createStore } from "../stores/index.ts";
 import type { StoreDeps } from "../stores/types.ts";
 import type { StoreFactory } from "./engine.ts";
 
-export function storeFactory(options: { baseDir?: string } = {}): StoreFactory {
+export interface StoreFactoryOptions {
+  /** Directory relative `file` store paths resolve against. */
+  readonly baseDir?: string;
+  /**
+   * The Vault address as the function reaches it, replacing `spec.provider.vault.server`:
+   * a SecretStore written for in-cluster ESO names an in-cluster address
+   * (`http://vault.vault.svc:8200`) that a function outside the cluster cannot resolve.
+   */
+  readonly vaultServer?: string;
+}
+
+export function storeFactory(options: StoreFactoryOptions = {}): StoreFactory {
   return async (store, { kube }) => {
     const deps: StoreDeps = {
       ...(options.baseDir ? { baseDir: options.baseDir } : {}),
       ...(store.provider.name === "vault" ? { token: await vaultToken(store, kube) } : {}),
     };
-    return createStore(store.provider, deps);
+    const provider =
+      store.provider.name === "vault" && options.vaultServer
+        ? { name: "vault" as const, config: { ...store.provider.config, server: options.vaultServer } }
+        : store.provider;
+    return createStore(provider, deps);
   };
 }
 
