@@ -1,7 +1,7 @@
 // The commands that talk to a cluster: rotate, push, status. Each builds the
 // same Engine the cloud functions build, then makes one engine call.
 import { InputError } from "../errors.ts";
-import { connectCluster } from "../kubernetes/index.ts";
+import { connectCluster, connectClusterFromEnvironment } from "../kubernetes/index.ts";
 import { createLogger } from "../log.ts";
 import { engineFromEnvironment } from "../rotation/context.ts";
 import { type Engine, rotate } from "../rotation/engine.ts";
@@ -58,21 +58,23 @@ ${common}
 Exit codes: 0 everything ready, 1 something is not, 2 bad input.
 `;
 
-function buildEngine(v: ReturnType<typeof parse<typeof clusterOptions>>["values"]): Engine {
+async function buildEngine(v: ReturnType<typeof parse<typeof clusterOptions>>["values"]): Promise<Engine> {
   if (!v.filename?.length) throw new InputError("missing -f: give the manifests file (-f manifests.yaml)");
   if (v.output !== undefined && v.output !== "table" && v.output !== "json") {
     throw new InputError(`--output: expected table or json, found "${v.output}"`);
   }
   const concurrency = integer("concurrency", v.concurrency);
   if (concurrency !== undefined && concurrency < 1) throw new InputError("--concurrency: expected at least 1");
+  const log = createLogger({ level: v.verbose ? "info" : "silent" });
+  // An explicit --kubeconfig wins; otherwise the same environment a deployed function reads.
+  const kube = v.kubeconfig
+    ? connectCluster({ kubeconfigPath: v.kubeconfig, ...(v.context ? { context: v.context } : {}) })
+    : await connectClusterFromEnvironment({ log, ...(v.context ? { context: v.context } : {}) });
   return engineFromEnvironment({
     manifests: v.filename,
     ...(v.namespace ? { namespace: v.namespace } : {}),
-    kube: connectCluster({
-      ...(v.kubeconfig ? { kubeconfigPath: v.kubeconfig } : {}),
-      ...(v.context ? { context: v.context } : {}),
-    }),
-    log: createLogger({ level: v.verbose ? "info" : "silent" }),
+    kube,
+    log,
     ...(concurrency ? { concurrency } : {}),
   });
 }
@@ -88,7 +90,7 @@ export async function rotateCommand(argv: string[], out: (t: string) => void): P
     out(rotateHelp);
     return 0;
   }
-  const results = await rotate(buildEngine(v), {
+  const results = await rotate(await buildEngine(v), {
     ...(v.target ? { targets: v.target } : {}),
     ...(v.force ? { force: true } : {}),
     ...(v["dry-run"] ? { dryRun: true } : {}),
@@ -118,7 +120,7 @@ export async function pushCommand(argv: string[], out: (t: string) => void): Pro
     out(pushHelp);
     return 0;
   }
-  const results = await push(buildEngine(v), {
+  const results = await push(await buildEngine(v), {
     ...(v.target ? { targets: v.target } : {}),
     ...(v["dry-run"] ? { dryRun: true } : {}),
   });
@@ -148,7 +150,7 @@ export async function statusCommand(argv: string[], out: (t: string) => void): P
     out(statusHelp);
     return 0;
   }
-  const results = await status(buildEngine(v), v.target ? { targets: v.target } : {});
+  const results = await status(await buildEngine(v), v.target ? { targets: v.target } : {});
   if (v.output === "json") out(JSON.stringify(results, null, 2));
   else {
     out(

@@ -1,7 +1,7 @@
 // Everything a front end needs to build an Engine from its environment:
 // manifests from files, the cluster connection, the stores, a logger.
 import { InputError } from "../errors.ts";
-import { connectCluster, type KubernetesClient } from "../kubernetes/index.ts";
+import { connectClusterFromEnvironment, type KubernetesClient } from "../kubernetes/index.ts";
 import { createLogger, type Logger } from "../log.ts";
 import type { Engine } from "./engine.ts";
 import { readManifests } from "./files.ts";
@@ -23,8 +23,12 @@ export interface EngineConfig {
   readonly env?: NodeJS.ProcessEnv;
 }
 
-/** Builds the Engine the way every deployed function does: from files and environment variables. */
-export function engineFromEnvironment(config: EngineConfig = {}): Engine {
+/**
+ * Builds the Engine the way every deployed function does: from files and environment
+ * variables. Asynchronous because the cluster connection may be read from a secret store
+ * (CNPG_ROTATOR_KUBECONFIG_FROM) or need a cloud identity token (CNPG_ROTATOR_CLUSTER).
+ */
+export async function engineFromEnvironment(config: EngineConfig = {}): Promise<Engine> {
   const env = config.env ?? process.env;
   const paths = config.manifests ?? (env.CNPG_ROTATOR_MANIFESTS ?? "manifests").split(",").filter(Boolean);
   const namespace = config.namespace ?? env.CNPG_ROTATOR_NAMESPACE;
@@ -43,7 +47,7 @@ export function engineFromEnvironment(config: EngineConfig = {}): Engine {
   });
   return {
     manifests,
-    kube: config.kube ?? connectCluster(),
+    kube: config.kube ?? (await connectClusterFromEnvironment({ env, log })),
     log,
     createStore: storeFactory({
       ...(env.CNPG_ROTATOR_STATE_DIR ? { baseDir: env.CNPG_ROTATOR_STATE_DIR } : {}),

@@ -25,10 +25,13 @@ export class ScheduledRunFailed extends Error {
   override name = "ScheduledRunFailed";
 }
 
-let cached: Engine | undefined; // reused while the function instance stays warm
+let cached: Promise<Engine> | undefined; // reused while the function instance stays warm
 
-function engine(): Engine {
-  cached ??= engineFromEnvironment();
+function engine(): Promise<Engine> {
+  cached ??= engineFromEnvironment().catch((e: unknown) => {
+    cached = undefined; // a failed cold start is retried by the next invocation
+    throw e;
+  });
   return cached;
 }
 
@@ -46,7 +49,7 @@ async function invoke<R extends { outcome: string; error?: { type: string } }>(
   try {
     const { trigger: t, ...request } = parseRotateRequest(event);
     trigger = t;
-    const results = await run(engine(), request);
+    const results = await run(await engine(), request);
     const failed = results.filter((r) => r.outcome === "failed");
     if (trigger === "schedule" && failed.length > 0) {
       throw new ScheduledRunFailed(`${failed.length} of ${results.length} failed: ${failed.map(describe).join(", ")}`);
@@ -83,7 +86,7 @@ export async function invokeStatus(event: unknown): Promise<StatusResponse> {
   try {
     const { targets, force, dryRun } = parseRotateRequest(event);
     if (force !== undefined || dryRun !== undefined) throw new InputError("event: status takes only target or targets");
-    const results = await status(engine(), targets ? { targets } : {});
+    const results = await status(await engine(), targets ? { targets } : {});
     return { ok: results.every((r) => r.ready), results };
   } catch (e) {
     if (e instanceof InputError) return { ok: false, results: [], error: { type: e.name, message: e.message } };
