@@ -13,6 +13,7 @@ const factories: { readonly [N in ProviderName]?: StoreFactory<N> } = {
   aws: async (config, deps) => (await import("./aws.ts")).createAwsStore(config, deps),
   gcpsm: async (config, deps) => (await import("./gcp.ts")).createGcpStore(config, deps),
   vault: async (config, deps) => (await import("./vault.ts")).createVaultStore(config, deps),
+  azurekv: async (config, deps) => (await import("./azure.ts")).createAzureStore(config, deps),
 };
 
 /** The client for a SecretStore's `spec.provider`. Throws InputError for a provider without a store yet. */
