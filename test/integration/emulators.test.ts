@@ -4,6 +4,10 @@
 
 import { existsSync } from "node:fs";
 import path from "node:path";
+import type { TokenCredential } from "@azure/core-auth";
+import { SecretClient } from "@azure/keyvault-secrets";
+import { SecretManagerServiceClient } from "@google-cloud/secret-manager";
+import { grpc } from "google-gax";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   cacheDir,
@@ -205,20 +209,8 @@ describe("Google Secret Manager emulator", () => {
     expect((acc["payload"] as { dataCrc32c: string }).dataCrc32c).toBe("0");
   });
 
-  it("serves the Node gRPC client (@google-cloud/secret-manager) when the project has it", async (ctx) => {
-    // Specifiers in variables: neither package is a dependency yet, and tsc must not mind.
-    const specifier = "@google-cloud/secret-manager";
-    const grpcSpecifier = "@grpc/grpc-js";
-    let sm: { SecretManagerServiceClient: new (opts: object) => SmClient };
-    let grpc: { credentials: { createInsecure(): unknown } };
-    try {
-      sm = await import(/* @vite-ignore */ specifier);
-      grpc = await import(/* @vite-ignore */ grpcSpecifier);
-    } catch {
-      ctx.skip("@google-cloud/secret-manager is not a dependency yet");
-      return;
-    }
-    const client = new sm.SecretManagerServiceClient({
+  it("serves the Node gRPC client (@google-cloud/secret-manager)", async () => {
+    const client = new SecretManagerServiceClient({
       ...gcp.clientOptions,
       sslCreds: grpc.credentials.createInsecure(),
     });
@@ -228,25 +220,21 @@ describe("Google Secret Manager emulator", () => {
         secretId: "grpc-test",
         secret: { replication: { automatic: {} }, labels: { "managed-by": "cnpg-rotator" } },
       });
-      await client.addSecretVersion({ parent: s.name, payload: { data: Buffer.from("pw") } });
-      const [acc] = await client.accessSecretVersion({ name: `${s.name}/versions/latest` });
-      expect(Buffer.from(acc.payload.data).toString()).toBe("pw");
+      const name = s.name ?? "";
+      await client.addSecretVersion({ parent: name, payload: { data: Buffer.from("pw") } });
+      const [acc] = await client.accessSecretVersion({ name: `${name}/versions/latest` });
+      expect(Buffer.from(acc.payload?.data ?? "").toString()).toBe("pw");
+      const [listed] = await client.listSecrets({ parent: "projects/p1", filter: "labels.managed-by=cnpg-rotator" });
+      expect(listed.map((x) => x.name)).toContain(name);
     } finally {
       await client.close();
     }
   });
 });
 
-interface SmClient {
-  createSecret(req: object): Promise<[{ name: string }]>;
-  addSecretVersion(req: object): Promise<unknown>;
-  accessSecretVersion(req: object): Promise<[{ payload: { data: Uint8Array } }]>;
-  close(): Promise<void>;
-}
-
-// lowkey-vault is not served by the Maven Central reachable here: locally this block is
-// skipped while the jar is absent; under CI=true it runs and fails with startLowkeyVault's
-// explanation, as the spec wants for a missing component.
+// lowkey-vault's jar is not served by the Maven Central reachable here: locally this block is
+// skipped while the jar is absent (LOWKEY_VAULT_JAR or the cache's jars/); under CI=true it
+// runs and fails with startLowkeyVault's explanation, as the spec wants for a missing component.
 const lowkeyJar =
   process.env["LOWKEY_VAULT_JAR"] ?? path.join(cacheDir(), "jars", `lowkey-vault-app-${VERSIONS.lowkeyVault}.jar`);
 describe.skipIf(!existsSync(lowkeyJar) && process.env["CI"] !== "true")("Azure Key Vault (lowkey-vault)", () => {
@@ -287,5 +275,31 @@ describe.skipIf(!existsSync(lowkeyJar) && process.env["CI"] !== "true")("Azure K
     const got = await req("GET", "/secrets/pg-app?api-version=7.4");
     expect(got.body["value"]).toBe("s3cr3t");
     expect(got.body["tags"]).toEqual({ "managed-by": "cnpg-rotator" });
+    // Its managed-identity endpoint hands out tokens too (for IDENTITY_ENDPOINT-style auth).
+    const tok = await fetch(`${kv.tokenEndpoint}?resource=https%3A%2F%2Fvault.azure.net&api-version=2019-08-01`);
+    expect(tok.status).toBe(200);
+    expect(await json(tok)).toHaveProperty("access_token");
+  });
+
+  it("serves @azure/keyvault-secrets: every set is a new version, tags per version", async () => {
+    // lowkey-vault accepts any Bearer token; its challenge names its own host, not
+    // vault.azure.net, hence disableChallengeResourceVerification.
+    const credential: TokenCredential = {
+      getToken: async () => ({ token: "test-token", expiresOnTimestamp: Date.now() + 3_600_000 }),
+    };
+    const client = new SecretClient(kv.vaultUrl, credential, {
+      disableChallengeResourceVerification: true,
+      tlsOptions: { ca: kv.caPem },
+    });
+    const v1 = await client.setSecret("sdk-app", "one", { tags: { "managed-by": "cnpg-rotator" }, contentType: "text/plain" });
+    const v2 = await client.setSecret("sdk-app", "two", { tags: { "managed-by": "cnpg-rotator" } });
+    expect(v2.properties.version).not.toBe(v1.properties.version);
+    const latest = await client.getSecret("sdk-app");
+    expect(latest.value).toBe("two");
+    expect(latest.properties.tags).toEqual({ "managed-by": "cnpg-rotator" });
+    const first = await client.getSecret("sdk-app", { version: v1.properties.version ?? "" });
+    expect(first.value).toBe("one");
+    expect(first.properties.contentType).toBe("text/plain");
+    await expect(client.getSecret("sdk-missing")).rejects.toMatchObject({ statusCode: 404 });
   });
 });
