@@ -63,3 +63,26 @@ export class PermissionError extends RotatorError {
 export class KubernetesError extends RotatorError {
   override name = "KubernetesError";
 }
+
+/**
+ * A rotation's test step (SPEC §5.4) could not log in with the new password in
+ * time: the rotation is not promoted. Carries no secret: the rotation id, the
+ * last login status and, once the engine has rolled the Secret back
+ * (lib/rotation/rollback.ts), `rolledBack`.
+ */
+export class VerificationError extends RotatorError {
+  override name = "VerificationError";
+  readonly rotationId: string | undefined;
+  /** Status of the last login attempt: "auth-failed", "unreachable" or "error". */
+  readonly lastStatus: string | undefined;
+  readonly attempts: number;
+  /** Set when the Secret was put back to the store's current password after this failure. */
+  rolledBack = false;
+
+  constructor(message: string, details: { rotationId?: string; lastStatus?: string; attempts?: number } = {}) {
+    super(message);
+    this.rotationId = details.rotationId;
+    this.lastStatus = details.lastStatus;
+    this.attempts = details.attempts ?? 0;
+  }
+}

@@ -3,7 +3,7 @@
 // bounded concurrency.
 import { randomUUID } from "node:crypto";
 import pLimit from "p-limit";
-import { InputError, RotatorError } from "../errors.ts";
+import { InputError, RotatorError, VerificationError } from "../errors.ts";
 import type { KubernetesClient } from "../kubernetes/index.ts";
 import type { Logger } from "../log.ts";
 import type { ManifestSet, SecretStore } from "../manifests/index.ts";
@@ -27,6 +27,8 @@ export interface Engine {
   /** Targets rotated at once (default 8). */
   readonly concurrency?: number;
   readonly verify?: RotationDeps["verify"];
+  /** What to do when verify fails, under the Lease: rollback.ts's rollbackOnVerifyFailure, or nothing (the next run tests again). */
+  readonly onVerifyFailure?: RotationDeps["onVerifyFailure"];
   readonly afterStep?: RotationDeps["afterStep"];
   readonly now?: () => Date;
 }
@@ -66,6 +68,7 @@ export async function rotate(engine: Engine, request: RotateRequest = {}): Promi
       return client;
     },
     ...(engine.verify ? { verify: engine.verify } : {}),
+    ...(engine.onVerifyFailure ? { onVerifyFailure: engine.onVerifyFailure } : {}),
     ...(engine.afterStep ? { afterStep: engine.afterStep } : {}),
     ...(engine.now ? { now: engine.now } : {}),
   };
@@ -85,6 +88,9 @@ export async function rotate(engine: Engine, request: RotateRequest = {}): Promi
               target: targetName(t),
               externalSecret: `${t.externalSecret.metadata.namespace}/${t.externalSecret.metadata.name}`,
               outcome: "failed",
+              // A failed test names its rotation and whether its merge was undone (rollback.ts).
+              ...(e instanceof VerificationError && e.rotationId ? { rotationId: e.rotationId } : {}),
+              ...(e instanceof VerificationError ? { rolledBack: e.rolledBack } : {}),
               error: { type: e instanceof RotatorError ? error.name : "Error", message: error.message },
             };
           }

@@ -21,6 +21,10 @@ export const ANNOTATIONS = {
   storeVersion: `${ANNOTATION_PREFIX}store-version`,
   fingerprint: `${ANNOTATION_PREFIX}password-fingerprint`,
   specHash: `${ANNOTATION_PREFIX}spec-hash`,
+  // Set by rollback.ts: the rotation named here was merged, failed its test and was undone, so
+  // the Secret holds the store's current password again. Cleared by the next merge.
+  rolledBack: `${ANNOTATION_PREFIX}rolled-back`,
+  rolledBackAt: `${ANNOTATION_PREFIX}rolled-back-at`,
 } as const;
 
 export type Step = "stage" | "merge" | "test" | "promote";
@@ -35,6 +39,14 @@ export interface RotationDeps {
   readonly now?: () => Date;
   /** Logs in with the new credentials (SPEC §5 test step); throwing stops the rotation before promote. */
   readonly verify?: (secret: SecretObject, target: RotationTarget) => Promise<void>;
+  /**
+   * Called when verify throws, still under the Lease and before the failure is
+   * reported (rollback.ts's rollbackOnVerifyFailure puts the old password back).
+   */
+  readonly onVerifyFailure?: (
+    error: unknown,
+    context: { readonly secret: SecretObject; readonly target: RotationTarget; readonly deps: RotationDeps },
+  ) => Promise<void>;
   /** Called after each step; tests use it to simulate a crash at a step boundary. */
   readonly afterStep?: (step: Step, target: RotationTarget) => void | Promise<void>;
 }
@@ -72,6 +84,8 @@ export interface RotationResult {
   readonly changedKeys?: readonly string[];
   readonly stores?: readonly StoreVersionReport[];
   readonly conflicts?: number;
+  /** A failed verification whose merge was undone: the Secret holds the store's current password again. */
+  readonly rolledBack?: boolean;
   readonly error?: { readonly type: string; readonly message: string };
 }
 
@@ -93,6 +107,11 @@ export function dueCheck(
 ): { due: boolean; reason: string; nextDue?: Date } {
   const last = secret?.annotations[ANNOTATIONS.rotatedAt];
   if (!secret || !last) return { due: true, reason: "never rotated" };
+  // A rolled-back rotation changed nothing: whatever the policy, the password is still due a change.
+  const lastId = secret.annotations[ANNOTATIONS.rotationId];
+  if (lastId && secret.annotations[ANNOTATIONS.rolledBack] === lastId) {
+    return { due: true, reason: `rotation ${lastId} was rolled back` };
+  }
   const lastMs = Date.parse(last);
   if (Number.isNaN(lastMs)) return { due: true, reason: `unreadable ${ANNOTATIONS.rotatedAt}` };
   switch (es.refreshPolicy) {
@@ -135,11 +154,22 @@ export async function rotateTarget(
   if (target.externalSecret.target.creationPolicy === "Merge") {
     if (!(await deps.kube.readSecret(target.namespace, target.secretName))) throw missing(target);
   }
-  const lease = await deps.kube.acquireLease(target.namespace, target.secretName, deps.holder, options.leaseSeconds ?? 60);
+  const leaseSeconds = options.leaseSeconds ?? 60;
+  const lease = await deps.kube.acquireLease(target.namespace, target.secretName, deps.holder, leaseSeconds);
   if (!lease) {
     log.info({ outcome: "locked" }, "another run holds the lease for this target");
     return { ...base, outcome: "locked", reason: "another run is rotating this Secret" };
   }
+  // A verified rotation may wait on CNPG for longer than the Lease lives (and a rollback
+  // follows it): keep the Lease renewed while this run holds it.
+  let released = false;
+  const renewal = setInterval(() => {
+    lease.renew().then(
+      (held) => held || released || log.warn({}, "lost the lease while rotating"),
+      (e: unknown) => log.warn({ error: (e as Error).message }, "could not renew the lease"),
+    );
+  }, (leaseSeconds * 1000) / 3);
+  renewal.unref();
   try {
     const result = await runLocked(target, deps, options, base);
     log.info(
@@ -154,6 +184,8 @@ export async function rotateTarget(
     );
     return result;
   } finally {
+    clearInterval(renewal);
+    released = true;
     await lease.release().catch((e: unknown) => log.warn({ error: (e as Error).message }, "could not release the lease"));
   }
 }
@@ -184,8 +216,11 @@ async function runLocked(
   const lastId = secret?.annotations[ANNOTATIONS.rotationId];
   const previousFingerprint = secret?.data.password !== undefined ? fingerprint(secret.data.password) : undefined;
 
-  // Merged but not promoted everywhere: finish it (test, promote).
-  if (lastId && states.some((st) => st.pending?.rotationId === lastId)) {
+  // Merged but not promoted everywhere: finish it (test, promote) — unless rollback.ts undid
+  // the merge: then a pending value it had no time to discard is never promoted, and the
+  // new rotation below (successorId of the rolled-back id, so a fresh id) replaces it.
+  const rolledBack = lastId !== undefined && secret?.annotations[ANNOTATIONS.rolledBack] === lastId;
+  if (lastId && !rolledBack && states.some((st) => st.pending?.rotationId === lastId)) {
     const values = recoverValues(target, staged, states, lastId);
     staged.forEach((s, i) => {
       const st = states[i]!;
@@ -286,6 +321,9 @@ async function complete(
           [ANNOTATIONS.storeVersion]: staged.map((s) => s.version?.versionId ?? "").join(", "),
           [ANNOTATIONS.specHash]: es.specHash,
           ...(password !== undefined ? { [ANNOTATIONS.fingerprint]: fingerprint(password) } : {}),
+          // A new rotation supersedes the record of an earlier rollback.
+          [ANNOTATIONS.rolledBack]: null,
+          [ANNOTATIONS.rolledBackAt]: null,
         },
       };
     },
@@ -329,7 +367,15 @@ async function finish(
   },
 ): Promise<RotationResult> {
   const { rotationId, staged, secret } = run;
-  if (deps.verify) await deps.verify(secret, target);
+  if (deps.verify) {
+    try {
+      await deps.verify(secret, target);
+    } catch (e) {
+      // Still under the Lease: the caller may undo the merge before the failure is reported.
+      await deps.onVerifyFailure?.(e, { secret, target, deps });
+      throw e;
+    }
+  }
   await deps.afterStep?.("test", target);
 
   for (const s of staged) {

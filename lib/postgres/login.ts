@@ -1,0 +1,163 @@
+// One login to PostgreSQL with a given user and password — connect, `SELECT 1`,
+// close — as a rotation's test step does (SPEC §5.4). The password goes to the
+// pg client and nowhere else: results and their reasons never carry it.
+import type { ConnectionOptions } from "node:tls";
+import pg from "pg";
+
+/** How to use TLS, as libpq's sslmode names it (the subset that means something here). */
+export const SSL_MODES = ["disable", "require", "verify-full"] as const;
+export type SslMode = (typeof SSL_MODES)[number];
+
+export interface LoginParams {
+  readonly host: string;
+  readonly port: number;
+  readonly user: string;
+  readonly password: string;
+  readonly database: string;
+  /**
+   * disable (default): plain TCP; require: TLS, certificate not checked (what CNPG's
+   * self-signed server certificate allows without its CA); verify-full: TLS checked
+   * against `sslRootCert` (else Node's CAs) and the host name.
+   */
+  readonly ssl?: SslMode;
+  /** PEM of the CA for verify-full (CNPG's `<cluster>-ca` Secret, key ca.crt). */
+  readonly sslRootCert?: string;
+}
+
+/**
+ * What one attempt found. `auth-failed`: a server answered and refused these
+ * credentials (SQLSTATE 28P01, 28000). `unreachable`: no server gave a usable
+ * answer — refused, unresolvable, timed out, shutting down or starting up
+ * (worth retrying). `error`: a server answered with something retrying will not
+ * fix (the database does not exist, TLS refused). `reason` never holds the password.
+ */
+export type LoginResult =
+  | { readonly status: "ok"; readonly elapsedMs: number }
+  | {
+      readonly status: "auth-failed" | "unreachable" | "error";
+      readonly elapsedMs: number;
+      /** SQLSTATE of a server error, or the Node error code (ECONNREFUSED, ENOTFOUND …). */
+      readonly code?: string;
+      readonly reason: string;
+    };
+
+export type LoginStatus = LoginResult["status"];
+
+export interface LoginOptions {
+  /** Upper bound for connecting, authenticating and `SELECT 1` together. */
+  readonly timeoutMs: number;
+}
+
+/** Logs in once and reports how it went; never throws for a failed login, always closes the connection. */
+export async function tryLogin(params: LoginParams, options: LoginOptions): Promise<LoginResult> {
+  const started = Date.now();
+  const timeoutMs = Math.max(1, Math.floor(options.timeoutMs));
+  const client = new pg.Client({
+    host: params.host,
+    port: params.port,
+    user: params.user,
+    password: params.password,
+    database: params.database,
+    ssl: sslOptions(params),
+    connectionTimeoutMillis: timeoutMs,
+    query_timeout: timeoutMs,
+    application_name: "cnpg-rotator-verify",
+  });
+  // After connect, pg reports a dropped connection as an 'error' event: without a
+  // listener that would crash the process. The outcome comes from the promises below.
+  client.on("error", () => {});
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const attempt = (async () => {
+      await client.connect();
+      await client.query("SELECT 1");
+    })();
+    // connectionTimeoutMillis does not cover every stall (e.g. a server that never answers
+    // the startup packet after TLS): a deadline for the whole attempt does.
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new AttemptTimeout()), timeoutMs + 250);
+    });
+    attempt.catch(() => {}); // settled by the race; a late rejection is not unhandled
+    await Promise.race([attempt, deadline]);
+    return { status: "ok", elapsedMs: Date.now() - started };
+  } catch (e) {
+    return { ...classify(e, params.password), elapsedMs: Date.now() - started };
+  } finally {
+    clearTimeout(timer);
+    await close(client);
+  }
+}
+
+class AttemptTimeout extends Error {
+  override name = "AttemptTimeout";
+  constructor() {
+    super("no answer within the attempt's timeout");
+  }
+}
+
+function sslOptions(params: LoginParams): false | ConnectionOptions {
+  switch (params.ssl ?? "disable") {
+    case "disable":
+      return false;
+    case "require":
+      return { rejectUnauthorized: false };
+    case "verify-full":
+      // pg passes the host as servername, so Node checks the certificate names it.
+      return { rejectUnauthorized: true, ...(params.sslRootCert ? { ca: params.sslRootCert } : {}) };
+  }
+}
+
+/** end() waits for the server's goodbye; a server that never says it must not hold us. */
+async function close(client: pg.Client): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    client.end().catch(() => {}),
+    new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, 1_000);
+      timer.unref();
+    }),
+  ]);
+  clearTimeout(timer);
+}
+
+// SQLSTATEs meaning "no server to talk to right now": admin/crash shutdown, starting up,
+// too many connections, connection exceptions (class 08).
+const TRANSIENT_SQLSTATES = new Set(["57P01", "57P02", "57P03", "53300"]);
+const AUTH_SQLSTATES = new Set(["28P01", "28000"]);
+// Node network errors: worth another try.
+const NETWORK_CODES = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "EHOSTDOWN",
+  "EPIPE",
+]);
+
+function classify(e: unknown, password: string): Omit<Extract<LoginResult, { reason: string }>, "elapsedMs"> {
+  const error = e instanceof Error ? e : new Error(String(e));
+  const code = (error as { code?: unknown }).code;
+  const reason = redact(error.message || error.name, password);
+  if (error instanceof pg.DatabaseError && typeof code === "string") {
+    if (AUTH_SQLSTATES.has(code)) return { status: "auth-failed", code, reason };
+    if (TRANSIENT_SQLSTATES.has(code) || code.startsWith("08")) return { status: "unreachable", code, reason };
+    return { status: "error", code, reason };
+  }
+  if (typeof code === "string" && NETWORK_CODES.has(code)) return { status: "unreachable", code, reason };
+  if (typeof code === "string" && /CERT|SSL|TLS/.test(code)) return { status: "error", code, reason };
+  if (/does not support SSL/i.test(error.message)) return { status: "error", reason };
+  // Anything else (the connection dropped, the attempt timed out): a later try may succeed.
+  return { status: "unreachable", ...(typeof code === "string" ? { code } : {}), reason };
+}
+
+/** Belt and braces: pg's messages do not quote passwords, but a reason must never carry one. */
+function redact(message: string, password: string): string {
+  // Very short strings would garble ordinary words; real passwords are long.
+  if (password.length < 6) return message;
+  let out = message;
+  for (const form of new Set([password, encodeURIComponent(password)])) out = out.split(form).join("[redacted]");
+  return out;
+}
