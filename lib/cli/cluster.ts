@@ -6,6 +6,7 @@ import { createLogger } from "../log.ts";
 import { engineFromEnvironment } from "../rotation/context.ts";
 import { type Engine, rotate } from "../rotation/engine.ts";
 import { push } from "../rotation/push.ts";
+import { rollback } from "../rotation/rollback.ts";
 import { status } from "../rotation/status.ts";
 import { integer, manifestOptions, type Options, parse } from "./args.ts";
 
@@ -28,7 +29,7 @@ const common = `  -f, --filename PATH     manifests: a file, a directory of *.ya
       --concurrency N     targets at once (default 8)
   -v, --verbose           engine logs on stderr (JSON lines; never secret values)`;
 
-export const rotateHelp = `Usage: cnpg-rotator rotate -f manifests.yaml [--force] [--dry-run] [flags]
+export const rotateHelp = `Usage: cnpg-rotator rotate -f manifests.yaml [--force] [--dry-run] [--verify] [flags]
 
 Runs the rotation of each ExternalSecret that is due: stage the new password in
 the store, merge it into the Secret, promote it in the store. A rotation left
@@ -36,8 +37,20 @@ half-done by an earlier run is finished with the same password.
 
       --force             rotate even if not due
       --dry-run           report what would change; write nothing
+      --verify            log in to PostgreSQL with the new password before promoting
+                          (as CNPG_ROTATOR_VERIFY=true; see the README for host/TLS settings)
+      --no-rollback       when that login fails, leave the rotation merged for the next run
+                          to test again, instead of restoring the store's current password
 ${common}
 Exit codes: 0 every target ok, 1 a target failed, 2 bad input (nothing written).
+`;
+
+export const rollbackHelp = `Usage: cnpg-rotator rollback -f manifests.yaml [flags]
+
+Rolls back a rotation that was merged into the Secret but not promoted (e.g.
+its verification failed): the store's current password goes back into the
+Secret and the pending one is discarded, so Secret, store and database agree.
+${common}
 `;
 
 export const pushHelp = `Usage: cnpg-rotator push -f manifests.yaml [--dry-run] [flags]
@@ -58,7 +71,10 @@ ${common}
 Exit codes: 0 everything ready, 1 something is not, 2 bad input.
 `;
 
-async function buildEngine(v: ReturnType<typeof parse<typeof clusterOptions>>["values"]): Promise<Engine> {
+async function buildEngine(
+  v: ReturnType<typeof parse<typeof clusterOptions>>["values"],
+  extra: { verify?: boolean; rollbackOnVerifyFailure?: boolean } = {},
+): Promise<Engine> {
   if (!v.filename?.length) throw new InputError("missing -f: give the manifests file (-f manifests.yaml)");
   if (v.output !== undefined && v.output !== "table" && v.output !== "json") {
     throw new InputError(`--output: expected table or json, found "${v.output}"`);
@@ -76,6 +92,7 @@ async function buildEngine(v: ReturnType<typeof parse<typeof clusterOptions>>["v
     kube,
     log,
     ...(concurrency ? { concurrency } : {}),
+    ...extra,
   });
 }
 
@@ -85,12 +102,22 @@ function table(rows: string[][]): string {
 }
 
 export async function rotateCommand(argv: string[], out: (t: string) => void): Promise<number> {
-  const { values: v } = parse(argv, { ...clusterOptions, force: { type: "boolean" }, "dry-run": { type: "boolean" } });
+  const { values: v } = parse(argv, {
+    ...clusterOptions,
+    force: { type: "boolean" },
+    "dry-run": { type: "boolean" },
+    verify: { type: "boolean" },
+    "no-rollback": { type: "boolean" },
+  });
   if (v.help) {
     out(rotateHelp);
     return 0;
   }
-  const results = await rotate(await buildEngine(v), {
+  const engine = await buildEngine(v, {
+    ...(v.verify ? { verify: true } : {}),
+    ...(v["no-rollback"] ? { rollbackOnVerifyFailure: false } : {}),
+  });
+  const results = await rotate(engine, {
     ...(v.target ? { targets: v.target } : {}),
     ...(v.force ? { force: true } : {}),
     ...(v["dry-run"] ? { dryRun: true } : {}),
@@ -173,4 +200,29 @@ export async function statusCommand(argv: string[], out: (t: string) => void): P
     for (const r of results.filter((x) => !x.ready)) out(`${r.kind} ${r.name}: ${r.message}`);
   }
   return results.every((r) => r.ready) ? 0 : 1;
+}
+
+export async function rollbackCommand(argv: string[], out: (t: string) => void): Promise<number> {
+  const { values: v } = parse(argv, clusterOptions);
+  if (v.help) {
+    out(rollbackHelp);
+    return 0;
+  }
+  const results = await rollback(await buildEngine(v), v.target ? { targets: v.target } : {});
+  if (v.output === "json") out(JSON.stringify(results, null, 2));
+  else {
+    out(
+      table([
+        ["TARGET", "OUTCOME", "ROTATION ID", "FINGERPRINT", "DETAIL"],
+        ...results.map((r) => [
+          r.target,
+          r.outcome,
+          r.rotationId?.slice(0, 8) ?? "",
+          r.fingerprint ?? "",
+          r.error ? `${r.error.type}: ${r.error.message}` : (r.reason ?? ""),
+        ]),
+      ]),
+    );
+  }
+  return results.some((r) => r.outcome === "failed") ? 1 : 0;
 }

@@ -18,6 +18,10 @@ const commands: Record<string, { run: Command; summary: string }> = {
     run: async (argv, out) => (await import("./cluster.ts")).pushCommand(argv, out),
     summary: "copy Secrets to their stores per PushSecret",
   },
+  rollback: {
+    run: async (argv, out) => (await import("./cluster.ts")).rollbackCommand(argv, out),
+    summary: "undo a merged, unpromoted rotation (e.g. failed verification)",
+  },
   status: {
     run: async (argv, out) => (await import("./cluster.ts")).statusCommand(argv, out),
     summary: "where each rotation stands: ready, last rotation, drift",

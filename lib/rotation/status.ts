@@ -84,7 +84,7 @@ function verdict(
     return {
       reason: "RotationInFlight",
       ready: false,
-      message: `rotation ${inFlight.pendingRotationId} is staged in ${inFlight.store} and not promoted; the next run finishes it`,
+      message: `rotation ${inFlight.pendingRotationId} is staged in ${inFlight.store} and not promoted; the next run finishes it (or, after a rollback, replaces it)`,
     };
   }
   const drifted = stores.find((s) => !s.inSync);
