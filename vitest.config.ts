@@ -2,6 +2,8 @@ import { defineConfig } from "vitest/config";
 
 export default defineConfig({
   test: {
+    // CI also writes a machine-readable report, from which .ci/run prints its closing line.
+    reporters: process.env.CI === "true" ? ["default", ["json", { outputFile: ".test-results.json" }]] : ["default"],
     projects: [
       {
         test: {
