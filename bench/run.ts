@@ -1,0 +1,356 @@
+// npm run bench [-- options]: the generator, the AWS artifact's cold start, and N
+// rotations in one invocation against a local kube-apiserver and moto. Starts and
+// stops its own servers, prints a table, writes bench/results/latest.json.
+// Options: see usage below or bench/README.md.
+import { execFileSync } from "node:child_process";
+import { mkdirSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { type ClientCosts, benchClientCosts } from "./clients.ts";
+import { type Artifact, type ColdStartResult, ROOT, benchColdStart, buildArtifact } from "./cold-start.ts";
+import { type Bench, startBench } from "./fixtures.ts";
+import { type GeneratorResult, benchGenerator } from "./generator.ts";
+import { type RotationResultRow, benchRotation } from "./rotation.ts";
+import { round } from "./stats.ts";
+
+const usage = `npm run bench -- [options]
+  --sizes=100,1000          targets per invocation (env BENCH_SIZES)
+  --concurrency=16          targets rotated at once (Engine.concurrency; env BENCH_CONCURRENCY)
+  --cold-runs=15            fresh processes for the cold start (median)
+  --generator-seconds=2     per measured round, each side
+  --generator-rounds=3      alternating rounds (median)
+  --artifact=PATH           use this rotate.zip instead of running serverless package
+  --only=LIST               some of: generator,coldStart,clients,rotation
+  --no-breakdown            skip the per-dependency import times
+  --cpu-prof                write bench/results/rotation-<n>.cpuprofile of each measured rotate()
+  --timeout-minutes=40      give up (and clean up) after this long
+  --out=PATH                default bench/results/latest.json`;
+
+const { values: args } = parseArgs({
+  options: {
+    sizes: { type: "string", default: process.env.BENCH_SIZES ?? "100,1000" },
+    concurrency: { type: "string", default: process.env.BENCH_CONCURRENCY ?? "16" },
+    "cold-runs": { type: "string", default: "15" },
+    "generator-seconds": { type: "string", default: "2" },
+    "generator-rounds": { type: "string", default: "3" },
+    artifact: { type: "string" },
+    only: { type: "string", default: "generator,coldStart,clients,rotation" },
+    "no-breakdown": { type: "boolean", default: false },
+    "cpu-prof": { type: "boolean", default: false },
+    "timeout-minutes": { type: "string", default: "40" },
+    out: { type: "string", default: join(ROOT, "bench/results/latest.json") },
+    help: { type: "boolean", default: false },
+  },
+});
+if (args.help) {
+  console.log(usage);
+  process.exit(0);
+}
+
+function positiveInt(name: string, text: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1) {
+    console.error(`--${name}: expected a positive integer, found "${text}"\n\n${usage}`);
+    process.exit(2);
+  }
+  return n;
+}
+
+const sizes = args.sizes.split(",").filter(Boolean).map((s) => positiveInt("sizes", s));
+const concurrency = positiveInt("concurrency", args.concurrency);
+const coldRuns = positiveInt("cold-runs", args["cold-runs"]);
+const generatorSeconds = Number(args["generator-seconds"]);
+const generatorRounds = positiveInt("generator-rounds", args["generator-rounds"]);
+const timeoutMinutes = Number(args["timeout-minutes"]);
+const sections = new Set(args.only.split(",").filter(Boolean));
+for (const s of sections) {
+  if (!["generator", "coldStart", "clients", "rotation"].includes(s)) {
+    console.error(`--only: unknown section "${s}"\n\n${usage}`);
+    process.exit(2);
+  }
+}
+const outFile = resolve(args.out);
+
+const log = (line: string) => console.error(`[bench] ${line}`);
+
+interface Target {
+  name: string;
+  goal: string;
+  actual: string;
+  met: boolean | null;
+}
+
+interface Results {
+  meta: Record<string, unknown>;
+  generator?: GeneratorResult;
+  coldStart?: ColdStartResult;
+  clientCosts?: ClientCosts;
+  rotation: RotationResultRow[];
+  targets: Target[];
+  errors: Record<string, string>;
+}
+
+const results: Results = { meta: meta(), rotation: [], targets: [], errors: {} };
+let bench: Bench | undefined;
+let artifact: Artifact | undefined;
+
+function git(...a: string[]): string | undefined {
+  try {
+    return execFileSync("git", a, { cwd: ROOT, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
+  } catch {
+    return undefined;
+  }
+}
+
+function meta(): Record<string, unknown> {
+  const cpus = os.cpus();
+  return {
+    date: new Date().toISOString(),
+    node: process.version,
+    platform: `${process.platform} ${process.arch}`,
+    cpus: cpus.length,
+    cpuModel: cpus[0]?.model,
+    loadAverageAtStart: os.loadavg().map((l) => round(l, 2)),
+    commit: git("rev-parse", "HEAD"),
+    dirtyTree: (git("status", "--porcelain") ?? "") !== "",
+    options: { sizes, concurrency, coldRuns, generatorSeconds, generatorRounds, artifact: args.artifact ?? null, only: [...sections] },
+  };
+}
+
+async function section(name: string, fn: () => Promise<void>): Promise<void> {
+  try {
+    await fn();
+  } catch (e) {
+    const message = e instanceof Error ? (e.stack ?? e.message) : String(e);
+    results.errors[name] = message;
+    log(`${name} failed: ${message}`);
+  }
+}
+
+async function cleanup(): Promise<void> {
+  artifact?.cleanup();
+  artifact = undefined;
+  const b = bench;
+  bench = undefined;
+  await b?.stop().catch((e: unknown) => log(`stopping the servers failed: ${String(e)}`));
+}
+
+function writeResults(): void {
+  results.meta.loadAverageAtEnd = os.loadavg().map((l) => round(l, 2));
+  results.targets = evaluateTargets();
+  mkdirSync(dirname(outFile), { recursive: true });
+  writeFileSync(outFile, `${JSON.stringify(results, null, 2)}\n`);
+}
+
+const deadline = setTimeout(
+  () => {
+    results.errors.timeout = `gave up after ${timeoutMinutes} minutes`;
+    log(results.errors.timeout);
+    writeResults();
+    void cleanup().finally(() => process.exit(1));
+  },
+  timeoutMinutes * 60_000,
+);
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.once(signal, () => {
+    log(`${signal}: stopping the servers`);
+    void cleanup().finally(() => process.exit(130));
+  });
+}
+
+// ---------------------------------------------------------------------------------------
+
+if (sections.has("generator")) {
+  await section("generator", async () => {
+    results.generator = await benchGenerator({ seconds: generatorSeconds, rounds: generatorRounds, log });
+  });
+}
+
+if (sections.has("coldStart")) {
+  await section("artifact", async () => {
+    artifact = await buildArtifact({ ...(args.artifact ? { prebuilt: resolve(args.artifact) } : {}), log });
+    log(`artifact: ${artifact.zip} ${round(artifact.bytes / 1024, 0)} KB zipped, bundle ${round(artifact.bundleBytes / 1024, 0)} KB`);
+  });
+}
+
+if (sections.has("coldStart") || sections.has("rotation") || sections.has("clients")) {
+  await section("servers", async () => {
+    bench = await startBench();
+  });
+}
+
+if (bench && artifact && sections.has("coldStart")) {
+  const [b, a] = [bench, artifact];
+  await section("coldStart", async () => {
+    results.coldStart = await benchColdStart(b, a, { runs: coldRuns, breakdown: !args["no-breakdown"], log });
+  });
+}
+
+if (bench && sections.has("clients")) {
+  const b = bench;
+  await section("clients", async () => {
+    log("clients: CPU per request of each client...");
+    results.clientCosts = await benchClientCosts(b);
+  });
+}
+
+if (bench && sections.has("rotation")) {
+  const b = bench;
+  for (const n of sizes) {
+    await section(`rotation n=${n}`, async () => {
+      const cpuProfile = args["cpu-prof"] ? join(dirname(outFile), `rotation-${n}.cpuprofile`) : undefined;
+      const row = await benchRotation(b, { n, concurrency, log, ...(cpuProfile ? { cpuProfile } : {}) });
+      results.rotation.push(row);
+      log(`rotation n=${n}: ${row.seconds} s, ${row.rotationsPerSecond}/s, ${row.cpuMsPerRotation} ms CPU and ${row.requestsPerRotation} requests per rotation`);
+    });
+  }
+}
+
+await cleanup();
+clearTimeout(deadline);
+writeResults();
+printTable();
+log(`wrote ${outFile}`);
+process.exit(Object.keys(results.errors).length > 0 ? 1 : 0);
+
+// ---------------------------------------------------------------------------------------
+
+function evaluateTargets(): Target[] {
+  const t: Target[] = [];
+  const row1000 = results.rotation.find((r) => r.n === 1000 && r.concurrency === 16);
+  t.push({
+    name: "rotation time",
+    goal: "1,000 rotations <= 30 s at concurrency 16",
+    actual: row1000 ? `${row1000.seconds} s` : "not measured (needs --sizes with 1000 and --concurrency=16)",
+    met: row1000 ? row1000.seconds <= 30 : null,
+  });
+  const rows = results.rotation;
+  const worstCpu = rows.length ? Math.max(...rows.map((r) => r.cpuMsPerRotation)) : undefined;
+  t.push({
+    name: "CPU per rotation",
+    goal: "<= 2 ms of our CPU per rotation",
+    actual: worstCpu === undefined ? "not measured" : `${worstCpu} ms (worst of ${rows.map((r) => `n=${r.n}`).join(", ")})`,
+    met: worstCpu === undefined ? null : worstCpu <= 2,
+  });
+  const worstExtra = rows.length ? Math.max(...rows.map((r) => r.requestsPerRotation - r.minRequestsPerRotation)) : undefined;
+  t.push({
+    name: "requests per rotation",
+    goal: "within 1 of the minimum",
+    actual:
+      worstExtra === undefined
+        ? "not measured"
+        : `${rows.map((r) => `${r.requestsPerRotation} vs ${r.minRequestsPerRotation}`).join("; ")} (+${round(worstExtra, 2)})`,
+    met: worstExtra === undefined ? null : worstExtra <= 1,
+  });
+  const cold = results.coldStart;
+  t.push({
+    name: "cold start",
+    goal: "initMs <= 100 ms",
+    actual: cold ? `${cold.initMs} ms (import ${cold.importMs} + lazy ${cold.lazyMs})` : "not measured",
+    met: cold ? cold.initMs <= 100 : null,
+  });
+  t.push({
+    name: "artifact size",
+    goal: "<= 600 KB zipped (614,400 bytes)",
+    actual: cold ? `${cold.artifactBytes} bytes (${round(cold.artifactBytes / 1024, 0)} KB)` : "not measured",
+    met: cold ? cold.artifactBytes <= 600 * 1024 : null,
+  });
+  const gen = results.generator;
+  t.push({
+    name: "generator",
+    goal: "at least as fast as go-password",
+    actual: gen?.ratio != null ? `${gen.ratio}x go-password` : "not measured",
+    met: gen?.ratio != null ? gen.ratio >= 1 : null,
+  });
+  return t;
+}
+
+function table(header: string[], rows: (string | number)[][]): string {
+  const cells = [header, ...rows.map((r) => r.map(String))];
+  const widths = header.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? "").length)));
+  // Numbers right-aligned, text left-aligned.
+  const numeric = header.map((_, i) => rows.every((r) => typeof r[i] === "number" || /^[\d.]+$/.test(String(r[i]))));
+  const line = (r: string[]) => r.map((c, i) => (numeric[i] ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join("  ").trimEnd();
+  return [line(header), widths.map((w) => "-".repeat(w)).join("  "), ...cells.slice(1).map(line)].join("\n");
+}
+
+function printTable(): void {
+  const out: string[] = [];
+  if (results.rotation.length) {
+    out.push(
+      "Rotation (one invocation; local kube-apiserver + moto)",
+      table(
+        ["n", "conc", "seconds", "rot/s", "p50 ms", "p99 ms", "CPU ms/rot", "peak RSS MB", "req/rot", "min req/rot"],
+        results.rotation.map((r) => [
+          r.n,
+          r.concurrency,
+          r.seconds,
+          r.rotationsPerSecond,
+          r.p50Ms,
+          r.p99Ms,
+          r.cpuMsPerRotation,
+          r.peakRssMb,
+          r.requestsPerRotation,
+          r.minRequestsPerRotation,
+        ]),
+      ),
+      "",
+    );
+    const ops = [...new Set(results.rotation.flatMap((r) => Object.keys(r.requestBreakdown)))];
+    out.push(
+      "Requests per rotation by operation",
+      table(
+        ["operation", ...results.rotation.map((r) => `n=${r.n}`)],
+        ops.map((op) => [op, ...results.rotation.map((r) => r.requestBreakdown[op] ?? 0)]),
+      ),
+      "",
+    );
+  }
+  const c = results.coldStart;
+  if (c) {
+    out.push(
+      `Cold start (median of ${c.runs} fresh processes)`,
+      table(
+        ["initMs", "importMs", "lazyMs", "initCpuMs", "first inv ms", "warm inv ms", "artifact bytes", "bundle bytes"],
+        [[c.initMs, c.importMs, c.lazyMs, c.initCpuMs, c.firstInvocationMs, c.warmInvocationMs, c.artifactBytes, c.bundleBytes]],
+      ),
+      `bundle: ${c.bundle.packages
+        .slice(0, 6)
+        .map((p) => `${p.name} ${p.kb} KB`)
+        .join(", ")}; other clouds' SDKs: ${c.bundle.foreignSdks.length ? c.bundle.foreignSdks.join(", ") : "none"}`,
+      ...(c.importBreakdown
+        ? [
+            `imported alone: ${Object.entries(c.importBreakdown)
+              .map(([k, v]) => `${k} ${v.ms} ms`)
+              .join(", ")}`,
+          ]
+        : []),
+      "",
+    );
+  }
+  const g = results.generator;
+  if (g) {
+    out.push(
+      "Generator (seed spec: length 42, digits 5, symbols 5, \"-_$@\", allowRepeat)",
+      table(["ours /s", "go-password /s", "ratio"], [[g.oursPerSecond, g.goPasswordPerSecond ?? "n/a", g.ratio ?? "n/a"]]),
+      "",
+    );
+  }
+  if (results.clientCosts) {
+    out.push(
+      "CPU per operation (ms)",
+      table(["operation", "CPU ms"], Object.entries(results.clientCosts.cpuMsPerOp).map(([k, v]) => [k, v])),
+      "",
+    );
+  }
+  out.push(
+    "Targets",
+    table(
+      ["target", "goal", "actual", "met"],
+      results.targets.map((t) => [t.name, t.goal, t.actual, t.met === null ? "n/a" : t.met ? "yes" : "NO"]),
+    ),
+  );
+  if (Object.keys(results.errors).length) out.push("", `Errors: ${Object.keys(results.errors).join(", ")} (details in the JSON)`);
+  console.log(out.join("\n"));
+}
