@@ -8,7 +8,7 @@ import { SecretMissingError, StoreStateError } from "../errors.ts";
 import type { KubernetesClient, SecretObject } from "../kubernetes/index.ts";
 import type { Logger } from "../log.ts";
 import type { ExternalSecret } from "../manifests/index.ts";
-import type { SecretStoreClient, StoredVersion } from "../stores/types.ts";
+import type { SecretStoreClient, StoredVersion, VersionRef } from "../stores/types.ts";
 import { type Publication, type RotationTarget, readRemoteValue, remoteValue, targetName } from "./plan.ts";
 import { fingerprint, generateValues, type RenderedTarget, renderTarget } from "./render.ts";
 
@@ -139,6 +139,42 @@ interface Staged {
   version?: StoredVersion;
 }
 
+/** A version the engine knows of; its value only once read (`describe` names versions without values). */
+interface KnownVersion extends VersionRef {
+  readonly value?: string;
+}
+
+/** One store's current and pending version of its remote key, as this run saw them. */
+interface StoreView {
+  current?: KnownVersion | undefined;
+  pending?: KnownVersion | undefined;
+}
+
+/** A store's state: one `describe` where the store offers it (no values), else both versions with values. */
+async function readView(s: Staged): Promise<StoreView> {
+  const key = s.publication.remoteKey;
+  if (s.store.describe) {
+    const { current, pending } = await s.store.describe(key);
+    return { current, pending };
+  }
+  const [current, pending] = await Promise.all([s.store.getCurrent(key), s.store.getPending(key)]);
+  return { current, pending };
+}
+
+/** Whether `remoteValue` reads the remote current value: a `property` entry merges into it, unless an earlier entry replaced it. */
+function readsCurrent(publication: Publication): boolean {
+  let reads = true;
+  for (const entry of publication.entries) if (entry.secretKey === undefined || entry.property === undefined) reads = false;
+  return reads;
+}
+
+/** The current value `remoteValue` needs for this publication: read now if it needs one and `describe` left it out. */
+async function currentValueFor(s: Staged, view: StoreView): Promise<string | undefined> {
+  if (!view.current || !readsCurrent(s.publication)) return undefined;
+  if (view.current.value === undefined) view.current = await s.store.getCurrent(s.publication.remoteKey);
+  return view.current?.value;
+}
+
 /** Runs (or resumes) the rotation of one target under its Lease. */
 export async function rotateTarget(
   target: RotationTarget,
@@ -204,15 +240,7 @@ async function runLocked(
   const staged: Staged[] = await Promise.all(
     target.publications.map(async (publication) => ({ publication, store: await deps.storeFor(publication) })),
   );
-  const states = await Promise.all(
-    staged.map(async (s) => {
-      const [current, pending] = await Promise.all([
-        s.store.getCurrent(s.publication.remoteKey),
-        s.store.getPending(s.publication.remoteKey),
-      ]);
-      return { current, pending };
-    }),
-  );
+  const states = await Promise.all(staged.map(readView));
   const lastId = secret?.annotations[ANNOTATIONS.rotationId];
   const previousFingerprint = secret?.data.password !== undefined ? fingerprint(secret.data.password) : undefined;
 
@@ -221,18 +249,14 @@ async function runLocked(
   // new rotation below (successorId of the rolled-back id, so a fresh id) replaces it.
   const rolledBack = lastId !== undefined && secret?.annotations[ANNOTATIONS.rolledBack] === lastId;
   if (lastId && !rolledBack && states.some((st) => st.pending?.rotationId === lastId)) {
-    const values = recoverValues(target, staged, states, lastId);
-    staged.forEach((s, i) => {
-      const st = states[i]!;
-      s.version = st.pending?.rotationId === lastId ? st.pending : st.current;
-    });
+    const values = await recoverValues(target, staged, states, lastId);
     return finish(target, deps, base, { rotationId: lastId, values, secret: secret!, staged, from: "test" });
   }
 
   // Staged but not merged: merge the same password, then test and promote.
   const nextId = successorId(target.namespace, target.secretName, lastId);
   if (states.some((st) => st.pending?.rotationId === nextId)) {
-    const values = recoverValues(target, staged, states, nextId);
+    const values = await recoverValues(target, staged, states, nextId);
     return complete(target, deps, base, { rotationId: nextId, values, secret, staged, states, now, resumed: true });
   }
 
@@ -268,7 +292,7 @@ async function complete(
     values: Record<string, string>;
     secret: SecretObject | undefined;
     staged: Staged[];
-    states: { current?: StoredVersion | undefined; pending?: StoredVersion | undefined }[];
+    states: StoreView[];
     now: Date;
     resumed: boolean;
   },
@@ -283,8 +307,13 @@ async function complete(
     staged.map(async (s, i) => {
       if (run.secret && !run.states[i]!.current && !run.states[i]!.pending) {
         const value = remoteValue(s.publication, run.secret.data, undefined);
-        await s.store.push(s.publication.remoteKey, value);
-        run.states[i] = { current: await s.store.getCurrent(s.publication.remoteKey) };
+        const pushed = await s.store.push(s.publication.remoteKey, value);
+        run.states[i] = {
+          current:
+            pushed.versionId !== undefined
+              ? { versionId: pushed.versionId, value }
+              : await s.store.getCurrent(s.publication.remoteKey),
+        };
       }
     }),
   );
@@ -294,7 +323,7 @@ async function complete(
   const after = { ...run.secret?.data, ...rendered.data };
   await Promise.all(
     staged.map(async (s, i) => {
-      const value = remoteValue(s.publication, after, run.states[i]!.current?.value);
+      const value = remoteValue(s.publication, after, await currentValueFor(s, run.states[i]!));
       s.version = await s.store.stagePending(s.publication.remoteKey, value, rotationId);
     }),
   );
@@ -408,18 +437,26 @@ async function finish(
   };
 }
 
-/** The generated values of a rotation in flight, read back from what was staged. */
-function recoverValues(
+/** The generated values of a rotation in flight, read back from what was staged (reading pending values `describe` left out). */
+async function recoverValues(
   target: RotationTarget,
   staged: readonly Staged[],
-  states: readonly { current?: StoredVersion | undefined; pending?: StoredVersion | undefined }[],
+  states: StoreView[],
   rotationId: string,
-): Record<string, string> {
+): Promise<Record<string, string>> {
+  await Promise.all(
+    staged.map(async (s, i) => {
+      if (states[i]!.pending?.rotationId === rotationId && states[i]!.pending?.value === undefined) {
+        states[i]!.pending = await s.store.getPending(s.publication.remoteKey);
+      }
+    }),
+  );
   const view: Record<string, string> = {};
   staged.forEach((s, i) => {
-    const st = states[i]!;
-    const version = st.pending?.rotationId === rotationId ? st.pending : undefined;
-    if (version) Object.assign(view, readRemoteValue(s.publication, version.value));
+    const version = states[i]!.pending;
+    if (version?.rotationId === rotationId && version.value !== undefined) {
+      Object.assign(view, readRemoteValue(s.publication, version.value));
+    }
   });
   const values: Record<string, string> = {};
   for (const [generated, secretKey] of Object.entries(target.recoveryKeys)) {

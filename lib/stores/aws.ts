@@ -29,9 +29,11 @@ import {
   MANAGED_BY_KEY,
   MANAGED_BY_VALUE,
   type PushResult,
+  type RemoteState,
   type SecretStoreClient,
   type StoreDeps,
   type StoredVersion,
+  type VersionRef,
 } from "./types.ts";
 
 export const PENDING = "AWSPENDING";
@@ -56,6 +58,26 @@ const secretsManagerSchema = z
 
 type Description = DescribeSecretCommandOutput;
 type Stages = Readonly<Record<string, readonly string[]>>;
+
+/**
+ * What this client last saw of a secret (its own DescribeSecret, or that plus its own
+ * writes since), so that the stage and promote of a rotation need not describe it again.
+ * Values are kept by VersionId, which AWS never changes. The labels may be stale, which
+ * is safe: a repeated PutSecretValue is a no-op (ClientRequestToken), and a label move
+ * naming a version that no longer holds the label (RemoveFromVersionId) is refused, after
+ * which we describe afresh. The one change no AWS check catches, the staged version
+ * discarded by someone else before our promote, only a rollback makes, and it holds the
+ * Secret's Lease (in this process it goes through this client: discardPending forgets).
+ * Kept briefly only.
+ */
+interface Known {
+  readonly secret: Description;
+  readonly at: number;
+  readonly values: Map<string, string>;
+}
+
+/** How long what a DescribeSecret saw is acted on without describing again. */
+const KNOWN_TTL_MS = 30_000;
 
 export function createAwsStore(config: AwsProvider, _deps: StoreDeps = {}): SecretStoreClient {
   if (config.service !== "SecretsManager") {
@@ -84,6 +106,7 @@ class AwsStore implements SecretStoreClient {
   readonly #client: SecretsManagerClient;
   readonly #prefix: string;
   readonly #deletion: { ForceDeleteWithoutRecovery: true } | { RecoveryWindowInDays?: number };
+  readonly #known = new Map<string, Known>();
 
   constructor(
     client: SecretsManagerClient,
@@ -101,6 +124,27 @@ class AwsStore implements SecretStoreClient {
         : { RecoveryWindowInDays: options.recoveryWindowInDays };
   }
 
+  async describe(key: string): Promise<RemoteState> {
+    const name = this.#prefix + key;
+    const secret = await this.#describe(name);
+    if (!secret) {
+      this.#known.delete(name);
+      return { exists: false, owned: false };
+    }
+    this.#remember(name, secret);
+    const owned = isOwned(secret);
+    if (secret.DeletedDate) return { exists: false, owned };
+    const stages: Stages = secret.VersionIdsToStages ?? {};
+    const current = Object.keys(stages).find((id) => isPromoted(stages, id));
+    const pending = holderOf(stages, PENDING);
+    return {
+      exists: true,
+      owned,
+      ...(current !== undefined ? { current: versionRef(current) } : {}),
+      ...(pending !== undefined ? { pending: versionRef(pending) } : {}),
+    };
+  }
+
   async stagePending(key: string, value: string, rotationId: string): Promise<StoredVersion> {
     const name = this.#prefix + key;
     if (rotationId.length < 32 || rotationId.length > 64) {
@@ -108,16 +152,24 @@ class AwsStore implements SecretStoreClient {
         `cannot stage into "${name}" in ${this.description}: expected a rotation id of 32 to 64 characters (it becomes the ClientRequestToken), found ${rotationId.length}`,
       );
     }
-    const secret = (await this.#describe(name)) ?? (await this.#createEmpty(name));
+    const known = this.#recall(name);
+    this.#known.delete(name);
+    // Already staged or promoted by what we remember: make sure with a fresh look before writing nothing.
+    const remembered: Stages = known?.secret.VersionIdsToStages ?? {};
+    const fresh = !known || isPending(remembered, rotationId) || isPromoted(remembered, rotationId);
+    const secret =
+      (fresh ? undefined : known?.secret) ?? (await this.#describe(name)) ?? (await this.#createEmpty(name));
     this.#assertOwned(name, secret, "stage a pending version in");
     if (secret.DeletedDate) await this.#restore(name);
     const stages: Stages = secret.VersionIdsToStages ?? {};
     if (isPending(stages, rotationId) || isPromoted(stages, rotationId)) {
+      const seen = known?.values.get(rotationId);
+      if (seen !== undefined) return rotationVersion(rotationId, seen);
       return toStored(await this.#getVersion(name, { VersionId: rotationId }));
     }
     // The token makes a repeat of this write a no-op; a different value for it is refused, so the first staged value stays.
     const labels = holderOf(stages, CURRENT) === undefined ? [PENDING, UNPROMOTED] : [PENDING];
-    await this.#try(
+    const put = await this.#try(
       "PutSecretValue",
       name,
       () =>
@@ -131,6 +183,15 @@ class AwsStore implements SecretStoreClient {
         ),
       ["ResourceExistsException"],
     );
+    if (!(put instanceof Refused) && put.VersionId === rotationId && put.VersionStages?.includes(PENDING)) {
+      // A new version, labelled as asked: its value is the one sent, and AWS moved our labels off the others.
+      const after: Record<string, string[]> = {};
+      for (const [id, on] of Object.entries(stages)) after[id] = on.filter((l) => !labels.includes(l));
+      after[rotationId] = put.VersionStages;
+      this.#remember(name, { ...secret, DeletedDate: undefined, VersionIdsToStages: after }, [[rotationId, value]]);
+      return rotationVersion(rotationId, value);
+    }
+    // Refused (the token holds another value) or a repeat: read what that version holds and carries.
     const version = await this.#getVersion(name, { VersionId: rotationId });
     const now: Stages = { [rotationId]: version.VersionStages ?? [] };
     if (!isPending(now, rotationId) && !isPromoted(now, rotationId)) {
@@ -141,12 +202,26 @@ class AwsStore implements SecretStoreClient {
   }
 
   async getPending(key: string): Promise<StoredVersion | undefined> {
-    const version = await this.#getByStage(this.#prefix + key, PENDING);
-    return version && toStored(version);
+    const name = this.#prefix + key;
+    const version = await this.#getByStage(name, PENDING);
+    return version && this.#noteValue(name, toStored(version));
   }
 
   async promote(key: string, rotationId: string): Promise<StoredVersion> {
     const name = this.#prefix + key;
+    const known = this.#recall(name);
+    this.#known.delete(name);
+    // What the stage (or the engine's describe) saw is enough to move the labels: AWS refuses a move
+    // that names a version no longer holding the label, and then we describe and go on from there.
+    if (known && !known.secret.DeletedDate && isOwned(known.secret)) {
+      const stages: Stages = known.secret.VersionIdsToStages ?? {};
+      if (
+        (isPending(stages, rotationId) || isPromoted(stages, rotationId)) &&
+        (await promoteSteps(rotationId, stages, (stage, change) => this.#relabelOnce(name, stage, change)))
+      ) {
+        return this.#versionOf(name, rotationId, known);
+      }
+    }
     const secret = await this.#describe(name);
     if (!secret || secret.DeletedDate) {
       throw new StoreStateError(
@@ -155,7 +230,6 @@ class AwsStore implements SecretStoreClient {
     }
     this.#assertOwned(name, secret, "promote a version of");
     const stages: Stages = secret.VersionIdsToStages ?? {};
-    const mine = stages[rotationId] ?? [];
     if (!isPending(stages, rotationId) && !isPromoted(stages, rotationId)) {
       const pending = holderOf(stages, PENDING);
       throw new StoreStateError(
@@ -164,16 +238,23 @@ class AwsStore implements SecretStoreClient {
         }`,
       );
     }
-    const current = holderOf(stages, CURRENT);
-    if (current !== rotationId) await this.#relabel(name, CURRENT, { moveTo: rotationId, removeFrom: current });
-    // Each step is safe to repeat: a promote that stopped half way is finished by the next one.
-    if (mine.includes(UNPROMOTED)) await this.#relabel(name, UNPROMOTED, { removeFrom: rotationId });
-    if (mine.includes(PENDING)) await this.#relabel(name, PENDING, { removeFrom: rotationId });
+    await promoteSteps(rotationId, stages, async (stage, change) => {
+      await this.#relabel(name, stage, change);
+      return true;
+    });
+    return this.#versionOf(name, rotationId, known);
+  }
+
+  /** A rotation's version: its value as remembered (versions never change), else read. */
+  async #versionOf(name: string, rotationId: string, known: Known | undefined): Promise<StoredVersion> {
+    const value = known?.values.get(rotationId);
+    if (value !== undefined) return rotationVersion(rotationId, value);
     return toStored(await this.#getVersion(name, { VersionId: rotationId }));
   }
 
   async discardPending(key: string, rotationId: string): Promise<void> {
     const name = this.#prefix + key;
+    this.#known.delete(name);
     const secret = await this.#describe(name);
     // Nothing of ours can be pending in a foreign or deleted secret.
     if (!secret || secret.DeletedDate || !isOwned(secret)) return;
@@ -191,8 +272,9 @@ class AwsStore implements SecretStoreClient {
   }
 
   async getCurrent(key: string): Promise<StoredVersion | undefined> {
-    const version = await this.#getByStage(this.#prefix + key, CURRENT);
-    return version && !version.VersionStages?.includes(UNPROMOTED) ? toStored(version) : undefined;
+    const name = this.#prefix + key;
+    const version = await this.#getByStage(name, CURRENT);
+    return version && !version.VersionStages?.includes(UNPROMOTED) ? this.#noteValue(name, toStored(version)) : undefined;
   }
 
   async getPrevious(key: string): Promise<StoredVersion | undefined> {
@@ -202,6 +284,7 @@ class AwsStore implements SecretStoreClient {
 
   async push(key: string, value: string, options: { ifNotExists?: boolean } = {}): Promise<PushResult> {
     const name = this.#prefix + key;
+    this.#known.delete(name);
     let secret = await this.#describe(name);
     if (!secret) {
       const token = pushToken(undefined, value);
@@ -239,6 +322,7 @@ class AwsStore implements SecretStoreClient {
 
   async delete(key: string): Promise<void> {
     const name = this.#prefix + key;
+    this.#known.delete(name);
     const secret = await this.#describe(name);
     if (!secret || secret.DeletedDate) return;
     this.#assertOwned(name, secret, "delete");
@@ -251,7 +335,28 @@ class AwsStore implements SecretStoreClient {
   }
 
   async close(): Promise<void> {
+    this.#known.clear();
     this.#client.destroy();
+  }
+
+  #remember(name: string, secret: Description, values: Iterable<[string, string]> = []): void {
+    this.#known.set(name, { secret, at: Date.now(), values: new Map(values) });
+  }
+
+  /** What we saw of `name`, if recent enough to act on. */
+  #recall(name: string): Known | undefined {
+    const known = this.#known.get(name);
+    if (known && Date.now() - known.at > KNOWN_TTL_MS) {
+      this.#known.delete(name);
+      return undefined;
+    }
+    return known;
+  }
+
+  /** A value read after a describe: a promote that follows returns it without reading it again. */
+  #noteValue(name: string, version: StoredVersion): StoredVersion {
+    this.#recall(name)?.values.set(version.versionId, version.value);
+    return version;
   }
 
   #assertOwned(name: string, secret: Description, action: string): void {
@@ -333,7 +438,27 @@ class AwsStore implements SecretStoreClient {
    * already have made the change: only fail if the label is not where we wanted it.
    */
   async #relabel(name: string, stage: string, change: { moveTo?: string; removeFrom?: string }): Promise<void> {
-    const out = await this.#try(
+    const out = await this.#sendRelabel(name, stage, change);
+    if (!(out instanceof Refused)) return;
+    const stages: Stages = (await this.#describe(name))?.VersionIdsToStages ?? {};
+    const done =
+      change.moveTo !== undefined
+        ? stages[change.moveTo]?.includes(stage)
+        : change.removeFrom !== undefined && !stages[change.removeFrom]?.includes(stage);
+    if (!done) {
+      throw new StoreError(`moving ${stage} of "${name}" in ${this.description} failed: ${out.message}`, {
+        cause: out.error,
+      });
+    }
+  }
+
+  /** Moves or removes a staging label; false when AWS refuses (the labels are not where we thought). */
+  async #relabelOnce(name: string, stage: string, change: { moveTo?: string; removeFrom?: string }): Promise<boolean> {
+    return !((await this.#sendRelabel(name, stage, change)) instanceof Refused);
+  }
+
+  async #sendRelabel(name: string, stage: string, change: { moveTo?: string; removeFrom?: string }): Promise<unknown> {
+    return this.#try(
       "UpdateSecretVersionStage",
       name,
       () =>
@@ -347,17 +472,6 @@ class AwsStore implements SecretStoreClient {
         ),
       ["InvalidParameterException", "InvalidRequestException"],
     );
-    if (!(out instanceof Refused)) return;
-    const stages: Stages = (await this.#describe(name))?.VersionIdsToStages ?? {};
-    const done =
-      change.moveTo !== undefined
-        ? stages[change.moveTo]?.includes(stage)
-        : change.removeFrom !== undefined && !stages[change.removeFrom]?.includes(stage);
-    if (!done) {
-      throw new StoreError(`moving ${stage} of "${name}" in ${this.description} failed: ${out.message}`, {
-        cause: out.error,
-      });
-    }
   }
 
   /** Sends one call; any error becomes a StoreError naming the call and the secret (AWS messages do not echo values). */
@@ -419,6 +533,33 @@ function holderOf(stages: Stages, stage: string): string | undefined {
 function pushToken(replaces: string | undefined, value: string): string {
   const hash = createHash("sha256").update(`${replaces ?? ""}\n${value}`).digest("hex");
   return (PUSH_TOKEN_PREFIX + hash).slice(0, 64);
+}
+
+/**
+ * Moves AWSCURRENT to the rotation's version, then takes our other labels off it. Each step
+ * is safe to repeat: a promote that stopped half way is finished by the next one. False as
+ * soon as `relabel` reports a refused move.
+ */
+async function promoteSteps(
+  rotationId: string,
+  stages: Stages,
+  relabel: (stage: string, change: { moveTo?: string; removeFrom?: string }) => Promise<boolean>,
+): Promise<boolean> {
+  const mine = stages[rotationId] ?? [];
+  const current = holderOf(stages, CURRENT);
+  if (current !== rotationId && !(await relabel(CURRENT, { moveTo: rotationId, removeFrom: current }))) return false;
+  if (mine.includes(UNPROMOTED) && !(await relabel(UNPROMOTED, { removeFrom: rotationId }))) return false;
+  if (mine.includes(PENDING) && !(await relabel(PENDING, { removeFrom: rotationId }))) return false;
+  return true;
+}
+
+/** A rotation's version: its VersionId is the rotation id. */
+function rotationVersion(rotationId: string, value: string): StoredVersion {
+  return { versionId: rotationId, value, rotationId };
+}
+
+function versionRef(versionId: string): VersionRef {
+  return versionId.startsWith(PUSH_TOKEN_PREFIX) ? { versionId } : { versionId, rotationId: versionId };
 }
 
 function toStored(version: GetSecretValueCommandOutput): StoredVersion {

@@ -20,6 +20,24 @@ export interface StoredVersion {
   readonly rotationId?: string;
 }
 
+/** A version named without its value: what `describe` reports. */
+export interface VersionRef {
+  readonly versionId: string;
+  readonly rotationId?: string;
+}
+
+/** A remote secret's state without its values (`describe`). */
+export interface RemoteState {
+  /** Whether the remote secret exists; one deleted but still recoverable does not (as `exists`). */
+  readonly exists: boolean;
+  /** Whether it carries our ownership marker (also for a deleted one). */
+  readonly owned: boolean;
+  /** The version `getCurrent` would return. */
+  readonly current?: VersionRef;
+  /** The version `getPending` would return. */
+  readonly pending?: VersionRef;
+}
+
 export interface PushResult {
   /** False when the remote value already equalled the value: no new version was made. */
   readonly changed: boolean;
@@ -43,6 +61,14 @@ export interface SecretStoreClient {
    * Throws OwnershipError if the remote secret exists without our marker.
    */
   stagePending(key: string, value: string, rotationId: string): Promise<StoredVersion>;
+
+  /**
+   * Optional: the state `getCurrent` + `getPending` give, without reading any value, in
+   * (at most) one request. The engine prefers it and reads a value only when it needs one.
+   * A store may remember what it saw for the `stagePending` / `promote` that follow, as
+   * long as a stale memory can never make it write wrongly.
+   */
+  describe?(key: string): Promise<RemoteState>;
 
   /** The pending version, if any. */
   getPending(key: string): Promise<StoredVersion | undefined>;

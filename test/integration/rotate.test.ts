@@ -1,6 +1,7 @@
 // End to end: the seed's first example rotated against a real kube-apiserver,
 // with the file store and with AWS Secrets Manager (moto).
 import { execFileSync } from "node:child_process";
+import dc from "node:diagnostics_channel";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
@@ -274,6 +275,32 @@ describe("rotate: AWS Secrets Manager (moto)", () => {
     expect(current.VersionId).toBe(result!.rotationId);
   });
 
+  it("a scheduled rotation sends at most 5 AWS requests and 11 in all (the protocol's minimum is 4 + 6)", async () => {
+    const namespace = uniqueName("aws");
+    const remoteKey = uniqueName("cluster-example-app");
+    await kube.ensureNamespace(namespace);
+    seen.add((await createAppSecret(kube, namespace)).data.password!);
+    const manifests = seedManifests(namespace, awsStoreYaml(), pushSecretYaml("aws-backend", remoteKey));
+    // The first rotation also creates the remote secret; the next, once due, is the steady state.
+    const [first] = await rotate(engineFor(manifests, kube));
+    expect(first!.outcome).toBe("rotated");
+    await passwordOf(namespace);
+
+    const counted = adminClient();
+    const later = new Date(Date.now() + 2 * 24 * 3600_000);
+    const kubeBefore = counted.requestCount;
+    const { result: [result], ops } = await awsRequests(() => rotate(engineFor(manifests, counted, { now: () => later })));
+    const kubeRequests = counted.requestCount - kubeBefore;
+    expect(result).toMatchObject({ outcome: "rotated", stores: [{ provider: "aws", remoteKey }] });
+    const password = await passwordOf(namespace);
+    expect(jsonPassword(await value(remoteKey, "AWSCURRENT"))).toBe(password);
+    expect(ops.length, ops.join(", ")).toBeLessThanOrEqual(5);
+    expect(ops.length + kubeRequests, `${ops.join(", ")} + ${kubeRequests} Kubernetes`).toBeLessThanOrEqual(11);
+    // No value is read back: the state comes from DescribeSecret, the values are the ones written.
+    expect(ops).not.toContain("GetSecretValue");
+    await counted.close();
+  });
+
   it("refuses a remote secret without our tag and leaves it and the Secret untouched", async () => {
     const namespace = uniqueName("aws");
     const remoteKey = uniqueName("foreign");
@@ -291,6 +318,21 @@ describe("rotate: AWS Secrets Manager (moto)", () => {
     expect(await passwordOf(namespace)).toBe(original);
   });
 });
+
+/** The AWS Secrets Manager requests this process sends while `run` runs, by operation (X-Amz-Target), as bench/requests.ts counts them. */
+async function awsRequests<T>(run: () => Promise<T>): Promise<{ result: T; ops: string[] }> {
+  const ops: string[] = [];
+  const listener = (message: unknown) => {
+    const target = (message as { request: { getHeader(name: string): unknown } }).request.getHeader("x-amz-target");
+    if (typeof target === "string") ops.push(target.replace(/^secretsmanager\./, ""));
+  };
+  dc.subscribe("http.client.request.start", listener);
+  try {
+    return { result: await run(), ops };
+  } finally {
+    dc.unsubscribe("http.client.request.start", listener);
+  }
+}
 
 describe("rotate: RBAC as shipped in deploy/rbac.yaml", () => {
   async function applyRbac(namespace: string, drop?: { resource: string; verb: string }) {

@@ -3,6 +3,7 @@
 // The endpoint reaches the SDK only through AWS_ENDPOINT_URL_SECRETS_MANAGER,
 // as it would in a deployment: the store never takes an endpoint.
 import { randomUUID } from "node:crypto";
+import dc from "node:diagnostics_channel";
 import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -15,7 +16,7 @@ import {
   SecretsManagerClient,
 } from "@aws-sdk/client-secrets-manager";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { InputError, StoreError, StoreStateError } from "../../lib/errors.ts";
+import { InputError, OwnershipError, StoreError, StoreStateError } from "../../lib/errors.ts";
 import type { AwsProvider } from "../../lib/manifests/schema.ts";
 import { createAwsStore, PENDING, PUSH_TOKEN_PREFIX, UNPROMOTED } from "../../lib/stores/aws.ts";
 import { createStore } from "../../lib/stores/index.ts";
@@ -95,10 +96,111 @@ describeStoreConformance("aws", async () => ({
   },
 }));
 
+/** The requests the SDK sends while `run` runs, by operation (X-Amz-Target), as bench/requests.ts counts them. */
+async function requests<T>(run: () => Promise<T>): Promise<{ result: T; ops: string[] }> {
+  const ops: string[] = [];
+  const listener = (message: unknown) => {
+    const target = (message as { request: { getHeader(name: string): unknown } }).request.getHeader("x-amz-target");
+    if (typeof target === "string") ops.push(target.replace(/^secretsmanager\./, ""));
+  };
+  dc.subscribe("http.client.request.start", listener);
+  try {
+    return { result: await run(), ops };
+  } finally {
+    dc.unsubscribe("http.client.request.start", listener);
+  }
+}
+
 describe("aws store", () => {
   const store = createAwsStore(config());
   afterAll(() => store.close?.());
   const key = () => `aws/${randomUUID()}`;
+
+  it("describes current and pending versions with one DescribeSecret, reading no value", async () => {
+    const name = key();
+    expect(await store.describe!(name)).toEqual({ exists: false, owned: false });
+    const old = (await store.push(name, "old")).versionId!;
+    const rid = randomUUID();
+    await store.stagePending(name, "new", rid);
+    const { result, ops } = await requests(() => store.describe!(name));
+    expect(result).toEqual({
+      exists: true,
+      owned: true,
+      current: { versionId: old },
+      pending: { versionId: rid, rotationId: rid },
+    });
+    expect(ops).toEqual(["DescribeSecret"]);
+
+    // A never-promoted first version is pending, not current, as getCurrent / getPending read it.
+    const fresh = key();
+    await store.stagePending(fresh, "first", rid);
+    expect(await store.describe!(fresh)).toEqual({ exists: true, owned: true, pending: { versionId: rid, rotationId: rid } });
+    const foreign = key();
+    await aws.send(new CreateSecretCommand({ Name: foreign, SecretString: "theirs" }));
+    expect(await store.describe!(foreign)).toMatchObject({ exists: true, owned: false });
+    await store.delete(name);
+    expect(await store.describe!(name)).toEqual({ exists: false, owned: true });
+  });
+
+  it("after a describe, stages with one PutSecretValue and promotes with two label moves", async () => {
+    const name = key();
+    const old = (await store.push(name, "old")).versionId!;
+    const rid = randomUUID();
+    const { result, ops } = await requests(async () => {
+      await store.describe!(name);
+      const staged = await store.stagePending(name, "new", rid);
+      const promoted = await store.promote(name, rid);
+      return { staged, promoted };
+    });
+    expect(ops).toEqual(["DescribeSecret", "PutSecretValue", "UpdateSecretVersionStage", "UpdateSecretVersionStage"]);
+    expect(result.staged).toEqual({ versionId: rid, value: "new", rotationId: rid });
+    expect(result.promoted).toEqual({ versionId: rid, value: "new", rotationId: rid });
+    expect(await labels(name)).toEqual({ [old]: ["AWSPREVIOUS"], [rid]: ["AWSCURRENT"] });
+    expect(await store.getCurrent(name)).toEqual({ versionId: rid, value: "new", rotationId: rid });
+
+    // A new secret's first version too: it holds AWSCURRENT already, so promoting only takes our labels off.
+    const fresh = key();
+    await store.describe!(fresh);
+    await store.stagePending(fresh, "first", rid);
+    expect(await store.promote(fresh, rid)).toEqual({ versionId: rid, value: "first", rotationId: rid });
+    expect(await labels(fresh)).toEqual({ [rid]: ["AWSCURRENT"] });
+  });
+
+  it("promotes right when AWSCURRENT moved since it looked: AWS refuses the stale move, it describes and moves again", async () => {
+    const name = key();
+    await store.push(name, "old");
+    const rid = randomUUID();
+    await store.describe!(name);
+    await store.stagePending(name, "new", rid);
+    // Someone else pushes meanwhile (another client: this one's memory is now stale).
+    const other = createAwsStore(config());
+    const pushed = (await other.push(name, "pushed")).versionId!;
+    await other.close?.();
+    const { result, ops } = await requests(() => store.promote(name, rid));
+    expect(result).toEqual({ versionId: rid, value: "new", rotationId: rid });
+    expect(ops.slice(0, 2)).toEqual(["UpdateSecretVersionStage", "DescribeSecret"]);
+    expect(await store.getCurrent(name)).toEqual({ versionId: rid, value: "new", rotationId: rid });
+    expect((await store.getPrevious(name))?.versionId).toBe(pushed);
+    expect(await store.getPending(name)).toBeUndefined();
+  });
+
+  it("forgets what it saw once it writes otherwise: a promote after a discard is refused", async () => {
+    const name = key();
+    await store.push(name, "old");
+    const rid = randomUUID();
+    await store.describe!(name);
+    await store.stagePending(name, "new", rid);
+    await store.discardPending(name, rid);
+    await expect(store.promote(name, rid)).rejects.toBeInstanceOf(StoreStateError);
+    expect((await store.getCurrent(name))?.value).toBe("old");
+    // And a foreign secret is refused before any write, though described first.
+    const foreign = key();
+    await aws.send(new CreateSecretCommand({ Name: foreign, SecretString: "theirs" }));
+    await store.describe!(foreign);
+    const { result, ops } = await requests(() => store.stagePending(foreign, "ours", randomUUID()).catch((e: Error) => e));
+    expect(result).toBeInstanceOf(OwnershipError);
+    expect(ops).toEqual([]);
+  });
 
   it("creates secrets with our tag and a description", async () => {
     const name = key();
