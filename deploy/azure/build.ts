@@ -29,6 +29,9 @@ await build({
   external,
   minify: true,
   keepNames: true, // error types are reported by class name
+  // Keeps only this cloud's stores and cluster credentials (lib/stores/index.ts, lib/kubernetes/auth/):
+  // the other clouds' SDKs stay out of the bundle.
+  define: { "process.env.CNPG_ROTATOR_BUNDLE_CLOUD": '"azure"' },
   // CommonJS dependencies inside an ESM bundle still call require(): give them one.
   banner: { js: "import{createRequire as __cnpgCreateRequire}from'node:module';const require=__cnpgCreateRequire(import.meta.url);" },
   logLevel: "warning",

@@ -2,7 +2,7 @@
 // defines, plus plain v1 Secrets. Fields ESO defines but we cannot honour are
 // refused in load.ts with a message saying so; unknown fields are errors, as
 // kubectl's strict field validation makes them.
-import { z } from "zod";
+import * as z from "zod";
 import { parseDuration } from "./duration.ts";
 
 const name = z

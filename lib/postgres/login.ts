@@ -2,7 +2,15 @@
 // close — as a rotation's test step does (SPEC §5.4). The password goes to the
 // pg client and nowhere else: results and their reasons never carry it.
 import type { ConnectionOptions } from "node:tls";
-import pg from "pg";
+import type pg from "pg";
+
+type Pg = typeof pg;
+let loaded: Promise<Pg> | undefined;
+// Loaded on the first login: only verified rotations log in, so other cold starts skip pg.
+function loadPg(): Promise<Pg> {
+  loaded ??= import("pg").then((m) => m.default);
+  return loaded;
+}
 
 /** How to use TLS, as libpq's sslmode names it (the subset that means something here). */
 export const SSL_MODES = ["disable", "require", "verify-full"] as const;
@@ -50,6 +58,7 @@ export interface LoginOptions {
 
 /** Logs in once and reports how it went; never throws for a failed login, always closes the connection. */
 export async function tryLogin(params: LoginParams, options: LoginOptions): Promise<LoginResult> {
+  const pg = await loadPg();
   const started = Date.now();
   const timeoutMs = Math.max(1, Math.floor(options.timeoutMs));
   const client = new pg.Client({
@@ -81,7 +90,7 @@ export async function tryLogin(params: LoginParams, options: LoginOptions): Prom
     await Promise.race([attempt, deadline]);
     return { status: "ok", elapsedMs: Date.now() - started };
   } catch (e) {
-    return { ...classify(e, params.password), elapsedMs: Date.now() - started };
+    return { ...classify(pg, e, params.password), elapsedMs: Date.now() - started };
   } finally {
     clearTimeout(timer);
     await close(client);
@@ -137,7 +146,7 @@ const NETWORK_CODES = new Set([
   "EPIPE",
 ]);
 
-function classify(e: unknown, password: string): Omit<Extract<LoginResult, { reason: string }>, "elapsedMs"> {
+function classify(pg: Pg, e: unknown, password: string): Omit<Extract<LoginResult, { reason: string }>, "elapsedMs"> {
   const error = e instanceof Error ? e : new Error(String(e));
   const code = (error as { code?: unknown }).code;
   const reason = redact(error.message || error.name, password);

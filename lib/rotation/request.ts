@@ -1,6 +1,6 @@
 // What a trigger asks for, read from whatever a scheduler or a person sent.
 // Anything we do not understand is refused before a single write.
-import { z } from "zod";
+import * as z from "zod";
 import { InputError } from "../errors.ts";
 import type { RotateRequest } from "./engine.ts";
 

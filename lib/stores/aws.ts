@@ -22,7 +22,7 @@ import {
   SecretsManagerClient,
   UpdateSecretVersionStageCommand,
 } from "@aws-sdk/client-secrets-manager";
-import { z } from "zod";
+import * as z from "zod";
 import { InputError, OwnershipError, RotatorError, StoreError, StoreStateError } from "../errors.ts";
 import type { AwsProvider } from "../manifests/schema.ts";
 import {

@@ -8,7 +8,7 @@ import { promises as fs } from "node:fs";
 import { hostname } from "node:os";
 import { basename, dirname, join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { z } from "zod";
+import * as z from "zod";
 import { OwnershipError, RotatorError, StoreError, StoreStateError } from "../errors.ts";
 import type { FileProvider } from "../manifests/schema.ts";
 import {

@@ -28,7 +28,7 @@
 //
 // Values: KV v2 keeps a JSON object of fields. See toFields / fromFields.
 import { Agent, request as httpsRequest } from "node:https";
-import { z } from "zod";
+import * as z from "zod";
 import { InputError, OwnershipError, StoreError, StoreStateError } from "../errors.ts";
 import type { VaultProvider } from "../manifests/schema.ts";
 import {

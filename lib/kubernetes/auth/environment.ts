@@ -50,6 +50,24 @@ import {
 import { defaultGoogleClient, type GoogleAccessTokenClient, googleAccessToken } from "./gke.ts";
 import { TokenProvider } from "./token.ts";
 
+// The cloud a bundle is built for: the bundlers define process.env.CNPG_ROTATOR_BUNDLE_CLOUD
+// as "aws", "gcp" or "azure" (serverless.yml, deploy/*/build.ts); unbundled runs (tests, CLI)
+// leave it unset and keep every cloud. Where a condition must drop another cloud's SDK from
+// the bundle it is written out instead: esbuild folds it only so, not through these consts.
+const BUNDLE_CLOUD = process.env.CNPG_ROTATOR_BUNDLE_CLOUD;
+const WITH_AWS = !BUNDLE_CLOUD || BUNDLE_CLOUD === "aws";
+const WITH_GCP = !BUNDLE_CLOUD || BUNDLE_CLOUD === "gcp";
+const WITH_AZURE = !BUNDLE_CLOUD || BUNDLE_CLOUD === "azure";
+const CLOUD_TITLE: Record<string, string> = { aws: "AWS", gcp: "GCP", azure: "Azure" };
+
+/** For a setting that needs what this cloud's bundle left out: names the build and where to go instead. */
+export function notInThisBuild(setting: string, what: string, cloud: "aws" | "gcp" | "azure"): InputError {
+  const title = (c: string) => CLOUD_TITLE[c] ?? c;
+  return new InputError(
+    `${setting}: this ${title(BUNDLE_CLOUD ?? "")} build has no ${what}; deploy the ${title(cloud)} function or use the CLI`,
+  );
+}
+
 export const CLUSTER_ENV = "CNPG_ROTATOR_CLUSTER";
 export const CLUSTER_SERVER_ENV = "CNPG_ROTATOR_CLUSTER_SERVER";
 export const CLUSTER_CA_ENV = "CNPG_ROTATOR_CLUSTER_CA";
@@ -125,8 +143,16 @@ export function readInsecureSkipTlsVerify(env: NodeJS.ProcessEnv): boolean {
 function readCloud(env: NodeJS.ProcessEnv): CloudCluster | undefined {
   const value = env[CLUSTER_ENV]?.trim();
   if (!value) return undefined;
-  if (value === "gke" || value === "aks") return { kind: value };
+  if (value === "gke") {
+    if (!WITH_GCP) throw notInThisBuild(`${CLUSTER_ENV}=${value}`, "GKE token provider", "gcp");
+    return { kind: value };
+  }
+  if (value === "aks") {
+    if (!WITH_AZURE) throw notInThisBuild(`${CLUSTER_ENV}=${value}`, "AKS token provider", "azure");
+    return { kind: value };
+  }
   if (value.startsWith("eks:")) {
+    if (!WITH_AWS) throw notInThisBuild(`${CLUSTER_ENV}=${value}`, "EKS token provider", "aws");
     const clusterName = value.slice(4);
     checkEksClusterName(clusterName, CLUSTER_ENV);
     const region = env.AWS_REGION || env.AWS_DEFAULT_REGION;
@@ -192,35 +218,36 @@ export interface CloudTokenOptions {
 export function cloudTokenProvider(cloud: CloudCluster, options: CloudTokenOptions = {}): TokenProvider {
   const now = options.now ?? Date.now;
   const given = options.credentials ?? {};
-  switch (cloud.kind) {
-    case "eks": {
-      const credentials = once(() => (given.aws ? Promise.resolve(given.aws) : defaultAwsCredentials()));
-      return new TokenProvider(
-        `an EKS token for cluster "${cloud.clusterName}" (AWS default credentials, STS ${cloud.region})`,
-        async () => {
-          const resolved = await (await credentials())();
-          return eksToken({ ...cloud, credentials: resolved, signingDate: new Date(now()) });
-        },
-        { now },
-      );
-    }
-    case "gke": {
-      const client = once(() => (given.google ? Promise.resolve(given.google) : defaultGoogleClient()));
-      return new TokenProvider(
-        "a GKE access token (Google Application Default Credentials)",
-        async () => googleAccessToken(await client(), now()),
-        { now },
-      );
-    }
-    case "aks": {
-      const credential = once(() => (given.azure ? Promise.resolve(given.azure) : defaultAzureCredential()));
-      return new TokenProvider(
-        "an AKS access token (Microsoft Entra ID, DefaultAzureCredential)",
-        async () => azureAccessToken(await credential()),
-        { now },
-      );
-    }
+  // Each branch under its build flag, so a cloud's bundle keeps only its own provider.
+  if (cloud.kind === "eks" && (!process.env.CNPG_ROTATOR_BUNDLE_CLOUD || process.env.CNPG_ROTATOR_BUNDLE_CLOUD === "aws")) {
+    const credentials = once(() => (given.aws ? Promise.resolve(given.aws) : defaultAwsCredentials()));
+    return new TokenProvider(
+      `an EKS token for cluster "${cloud.clusterName}" (AWS default credentials, STS ${cloud.region})`,
+      async () => {
+        const resolved = await (await credentials())();
+        return eksToken({ ...cloud, credentials: resolved, signingDate: new Date(now()) });
+      },
+      { now },
+    );
   }
+  if (cloud.kind === "gke" && (!process.env.CNPG_ROTATOR_BUNDLE_CLOUD || process.env.CNPG_ROTATOR_BUNDLE_CLOUD === "gcp")) {
+    const client = once(() => (given.google ? Promise.resolve(given.google) : defaultGoogleClient()));
+    return new TokenProvider(
+      "a GKE access token (Google Application Default Credentials)",
+      async () => googleAccessToken(await client(), now()),
+      { now },
+    );
+  }
+  if (cloud.kind === "aks" && (!process.env.CNPG_ROTATOR_BUNDLE_CLOUD || process.env.CNPG_ROTATOR_BUNDLE_CLOUD === "azure")) {
+    const credential = once(() => (given.azure ? Promise.resolve(given.azure) : defaultAzureCredential()));
+    return new TokenProvider(
+      "an AKS access token (Microsoft Entra ID, DefaultAzureCredential)",
+      async () => azureAccessToken(await credential()),
+      { now },
+    );
+  }
+  const target = ({ eks: "aws", gke: "gcp", aks: "azure" } as const)[cloud.kind];
+  throw notInThisBuild(CLUSTER_ENV, `${cloud.kind.toUpperCase()} token provider`, target);
 }
 
 /** Memoizes a successful promise; a failure is retried on the next call. */

@@ -3,7 +3,7 @@
 // Read once at cold start with the function's own identity. Each store's SDK is imported
 // only when named. The value is never logged, and no error quotes it.
 import { InputError, RotatorError, StoreError } from "../../errors.ts";
-import { KUBECONFIG_FROM_ENV, parseCaPem, parseServer } from "./environment.ts";
+import { KUBECONFIG_FROM_ENV, notInThisBuild, parseCaPem, parseServer } from "./environment.ts";
 
 export type StoredConnection =
   /** A kubeconfig, as YAML (JSON is YAML too). */
@@ -89,47 +89,61 @@ export async function readKubeconfigFrom(value: string, env: NodeJS.ProcessEnv =
 }
 
 async function fetchSecret(ref: Reference, env: NodeJS.ProcessEnv): Promise<string> {
+  // A cloud's bundle keeps only its own store: the bundlers define CNPG_ROTATOR_BUNDLE_CLOUD
+  // (unset unbundled: every store). Written out in each condition, as esbuild folds it only so.
   switch (ref.store) {
-    case "aws": {
-      const region = ref.region ?? (env.AWS_REGION || env.AWS_DEFAULT_REGION);
-      if (!region) {
-        throw new InputError(`${KUBECONFIG_FROM_ENV}: give the secret's ARN or set AWS_REGION, so the secret's region is known`);
-      }
-      const { SecretsManagerClient, GetSecretValueCommand } = await import("@aws-sdk/client-secrets-manager");
-      // Endpoint (AWS_ENDPOINT_URL_SECRETS_MANAGER) and credentials come from the SDK's own chain.
-      const client = new SecretsManagerClient({ region });
-      try {
-        const out = await client.send(new GetSecretValueCommand({ SecretId: ref.secretId }));
-        if (out.SecretString !== undefined) return out.SecretString;
-        if (out.SecretBinary !== undefined) return Buffer.from(out.SecretBinary).toString("utf8");
-        return "";
-      } finally {
-        client.destroy();
-      }
-    }
-    case "gcpsm": {
-      const { SecretManagerServiceClient } = await import("@google-cloud/secret-manager");
-      const client = new SecretManagerServiceClient(
-        ref.location ? { apiEndpoint: `secretmanager.${ref.location}.rep.googleapis.com` } : {},
-      );
-      try {
-        const [version] = await client.accessSecretVersion({ name: ref.name });
-        const data = version.payload?.data;
-        return data === undefined || data === null ? "" : typeof data === "string" ? data : Buffer.from(data).toString("utf8");
-      } finally {
-        await client.close();
-      }
-    }
-    case "azurekv": {
-      const [{ SecretClient }, { DefaultAzureCredential }] = await Promise.all([
-        import("@azure/keyvault-secrets"),
-        import("@azure/identity"),
-      ]);
-      const client = new SecretClient(ref.vaultUrl, new DefaultAzureCredential());
-      const secret = await client.getSecret(ref.name, ref.version ? { version: ref.version } : {});
-      return secret.value ?? "";
-    }
+    case "aws":
+      if (!process.env.CNPG_ROTATOR_BUNDLE_CLOUD || process.env.CNPG_ROTATOR_BUNDLE_CLOUD === "aws") return fetchAws(ref, env);
+      throw notInThisBuild(KUBECONFIG_FROM_ENV, "aws store", "aws");
+    case "gcpsm":
+      if (!process.env.CNPG_ROTATOR_BUNDLE_CLOUD || process.env.CNPG_ROTATOR_BUNDLE_CLOUD === "gcp") return fetchGcp(ref);
+      throw notInThisBuild(KUBECONFIG_FROM_ENV, "gcpsm store", "gcp");
+    case "azurekv":
+      if (!process.env.CNPG_ROTATOR_BUNDLE_CLOUD || process.env.CNPG_ROTATOR_BUNDLE_CLOUD === "azure") return fetchAzure(ref);
+      throw notInThisBuild(KUBECONFIG_FROM_ENV, "azurekv store", "azure");
   }
+}
+
+async function fetchAws(ref: Extract<Reference, { store: "aws" }>, env: NodeJS.ProcessEnv): Promise<string> {
+  const region = ref.region ?? (env.AWS_REGION || env.AWS_DEFAULT_REGION);
+  if (!region) {
+    throw new InputError(`${KUBECONFIG_FROM_ENV}: give the secret's ARN or set AWS_REGION, so the secret's region is known`);
+  }
+  const { SecretsManagerClient, GetSecretValueCommand } = await import("@aws-sdk/client-secrets-manager");
+  // Endpoint (AWS_ENDPOINT_URL_SECRETS_MANAGER) and credentials come from the SDK's own chain.
+  const client = new SecretsManagerClient({ region });
+  try {
+    const out = await client.send(new GetSecretValueCommand({ SecretId: ref.secretId }));
+    if (out.SecretString !== undefined) return out.SecretString;
+    if (out.SecretBinary !== undefined) return Buffer.from(out.SecretBinary).toString("utf8");
+    return "";
+  } finally {
+    client.destroy();
+  }
+}
+
+async function fetchGcp(ref: Extract<Reference, { store: "gcpsm" }>): Promise<string> {
+  const { SecretManagerServiceClient } = await import("@google-cloud/secret-manager");
+  const client = new SecretManagerServiceClient(
+    ref.location ? { apiEndpoint: `secretmanager.${ref.location}.rep.googleapis.com` } : {},
+  );
+  try {
+    const [version] = await client.accessSecretVersion({ name: ref.name });
+    const data = version.payload?.data;
+    return data === undefined || data === null ? "" : typeof data === "string" ? data : Buffer.from(data).toString("utf8");
+  } finally {
+    await client.close();
+  }
+}
+
+async function fetchAzure(ref: Extract<Reference, { store: "azurekv" }>): Promise<string> {
+  const [{ SecretClient }, { DefaultAzureCredential }] = await Promise.all([
+    import("@azure/keyvault-secrets"),
+    import("@azure/identity"),
+  ]);
+  const client = new SecretClient(ref.vaultUrl, new DefaultAzureCredential());
+  const secret = await client.getSecret(ref.name, ref.version ? { version: ref.version } : {});
+  return secret.value ?? "";
 }
 
 /**
