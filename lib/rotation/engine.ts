@@ -9,6 +9,7 @@ import type { Logger } from "../log.ts";
 import type { ManifestSet, SecretStore } from "../manifests/index.ts";
 import type { SecretStoreClient } from "../stores/types.ts";
 import { planRotations, type RotationTarget, targetName } from "./plan.ts";
+import { storeClients } from "./stores.ts";
 import { type RotateOptions, type RotationDeps, type RotationResult, rotateTarget } from "./rotate.ts";
 
 export interface RotateRequest extends RotateOptions {
@@ -52,21 +53,12 @@ export function selectTargets(set: ManifestSet, names: readonly string[] | undef
 export async function rotate(engine: Engine, request: RotateRequest = {}): Promise<RotationResult[]> {
   const targets = selectTargets(engine.manifests, request.targets);
   const holder = `cnpg-rotator-${randomUUID()}`;
-  const clients = new Map<string, Promise<SecretStoreClient>>();
+  const clients = storeClients(engine);
   const deps: RotationDeps = {
     kube: engine.kube,
     holder,
     log: engine.log.child({ invocation: holder }),
-    storeFor: (publication) => {
-      const s = publication.store;
-      const id = `${s.kind}/${s.metadata.namespace}/${s.metadata.name}`;
-      let client = clients.get(id);
-      if (!client) {
-        client = engine.createStore(s, { kube: engine.kube });
-        clients.set(id, client);
-      }
-      return client;
-    },
+    storeFor: clients.for,
     ...(engine.verify ? { verify: engine.verify } : {}),
     ...(engine.onVerifyFailure ? { onVerifyFailure: engine.onVerifyFailure } : {}),
     ...(engine.afterStep ? { afterStep: engine.afterStep } : {}),
@@ -98,8 +90,6 @@ export async function rotate(engine: Engine, request: RotateRequest = {}): Promi
       ),
     );
   } finally {
-    await Promise.all(
-      [...clients.values()].map(async (c) => (await c.catch(() => undefined))?.close?.().catch(() => undefined)),
-    );
+    await clients.closeAll();
   }
 }

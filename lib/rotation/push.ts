@@ -10,6 +10,7 @@ import type { SecretStoreClient } from "../stores/types.ts";
 import type { Engine } from "./engine.ts";
 import { type Publication, publicationsOf, remoteValue } from "./plan.ts";
 import { fingerprint } from "./render.ts";
+import { storeClients } from "./stores.ts";
 
 export interface PushRequest {
   /** PushSecrets to run, as "namespace/name" (or "name" in default); all when absent. */
@@ -67,17 +68,8 @@ export async function push(engine: Engine, request: PushRequest = {}): Promise<P
   }
   const holder = `cnpg-rotator-push-${randomUUID()}`;
   const log = engine.log.child({ invocation: holder });
-  const clients = new Map<string, Promise<SecretStoreClient>>();
-  const clientFor = (p: Publication) => {
-    const s = p.store;
-    const id = `${s.kind}/${s.metadata.namespace}/${s.metadata.name}`;
-    let c = clients.get(id);
-    if (!c) {
-      c = engine.createStore(s, { kube: engine.kube });
-      clients.set(id, c);
-    }
-    return c;
-  };
+  const clients = storeClients(engine);
+  const clientFor = clients.for;
   const limit = pLimit(engine.concurrency ?? 8);
   try {
     const groups = await Promise.all(
@@ -87,7 +79,7 @@ export async function push(engine: Engine, request: PushRequest = {}): Promise<P
     );
     return groups.flat();
   } finally {
-    await Promise.all([...clients.values()].map(async (c) => (await c.catch(() => undefined))?.close?.().catch(() => undefined)));
+    await clients.closeAll();
   }
 }
 

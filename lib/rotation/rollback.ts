@@ -20,6 +20,7 @@ import { type Engine, selectTargets } from "./engine.ts";
 import { type Publication, type RotationTarget, readRemoteValue, remoteValue, targetName } from "./plan.ts";
 import { fingerprint, renderTarget } from "./render.ts";
 import { ANNOTATIONS, type RotationDeps, type StoreVersionReport, successorId } from "./rotate.ts";
+import { storeClients } from "./stores.ts";
 
 export type RollbackOutcome = "rolled-back" | "nothing-to-roll-back" | "locked" | "failed";
 export type RollbackStep = "restore" | "discard" | "publish";
@@ -59,21 +60,12 @@ export interface RollbackRequest {
 export async function rollback(engine: Engine, request: RollbackRequest = {}): Promise<RollbackResult[]> {
   const targets = selectTargets(engine.manifests, request.targets);
   const holder = `cnpg-rotator-rollback-${randomUUID()}`;
-  const clients = new Map<string, Promise<SecretStoreClient>>();
+  const clients = storeClients(engine);
   const deps: RotationDeps = {
     kube: engine.kube,
     holder,
     log: engine.log.child({ invocation: holder }),
-    storeFor: (publication) => {
-      const s = publication.store;
-      const id = `${s.kind}/${s.metadata.namespace}/${s.metadata.name}`;
-      let client = clients.get(id);
-      if (!client) {
-        client = engine.createStore(s, { kube: engine.kube });
-        clients.set(id, client);
-      }
-      return client;
-    },
+    storeFor: clients.for,
     ...(engine.now ? { now: engine.now } : {}),
   };
   const limit = pLimit(engine.concurrency ?? 8);
@@ -100,9 +92,7 @@ export async function rollback(engine: Engine, request: RollbackRequest = {}): P
       ),
     );
   } finally {
-    await Promise.all(
-      [...clients.values()].map(async (c) => (await c.catch(() => undefined))?.close?.().catch(() => undefined)),
-    );
+    await clients.closeAll();
   }
 }
 

@@ -7,6 +7,7 @@ import type { SecretStoreClient } from "../stores/types.ts";
 import type { Engine } from "./engine.ts";
 import { type Publication, planRotations, publicationsOf, readRemoteValue, remoteValue, targetName } from "./plan.ts";
 import { fingerprint } from "./render.ts";
+import { storeClients } from "./stores.ts";
 import { ANNOTATIONS, dueCheck } from "./rotate.ts";
 
 export type StatusReason = "SecretSynced" | "SecretSyncedError" | "SecretMissing" | "RotationInFlight" | "Drift" | "NeverRotated";
@@ -102,16 +103,8 @@ function verdict(
 
 /** Status of every ExternalSecret and PushSecret (or those named as "namespace/name"). */
 export async function status(engine: Engine, request: { targets?: readonly string[] } = {}): Promise<Status[]> {
-  const clients = new Map<string, Promise<SecretStoreClient>>();
-  const clientFor = (p: Publication) => {
-    const id = `${p.store.kind}/${p.store.metadata.namespace}/${p.store.metadata.name}`;
-    let c = clients.get(id);
-    if (!c) {
-      c = engine.createStore(p.store, { kube: engine.kube });
-      clients.set(id, c);
-    }
-    return c;
-  };
+  const clients = storeClients(engine);
+  const clientFor = clients.for;
   const wanted = (kind: string, ns: string, name: string, target: string) =>
     !request.targets?.length ||
     request.targets.some((t) => {
@@ -172,7 +165,7 @@ export async function status(engine: Engine, request: { targets?: readonly strin
       });
     }
   } finally {
-    await Promise.all([...clients.values()].map(async (c) => (await c.catch(() => undefined))?.close?.().catch(() => undefined)));
+    await clients.closeAll();
   }
   if (request.targets?.length && out.length === 0) {
     throw new InputError(`no ExternalSecret or PushSecret matches ${request.targets.join(", ")}`);

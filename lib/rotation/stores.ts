@@ -6,7 +6,9 @@ import type { KubernetesClient } from "../kubernetes/index.ts";
 import type { SecretStore } from "../manifests/index.ts";
 import { createStore } from "../stores/index.ts";
 import type { StoreDeps } from "../stores/types.ts";
-import type { StoreFactory } from "./engine.ts";
+import type { SecretStoreClient } from "../stores/types.ts";
+import type { Engine, StoreFactory } from "./engine.ts";
+import type { Publication } from "./plan.ts";
 
 export interface StoreFactoryOptions {
   /** Directory relative `file` store paths resolve against. */
@@ -50,4 +52,31 @@ async function vaultToken(store: SecretStore, kube: KubernetesClient): Promise<s
   const token = secret.data[ref.key]?.trim();
   if (!token) throw new InputError(`${where}: Secret ${namespace}/${ref.name} has no key "${ref.key}" (or it is empty); nothing was written`);
   return token;
+}
+
+/** The store clients of one invocation: built once per SecretStore, closed together at the end. */
+export interface StoreClients {
+  readonly for: (publication: Publication) => Promise<SecretStoreClient>;
+  readonly closeAll: () => Promise<void>;
+}
+
+export function storeClients(engine: Pick<Engine, "createStore" | "kube">): StoreClients {
+  const clients = new Map<string, Promise<SecretStoreClient>>();
+  return {
+    for: (publication) => {
+      const s = publication.store;
+      const id = `${s.kind}/${s.metadata.namespace}/${s.metadata.name}`;
+      let client = clients.get(id);
+      if (!client) {
+        client = engine.createStore(s, { kube: engine.kube });
+        clients.set(id, client);
+      }
+      return client;
+    },
+    closeAll: async () => {
+      await Promise.all(
+        [...clients.values()].map(async (c) => (await c.catch(() => undefined))?.close?.().catch(() => undefined)),
+      );
+    },
+  };
 }
