@@ -115,7 +115,7 @@ export function loadManifests(files: readonly ManifestFile[], options: LoadOptio
 
   checkUnique(docs, problems);
   throwIf(problems);
-  return { ...set, externalSecrets, pushSecrets, warnings: problems.warnings };
+  return { ...set, externalSecrets, pushSecrets, warnings: [...problems.warnings, ...awsWriteRateWarnings(externalSecrets, pushSecrets)] };
 }
 
 function throwIf(problems: Problems): void {
@@ -469,4 +469,24 @@ function checkUnique(docs: readonly RawDoc[], problems: Problems): void {
       seen.set(id, d);
     }
   }
+}
+
+/** AWS advises against writing a secret more often than about once per 10 minutes (version quota). */
+function awsWriteRateWarnings(externalSecrets: readonly ExternalSecret[], pushSecrets: readonly PushSecret[]): string[] {
+  const tenMinutes = 10 * 60_000;
+  return externalSecrets.flatMap((es) => {
+    if (es.refreshIntervalMs === 0 || es.refreshIntervalMs >= tenMinutes) return [];
+    const aws = pushSecrets.filter(
+      (p) =>
+        p.metadata.namespace === es.metadata.namespace &&
+        p.secretName === es.target.name &&
+        p.stores.some((st) => st.provider.name === "aws"),
+    );
+    return aws.map(
+      (p) =>
+        `${es.metadata.source.file}: document ${es.metadata.source.document} (ExternalSecret/${es.metadata.name}): spec.refreshInterval: ` +
+        `${es.refreshInterval} rotates more often than AWS advises for Secrets Manager (about one write per 10 minutes per secret), ` +
+        `and PushSecret ${p.metadata.name} publishes to an aws store`,
+    );
+  });
 }

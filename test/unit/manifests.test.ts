@@ -231,6 +231,18 @@ spec:
   });
 });
 
+describe("AWS write rate", () => {
+  it("warns when a rotation publishing to an aws store runs more often than every 10 minutes", () => {
+    const store = "apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {name: sm}\nspec:\n  provider:\n    aws: {service: SecretsManager, region: us-east-1}\n";
+    const push = "apiVersion: external-secrets.io/v1alpha1\nkind: PushSecret\nmetadata: {name: p}\nspec:\n  secretStoreRefs: [{name: sm}]\n  selector: {secret: {name: cluster-example-app}}\n  data: [{match: {remoteRef: {remoteKey: k}}}]\n";
+    const fast = loadManifests([{ file: "m.yaml", text: `${es(GOOD_ES_SPEC.replace("24h", "30s"))}---\n${store}---\n${push}` }]);
+    expect(fast.warnings).toHaveLength(1);
+    expect(fast.warnings[0]).toMatch(/spec\.refreshInterval: 30s rotates more often than AWS advises.*PushSecret p/);
+    const daily = loadManifests([{ file: "m.yaml", text: `${es(GOOD_ES_SPEC)}---\n${store}---\n${push}` }]);
+    expect(daily.warnings).toEqual([]);
+  });
+});
+
 describe("Go durations", () => {
   it("parses what ESO accepts", () => {
     expect(parseDuration("24h")).toBe(86_400_000);
