@@ -130,6 +130,7 @@ COMMON=(--gen2 --runtime nodejs24 --region "$REGION" --source dist/gcp --service
 gcloud functions deploy cnpg-rotator-rotate "\${COMMON[@]}" --entry-point rotate --trigger-topic cnpg-rotator-rotate --trigger-service-account "$SA" --retry
 gcloud functions deploy cnpg-rotator-push "\${COMMON[@]}" --entry-point push --trigger-topic cnpg-rotator-push --trigger-service-account "$SA" --retry
 gcloud functions deploy cnpg-rotator-http "\${COMMON[@]}" --entry-point rotateHttp --trigger-http --no-allow-unauthenticated
+gcloud functions deploy cnpg-rotator-status "\${COMMON[@]}" --entry-point statusHttp --trigger-http --no-allow-unauthenticated
 # Eventarc delivers to the Pub/Sub functions as $SA; you call the HTTP one with your own identity:
 for f in cnpg-rotator-rotate cnpg-rotator-push; do
   gcloud functions add-invoker-policy-binding "$f" --region "$REGION" --member "serviceAccount:$SA"

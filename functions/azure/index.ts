@@ -9,7 +9,7 @@ import { app, type HttpRequest, type RetryOptions, type Timer } from "@azure/fun
 import { createLogger } from "../../lib/log.ts";
 import { answerHttp, deliver, rotateFromEventGrid, timerTick } from "../../lib/rotation/events.ts";
 import { readManifests } from "../../lib/rotation/files.ts";
-import { invokePush, invokeRotate } from "../../lib/rotation/invoke.ts";
+import { invokePush, invokeRotate, invokeStatus } from "../../lib/rotation/invoke.ts";
 
 const log = createLogger().child({ platform: "azure" });
 // The manifests the engine reads (as context.ts finds them), to map a Key Vault secret to its
@@ -36,9 +36,19 @@ export const rotateHttp = async (request: HttpRequest) => {
   return { status: answer.status, headers: answer.headers, jsonBody: answer.body };
 };
 
+export const statusHttp = async (request: HttpRequest) => {
+  const answer = await answerHttp(
+    { method: request.method, header: (name) => request.headers.get(name) ?? undefined, body: await request.text() },
+    invokeStatus,
+    log,
+  );
+  return { status: answer.status, headers: answer.headers, jsonBody: answer.body };
+};
+
 export const rotateOnNearExpiry = (event: unknown) => deliver(() => rotateFromEventGrid(event, manifests), invokeRotate, log);
 
 app.timer("rotateTimer", { schedule: schedule("CNPG_ROTATOR_SCHEDULE", "0 0 3 * * *"), retry, handler: rotateTimer });
 app.timer("pushTimer", { schedule: schedule("CNPG_ROTATOR_PUSH_SCHEDULE", "0 30 3 * * *"), retry, handler: pushTimer });
 app.http("rotateHttp", { methods: ["POST"], authLevel: "function", handler: rotateHttp });
+app.http("statusHttp", { methods: ["POST"], authLevel: "function", handler: statusHttp });
 app.eventGrid("rotateOnNearExpiry", { handler: rotateOnNearExpiry });

@@ -143,8 +143,8 @@ afterAll(() => {
 });
 
 describe("Azure Functions: registration", () => {
-  it("registers the four functions with the bindings the host needs", () => {
-    expect([...registered.keys()].sort()).toEqual(["pushTimer", "rotateHttp", "rotateOnNearExpiry", "rotateTimer"]);
+  it("registers the five functions with the bindings the host needs", () => {
+    expect([...registered.keys()].sort()).toEqual(["pushTimer", "rotateHttp", "rotateOnNearExpiry", "rotateTimer", "statusHttp"]);
     const bindings = (name: string) => Object.values(registered.get(name)!.metadata.bindings);
     // CNPG_ROTATOR_SCHEDULE is not set here: the default schedule (NCRONTAB, six fields).
     expect(bindings("rotateTimer")).toContainEqual(expect.objectContaining({ type: "timerTrigger", direction: "in", schedule: "0 0 3 * * *" }));
@@ -195,6 +195,18 @@ describe("Azure Functions: invocations", () => {
     expect(viaAws).toMatchObject({ ok: true, results: [{ outcome: "rotated" }] });
     expect(Object.keys(ok.body).sort()).toEqual(Object.keys(viaAws).sort());
     expect(Object.keys((ok.body.results as object[])[0]!).sort()).toEqual(Object.keys(viaAws.results[0]!).sort());
+
+    // statusHttp answers where the rotation stands: synced, fingerprints only.
+    const status = httpAnswer((await invoke("statusHttp", httpInput("POST", JSON.stringify({ target: `${namespace}/${SECRET}` })))).rpc);
+    expect(status.status).toBe(200);
+    // The target Secret names both its ExternalSecret and the PushSecret selecting it.
+    expect(status.body).toMatchObject({
+      ok: true,
+      results: [
+        { kind: "ExternalSecret", reason: "SecretSynced", ready: true },
+        { kind: "PushSecret", reason: "SecretSynced", ready: true },
+      ],
+    });
 
     const bad = httpAnswer((await invoke("rotateHttp", httpInput("POST", '{"target":"Not A Target"}'))).rpc);
     expect(bad).toMatchObject({ status: 400, body: { ok: false, error: { type: "InputError" } } });
