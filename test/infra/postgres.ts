@@ -123,7 +123,12 @@ export interface StartPostgresOptions {
 
 export async function startPostgres(options: StartPostgresOptions = {}): Promise<PostgresServer> {
   const binDir = postgresBinDir();
-  if (!binDir) throw new Error("PostgreSQL server binaries not found; set CNPG_ROTATOR_PG_BINDIR");
+  // A missing server fails the test file that needs it, everywhere: never a skip.
+  if (!binDir) {
+    throw new Error(
+      "PostgreSQL server binaries not found: install postgresql (Debian: apt-get install postgresql) or set CNPG_ROTATOR_PG_BINDIR",
+    );
+  }
   const identity = serverIdentity();
   const superuser = options.superuser ?? "postgres_admin";
   const superuserPassword = randomBytes(18).toString("base64url");

@@ -1,7 +1,6 @@
 // End to end: the seed's first example rotated against a real kube-apiserver,
 // with the file store and with AWS Secrets Manager (moto).
 import { execFileSync } from "node:child_process";
-import dc from "node:diagnostics_channel";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
@@ -21,6 +20,7 @@ import { kubeRequest } from "../infra/kube-client.ts";
 import { issueClientCertificate, renderKubeconfig } from "../infra/servers.ts";
 import {
   adminClient,
+  awsRequests,
   awsStoreYaml,
   CNPG_ANNOTATIONS,
   CNPG_LABELS,
@@ -319,20 +319,6 @@ describe("rotate: AWS Secrets Manager (moto)", () => {
   });
 });
 
-/** The AWS Secrets Manager requests this process sends while `run` runs, by operation (X-Amz-Target), as bench/requests.ts counts them. */
-async function awsRequests<T>(run: () => Promise<T>): Promise<{ result: T; ops: string[] }> {
-  const ops: string[] = [];
-  const listener = (message: unknown) => {
-    const target = (message as { request: { getHeader(name: string): unknown } }).request.getHeader("x-amz-target");
-    if (typeof target === "string") ops.push(target.replace(/^secretsmanager\./, ""));
-  };
-  dc.subscribe("http.client.request.start", listener);
-  try {
-    return { result: await run(), ops };
-  } finally {
-    dc.unsubscribe("http.client.request.start", listener);
-  }
-}
 
 describe("rotate: RBAC as shipped in deploy/rbac.yaml", () => {
   async function applyRbac(namespace: string, drop?: { resource: string; verb: string }) {

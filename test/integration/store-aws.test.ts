@@ -3,7 +3,6 @@
 // The endpoint reaches the SDK only through AWS_ENDPOINT_URL_SECRETS_MANAGER,
 // as it would in a deployment: the store never takes an endpoint.
 import { randomUUID } from "node:crypto";
-import dc from "node:diagnostics_channel";
 import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -22,6 +21,7 @@ import { createAwsStore, PENDING, PUSH_TOKEN_PREFIX, UNPROMOTED } from "../../li
 import { createStore } from "../../lib/stores/index.ts";
 import { binaries, type MotoServer, startMoto } from "../infra/servers.ts";
 import { describeStoreConformance } from "./stores.conformance.ts";
+import { awsRequests } from "./support.ts";
 
 const REGION = "us-east-1";
 const config = (extra: Partial<AwsProvider> = {}): AwsProvider => ({ service: "SecretsManager", region: REGION, ...extra });
@@ -96,20 +96,6 @@ describeStoreConformance("aws", async () => ({
   },
 }));
 
-/** The requests the SDK sends while `run` runs, by operation (X-Amz-Target), as bench/requests.ts counts them. */
-async function requests<T>(run: () => Promise<T>): Promise<{ result: T; ops: string[] }> {
-  const ops: string[] = [];
-  const listener = (message: unknown) => {
-    const target = (message as { request: { getHeader(name: string): unknown } }).request.getHeader("x-amz-target");
-    if (typeof target === "string") ops.push(target.replace(/^secretsmanager\./, ""));
-  };
-  dc.subscribe("http.client.request.start", listener);
-  try {
-    return { result: await run(), ops };
-  } finally {
-    dc.unsubscribe("http.client.request.start", listener);
-  }
-}
 
 describe("aws store", () => {
   const store = createAwsStore(config());
@@ -122,7 +108,7 @@ describe("aws store", () => {
     const old = (await store.push(name, "old")).versionId!;
     const rid = randomUUID();
     await store.stagePending(name, "new", rid);
-    const { result, ops } = await requests(() => store.describe!(name));
+    const { result, ops } = await awsRequests(() => store.describe!(name));
     expect(result).toEqual({
       exists: true,
       owned: true,
@@ -146,7 +132,7 @@ describe("aws store", () => {
     const name = key();
     const old = (await store.push(name, "old")).versionId!;
     const rid = randomUUID();
-    const { result, ops } = await requests(async () => {
+    const { result, ops } = await awsRequests(async () => {
       await store.describe!(name);
       const staged = await store.stagePending(name, "new", rid);
       const promoted = await store.promote(name, rid);
@@ -176,7 +162,7 @@ describe("aws store", () => {
     const other = createAwsStore(config());
     const pushed = (await other.push(name, "pushed")).versionId!;
     await other.close?.();
-    const { result, ops } = await requests(() => store.promote(name, rid));
+    const { result, ops } = await awsRequests(() => store.promote(name, rid));
     expect(result).toEqual({ versionId: rid, value: "new", rotationId: rid });
     expect(ops.slice(0, 2)).toEqual(["UpdateSecretVersionStage", "DescribeSecret"]);
     expect(await store.getCurrent(name)).toEqual({ versionId: rid, value: "new", rotationId: rid });
@@ -197,7 +183,7 @@ describe("aws store", () => {
     const foreign = key();
     await aws.send(new CreateSecretCommand({ Name: foreign, SecretString: "theirs" }));
     await store.describe!(foreign);
-    const { result, ops } = await requests(() => store.stagePending(foreign, "ours", randomUUID()).catch((e: Error) => e));
+    const { result, ops } = await awsRequests(() => store.stagePending(foreign, "ours", randomUUID()).catch((e: Error) => e));
     expect(result).toBeInstanceOf(OwnershipError);
     expect(ops).toEqual([]);
   });

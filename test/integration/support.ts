@@ -1,6 +1,7 @@
 // Shared pieces of the end-to-end tests: the CNPG app Secret as CNPG writes it,
 // the seed's manifests plus a store, and a logger whose lines a test can search.
 import { randomBytes } from "node:crypto";
+import dc from "node:diagnostics_channel";
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -132,4 +133,19 @@ export function engineFor(manifests: ManifestSet, kube: KubernetesClient, extra:
     createStore: storeFactory(),
     ...extra,
   };
+}
+
+/** The AWS Secrets Manager requests this process sends while `run` runs, by operation (X-Amz-Target), as bench/requests.ts counts them. */
+export async function awsRequests<T>(run: () => Promise<T>): Promise<{ result: T; ops: string[] }> {
+  const ops: string[] = [];
+  const listener = (message: unknown) => {
+    const target = (message as { request: { getHeader(name: string): unknown } }).request.getHeader("x-amz-target");
+    if (typeof target === "string") ops.push(target.replace(/^secretsmanager\./, ""));
+  };
+  dc.subscribe("http.client.request.start", listener);
+  try {
+    return { result: await run(), ops };
+  } finally {
+    dc.unsubscribe("http.client.request.start", listener);
+  }
 }
