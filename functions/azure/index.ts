@@ -8,16 +8,13 @@
 import { app, type HttpRequest, type RetryOptions, type Timer } from "@azure/functions";
 import { createLogger } from "../../lib/log.ts";
 import { answerHttp, deliver, rotateFromEventGrid, timerTick } from "../../lib/rotation/events.ts";
-import { readManifests } from "../../lib/rotation/files.ts";
+import { manifestsFromEnvironment } from "../../lib/rotation/files.ts";
 import { invokePush, invokeRotate, invokeStatus } from "../../lib/rotation/invoke.ts";
 
 const log = createLogger().child({ platform: "azure" });
 // The manifests the engine reads (as context.ts finds them), to map a Key Vault secret to its
 // targets. A rare event: read afresh, and without needing the cluster.
-const manifests = () =>
-  readManifests((process.env.CNPG_ROTATOR_MANIFESTS ?? "manifests").split(",").filter(Boolean), {
-    ...(process.env.CNPG_ROTATOR_NAMESPACE ? { namespace: process.env.CNPG_ROTATOR_NAMESPACE } : {}),
-  });
+const manifests = () => manifestsFromEnvironment();
 const retry: RetryOptions = { strategy: "exponentialBackoff", maxRetryCount: 3, minimumInterval: { seconds: 30 }, maximumInterval: { minutes: 10 } };
 
 /** `%NAME%` (the host reads the app setting) when it is set, else the default: a binding expression has no fallback. */

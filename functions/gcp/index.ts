@@ -8,16 +8,13 @@
 import * as functions from "@google-cloud/functions-framework";
 import { createLogger } from "../../lib/log.ts";
 import { answerHttp, deliver, pushFromPubSub, rotateFromPubSub } from "../../lib/rotation/events.ts";
-import { readManifests } from "../../lib/rotation/files.ts";
+import { manifestsFromEnvironment } from "../../lib/rotation/files.ts";
 import { invokePush, invokeRotate, invokeStatus } from "../../lib/rotation/invoke.ts";
 
 const log = createLogger().child({ platform: "gcp" });
 // The manifests the engine reads (as context.ts finds them), to map a Secret Manager secret to its
 // targets. A rare event: read afresh, and without needing the cluster.
-const manifests = () =>
-  readManifests((process.env.CNPG_ROTATOR_MANIFESTS ?? "manifests").split(",").filter(Boolean), {
-    ...(process.env.CNPG_ROTATOR_NAMESPACE ? { namespace: process.env.CNPG_ROTATOR_NAMESPACE } : {}),
-  });
+const manifests = () => manifestsFromEnvironment();
 
 export const rotate = (event: functions.CloudEvent<unknown>) => deliver(() => rotateFromPubSub(event, manifests), invokeRotate, log);
 

@@ -4,7 +4,7 @@ import { InputError } from "../errors.ts";
 import { connectClusterFromEnvironment, type KubernetesClient } from "../kubernetes/index.ts";
 import { createLogger, type Logger } from "../log.ts";
 import type { Engine } from "./engine.ts";
-import { readManifests } from "./files.ts";
+import { manifestsFromEnvironment } from "./files.ts";
 import { rollbackOnVerifyFailure } from "./rollback.ts";
 import { storeFactory } from "./stores.ts";
 import { verificationFromEnvironment } from "./verify.ts";
@@ -30,9 +30,10 @@ export interface EngineConfig {
  */
 export async function engineFromEnvironment(config: EngineConfig = {}): Promise<Engine> {
   const env = config.env ?? process.env;
-  const paths = config.manifests ?? (env.CNPG_ROTATOR_MANIFESTS ?? "manifests").split(",").filter(Boolean);
-  const namespace = config.namespace ?? env.CNPG_ROTATOR_NAMESPACE;
-  const manifests = readManifests(paths, namespace ? { namespace } : {});
+  const manifests = manifestsFromEnvironment(env, {
+    ...(config.manifests ? { paths: config.manifests } : {}),
+    ...(config.namespace ? { namespace: config.namespace } : {}),
+  });
   const log = config.log ?? createLogger();
   for (const warning of manifests.warnings) log.warn({ warning }, "manifest field has no effect");
   const concurrency = config.concurrency ?? (env.CNPG_ROTATOR_CONCURRENCY ? Number(env.CNPG_ROTATOR_CONCURRENCY) : 8);

@@ -64,32 +64,48 @@ export async function rotate(engine: Engine, request: RotateRequest = {}): Promi
     ...(engine.afterStep ? { afterStep: engine.afterStep } : {}),
     ...(engine.now ? { now: engine.now } : {}),
   };
-  const limit = pLimit(engine.concurrency ?? 8);
   try {
-    return await Promise.all(
-      targets.map((t) =>
-        limit(async (): Promise<RotationResult> => {
-          try {
-            return await rotateTarget(t, deps, request);
-          } catch (e) {
-            // A bad-input error is the caller's to see whole; anything else is this target's failure.
-            if (e instanceof InputError) throw e;
-            const error = e instanceof Error ? e : new Error(String(e));
-            deps.log.error({ target: targetName(t), error: { type: error.name, message: error.message } }, "rotation failed");
-            return {
-              target: targetName(t),
-              externalSecret: `${t.externalSecret.metadata.namespace}/${t.externalSecret.metadata.name}`,
-              outcome: "failed",
-              // A failed test names its rotation and whether its merge was undone (rollback.ts).
-              ...(e instanceof VerificationError && e.rotationId ? { rotationId: e.rotationId } : {}),
-              ...(e instanceof VerificationError ? { rolledBack: e.rolledBack } : {}),
-              error: { type: e instanceof RotatorError ? error.name : "Error", message: error.message },
-            };
-          }
-        }),
-      ),
-    );
+    return await forEachTarget(engine, targets, deps.log, "rotation", (t) => rotateTarget(t, deps, request), (t, e, error) => ({
+      target: targetName(t),
+      externalSecret: `${t.externalSecret.metadata.namespace}/${t.externalSecret.metadata.name}`,
+      outcome: "failed",
+      // A failed test names its rotation and whether its merge was undone (rollback.ts).
+      ...(e instanceof VerificationError && e.rotationId ? { rotationId: e.rotationId } : {}),
+      ...(e instanceof VerificationError ? { rolledBack: e.rolledBack } : {}),
+      error,
+    }));
   } finally {
     await clients.closeAll();
   }
+}
+
+/**
+ * Runs `run` for each target, at most `engine.concurrency` at once. Bad input is the caller's
+ * to see whole (rethrown); any other error becomes that target's `failed` result, logged by type
+ * and message only.
+ */
+export async function forEachTarget<R>(
+  engine: Pick<Engine, "concurrency">,
+  targets: readonly RotationTarget[],
+  log: Logger,
+  what: string,
+  run: (target: RotationTarget) => Promise<R>,
+  failed: (target: RotationTarget, cause: unknown, error: { type: string; message: string }) => R,
+): Promise<R[]> {
+  const limit = pLimit(engine.concurrency ?? 8);
+  return Promise.all(
+    targets.map((t) =>
+      limit(async () => {
+        try {
+          return await run(t);
+        } catch (e) {
+          if (e instanceof InputError) throw e;
+          const error = e instanceof Error ? e : new Error(String(e));
+          const reported = { type: e instanceof RotatorError ? error.name : "Error", message: error.message };
+          log.error({ target: targetName(t), error: { type: error.name, message: error.message } }, `${what} failed`);
+          return failed(t, e, reported);
+        }
+      }),
+    ),
+  );
 }

@@ -29,3 +29,17 @@ export function readManifests(paths: readonly string[], options: LoadOptions = {
   return loadManifests(files, options);
 }
 
+
+/**
+ * The manifests a deployed function ships with: CNPG_ROTATOR_MANIFESTS (comma-separated
+ * files or directories, default ./manifests) and CNPG_ROTATOR_NAMESPACE for documents
+ * that name no namespace. Reads files only; needs no cluster.
+ */
+export function manifestsFromEnvironment(
+  env: NodeJS.ProcessEnv = process.env,
+  override: { paths?: readonly string[]; namespace?: string } = {},
+): ManifestSet {
+  const paths = override.paths ?? (env.CNPG_ROTATOR_MANIFESTS ?? "manifests").split(",").filter(Boolean);
+  const namespace = override.namespace ?? env.CNPG_ROTATOR_NAMESPACE;
+  return readManifests(paths, namespace ? { namespace } : {});
+}

@@ -12,11 +12,10 @@
 // restore leaves a pending value that rotate.ts never promotes (it sees the
 // annotation) and that the next rollback or rotation replaces.
 import { randomUUID } from "node:crypto";
-import pLimit from "p-limit";
-import { InputError, RotatorError, SecretMissingError, StoreStateError, VerificationError } from "../errors.ts";
+import { SecretMissingError, StoreStateError, VerificationError } from "../errors.ts";
 import type { SecretObject } from "../kubernetes/index.ts";
 import type { SecretStoreClient, StoredVersion } from "../stores/types.ts";
-import { type Engine, selectTargets } from "./engine.ts";
+import { type Engine, forEachTarget, selectTargets } from "./engine.ts";
 import { type Publication, type RotationTarget, readRemoteValue, remoteValue, targetName } from "./plan.ts";
 import { fingerprint, renderTarget } from "./render.ts";
 import { ANNOTATIONS, type RotationDeps, type StoreVersionReport, successorId } from "./rotate.ts";
@@ -68,28 +67,18 @@ export async function rollback(engine: Engine, request: RollbackRequest = {}): P
     storeFor: clients.for,
     ...(engine.now ? { now: engine.now } : {}),
   };
-  const limit = pLimit(engine.concurrency ?? 8);
   try {
-    return await Promise.all(
-      targets.map((t) =>
-        limit(async (): Promise<RollbackResult> => {
-          try {
-            return await rollbackTarget(t, deps, {
-              ...(request.leaseSeconds !== undefined ? { leaseSeconds: request.leaseSeconds } : {}),
-              ...(request.afterStep ? { afterStep: request.afterStep } : {}),
-            });
-          } catch (e) {
-            if (e instanceof InputError) throw e;
-            const error = e instanceof Error ? e : new Error(String(e));
-            deps.log.error({ target: targetName(t), error: { type: error.name, message: error.message } }, "rollback failed");
-            return {
-              ...baseOf(t),
-              outcome: "failed",
-              error: { type: e instanceof RotatorError ? error.name : "Error", message: error.message },
-            };
-          }
+    return await forEachTarget(
+      engine,
+      targets,
+      deps.log,
+      "rollback",
+      (t) =>
+        rollbackTarget(t, deps, {
+          ...(request.leaseSeconds !== undefined ? { leaseSeconds: request.leaseSeconds } : {}),
+          ...(request.afterStep ? { afterStep: request.afterStep } : {}),
         }),
-      ),
+      (t, _cause, error) => ({ ...baseOf(t), outcome: "failed", error }),
     );
   } finally {
     await clients.closeAll();

@@ -150,21 +150,10 @@ export function lex(src: string, fail: Fail): Token[] {
           if (parenDepth < 0) fail(p, "unexpected right paren");
           toks.push({ kind: "rightParen", val: ")", pos: p++ });
           continue;
-        case '"': {
-          p++;
-          for (;;) {
-            const d = src[p++];
-            if (d === "\\") {
-              const e = src[p++];
-              if (e !== undefined && e !== "\n") continue;
-              fail(start, "unterminated quoted string");
-            }
-            if (d === undefined || d === "\n") fail(start, "unterminated quoted string");
-            if (d === '"') break;
-          }
+        case '"':
+          p = scanQuoted(src, start, '"', () => fail(start, "unterminated quoted string"));
           toks.push({ kind: "string", val: src.slice(start, p), pos: start });
           continue;
-        }
         case "`": {
           const close = src.indexOf("`", p + 1);
           if (close < 0) fail(start, "unterminated raw quoted string");
@@ -172,21 +161,10 @@ export function lex(src: string, fail: Fail): Token[] {
           toks.push({ kind: "rawString", val: src.slice(start, p), pos: start });
           continue;
         }
-        case "'": {
-          p++;
-          for (;;) {
-            const d = src[p++];
-            if (d === "\\") {
-              const e = src[p++];
-              if (e !== undefined && e !== "\n") continue;
-              fail(start, "unterminated character constant");
-            }
-            if (d === undefined || d === "\n") fail(start, "unterminated character constant");
-            if (d === "'") break;
-          }
+        case "'":
+          p = scanQuoted(src, start, "'", () => fail(start, "unterminated character constant"));
           toks.push({ kind: "charConstant", val: src.slice(start, p), pos: start });
           continue;
-        }
         case "$":
         case ".": {
           if (c === "." && src.charCodeAt(p + 1) >= 0x30 && src.charCodeAt(p + 1) <= 0x39) break; // .5 is a number
@@ -231,6 +209,21 @@ export function lex(src: string, fail: Fail): Token[] {
 }
 
 /** Go's scanNumber: returns the end offset, or minus the offset of the bad character. */
+/** The end of a quoted token opening at `start` (a backslash escapes the next character); `unterminated` never returns. */
+function scanQuoted(src: string, start: number, quote: string, unterminated: () => never): number {
+  let p = start + 1;
+  for (;;) {
+    const d = src[p++];
+    if (d === "\\") {
+      const e = src[p++];
+      if (e !== undefined && e !== "\n") continue;
+      unterminated();
+    }
+    if (d === undefined || d === "\n") unterminated();
+    if (d === quote) return p;
+  }
+}
+
 function scanNumber(src: string, p: number): number {
   const accept = (set: string) => {
     if (p < src.length && set.includes(src[p] as string)) {

@@ -207,7 +207,8 @@ describe("verified rotation against a real PostgreSQL", () => {
     expect(failed!.error!.message).toContain("was not promoted");
     const rejected = tested[0]!;
     expect(rejected).not.toBe(original);
-    expect(reconciler.ignored).toBe(1);
+    // It saw the new password and did not apply it (a poll may also have seen the rollback's write by now).
+    expect(reconciler.ignored).toBeGreaterThanOrEqual(1);
 
     // The store was never promoted: current is still the old password, the pending one is gone.
     let entry = store(storePath);
