@@ -49,6 +49,33 @@ export class StoreError extends RotatorError {
   override name = "StoreError";
 }
 
+/**
+ * A fenced write found its target no longer in the state the run observed and decided on (a
+ * Secret's resourceVersion, a store's current or pending version): nothing was written. The
+ * engine observes again and decides again; it never re-applies the old decision.
+ */
+export class ConflictError extends RotatorError {
+  override name = "ConflictError";
+}
+
+/** The Secret changed since it was read (409 Conflict on its resourceVersion), or was created or deleted meanwhile. */
+export class SecretConflictError extends ConflictError {
+  override name = "SecretConflictError";
+}
+
+/** A remote secret's current or pending version moved since it was observed. */
+export class StoreConflictError extends ConflictError {
+  override name = "StoreConflictError";
+}
+
+/**
+ * The run no longer holds its target's Lease (taken over, or about to lapse because renewals
+ * failed): it stops before its next write, so a stalled run can never write over a newer one.
+ */
+export class LeaseLostError extends RotatorError {
+  override name = "LeaseLostError";
+}
+
 /** The target Secret does not exist and the creation policy forbids creating it. */
 export class SecretMissingError extends RotatorError {
   override name = "SecretMissingError";

@@ -9,7 +9,7 @@ import {
   setHeaderOptions,
   type V1Secret,
 } from "@kubernetes/client-node";
-import { KubernetesError, SecretMissingError } from "../errors.ts";
+import { KubernetesError, SecretConflictError, SecretMissingError } from "../errors.ts";
 import { describeAccess } from "./access.ts";
 import { type ApiOperation, apiConfiguration, apiError, httpStatus, RequestLog } from "./api.ts";
 import { acquireLease, type LeaseCall } from "./leases.ts";
@@ -72,10 +72,7 @@ export class KubernetesClient {
   /** One GET; undefined when the Secret does not exist. */
   async readSecret(namespace: string, name: string): Promise<SecretObject | undefined> {
     const raw = await this.#readRawSecret(namespace, name);
-    if (!raw) return undefined;
-    const secret = toSecretObject(raw, namespace, name);
-    this.#read.set(secret, raw);
-    return secret;
+    return raw && this.#remember(raw, namespace, name);
   }
 
   /** What readSecret read, so updateSecret can start from it without another GET. */
@@ -142,6 +139,45 @@ export class KubernetesClient {
       }
       await sleep(backoffMs(conflicts));
     }
+  }
+
+  /**
+   * One PATCH of `change` onto the Secret exactly as `observed` saw it: the patch carries its
+   * resourceVersion, so a write by anyone since is refused (SecretConflictError, nothing
+   * written) instead of being merged over. `observed` must come from this client (readSecret or
+   * an earlier write). Nothing differs → no request, `observed` is returned.
+   */
+  async patchSecret(observed: SecretObject, change: SecretChange): Promise<SecretObject> {
+    const { namespace, name } = observed;
+    const raw = this.#read.get(observed);
+    if (!raw) throw new KubernetesError(`Secret ${namespace}/${name}: patchSecret needs a Secret this client read`);
+    const patch = mergePatchFor(raw, change);
+    if (!patch) return observed;
+    if (raw.immutable) {
+      throw new KubernetesError(`cannot patch secrets "${name}" in namespace "${namespace}": the Secret is immutable; nothing was written`);
+    }
+    const patched = await this.#call({ verb: "patch", ...SECRET, namespace, name }, () =>
+      unless([404, 409], this.#core.patchNamespacedSecret({ namespace, name, body: patch, fieldManager: FIELD_MANAGER }, MERGE_PATCH)),
+    );
+    if (!patched) {
+      throw new SecretConflictError(
+        `Secret ${namespace}/${name} changed since resourceVersion ${observed.resourceVersion} was read (or was deleted); nothing was written`,
+      );
+    }
+    return this.#remember(patched, namespace, name);
+  }
+
+  /** One POST of a new Secret; SecretConflictError (nothing written) when it exists already. */
+  async createSecretIfMissing(namespace: string, name: string, init: NewSecret): Promise<SecretObject> {
+    const created = await this.#createRawSecret(namespace, name, init);
+    if (!created) throw new SecretConflictError(`Secret ${namespace}/${name} was created by someone else meanwhile; nothing was written`);
+    return this.#remember(created, namespace, name);
+  }
+
+  #remember(raw: V1Secret, namespace: string, name: string): SecretObject {
+    const secret = toSecretObject(raw, namespace, name);
+    this.#read.set(secret, raw);
+    return secret;
   }
 
   /** One POST. */

@@ -50,8 +50,10 @@ interface LeaseContext {
 
 /**
  * One GET, then one POST (no Lease yet) or one PUT (lapsed or free). Returns undefined
- * when another run holds it or wins the race (409). A Lease held by the same holder
- * string is not re-entered either: holder ids are meant to be unique per run.
+ * when another run holds it or wins the race (409). Holder ids are unique per run, so a
+ * Lease already held by `holder` is this run's own: its earlier create or update applied but
+ * the answer was lost (then retried). It is taken as held rather than left blocking the
+ * target for a whole TTL.
  */
 export async function acquireLease(
   ctx: LeaseContext,
@@ -73,16 +75,36 @@ export async function acquireLease(
     const created = await ctx.call("create", name, () =>
       unlessConflict(ctx.api.createNamespacedLease({ namespace, body, fieldManager: ctx.fieldManager })),
     );
-    return created && new HeldLease(ctx, created, holder, ttlSeconds, now);
+    return created ? new HeldLease(ctx, created, holder, ttlSeconds, now) : ownIfHeld(ctx, namespace, name, holder, ttlSeconds);
   }
-  if (activeHolder(existing.spec, now) !== undefined) return undefined;
+  const active = activeHolder(existing.spec, now);
+  if (active === holder) return new HeldLease(ctx, existing, holder, ttlSeconds, renewedAt(existing.spec) ?? now);
+  if (active !== undefined) return undefined;
   // Counted like client-go's leader election: every change of holder, a released Lease included.
   const transitions = (existing.spec?.leaseTransitions ?? 0) + (existing.spec?.holderIdentity !== holder ? 1 : 0);
   const body = withSpec(existing, heldSpec(holder, ttlSeconds, now, now, transitions));
   const updated = await ctx.call("update", name, () =>
     unlessConflict(ctx.api.replaceNamespacedLease({ namespace, name, body, fieldManager: ctx.fieldManager })),
   );
-  return updated && new HeldLease(ctx, updated, holder, ttlSeconds, now);
+  return updated ? new HeldLease(ctx, updated, holder, ttlSeconds, now) : ownIfHeld(ctx, namespace, name, holder, ttlSeconds);
+}
+
+/** After a 409: one GET; the Lease is ours if `holder` holds it (our own write, whose answer was lost). */
+async function ownIfHeld(
+  ctx: LeaseContext,
+  namespace: string,
+  name: string,
+  holder: string,
+  ttlSeconds: number,
+): Promise<LeaseHandle | undefined> {
+  const now = new Date();
+  const fresh = await ctx.call("get", name, () => optional(ctx.api.readNamespacedLease({ namespace, name })));
+  if (!fresh || activeHolder(fresh.spec, now) !== holder) return undefined;
+  return new HeldLease(ctx, fresh, holder, ttlSeconds, renewedAt(fresh.spec) ?? now);
+}
+
+function renewedAt(spec: V1LeaseSpec | undefined): Date | undefined {
+  return toDate(spec?.renewTime) ?? toDate(spec?.acquireTime);
 }
 
 function heldSpec(holder: string, ttl: number, acquired: Date, renewed: Date, transitions: number): V1LeaseSpec {

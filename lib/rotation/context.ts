@@ -5,7 +5,6 @@ import { connectClusterFromEnvironment, type KubernetesClient } from "../kuberne
 import { createLogger, type Logger } from "../log.ts";
 import type { Engine } from "./engine.ts";
 import { manifestsFromEnvironment } from "./files.ts";
-import { rollbackOnVerifyFailure } from "./rollback.ts";
 import { storeFactory } from "./stores.ts";
 import { verificationFromEnvironment } from "./verify.ts";
 
@@ -56,6 +55,6 @@ export async function engineFromEnvironment(config: EngineConfig = {}): Promise<
     }),
     concurrency,
     ...(verification.verify ? { verify: verification.verify } : {}),
-    ...(verification.verify && verification.rollbackOnFailure ? { onVerifyFailure: rollbackOnVerifyFailure } : {}),
+    ...(verification.verify && verification.rollbackOnFailure ? { rollbackOnVerifyFailure: true } : {}),
   };
 }

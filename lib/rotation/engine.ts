@@ -28,8 +28,8 @@ export interface Engine {
   /** Targets rotated at once (default 8). */
   readonly concurrency?: number;
   readonly verify?: RotationDeps["verify"];
-  /** What to do when verify fails, under the Lease: rollback.ts's rollbackOnVerifyFailure, or nothing (the next run tests again). */
-  readonly onVerifyFailure?: RotationDeps["onVerifyFailure"];
+  /** After a failed test, undo the merge (the table's rollback rows); otherwise the next run tests again. */
+  readonly rollbackOnVerifyFailure?: boolean;
   readonly afterStep?: RotationDeps["afterStep"];
   readonly now?: () => Date;
 }
@@ -60,7 +60,7 @@ export async function rotate(engine: Engine, request: RotateRequest = {}): Promi
     log: engine.log.child({ invocation: holder }),
     storeFor: clients.for,
     ...(engine.verify ? { verify: engine.verify } : {}),
-    ...(engine.onVerifyFailure ? { onVerifyFailure: engine.onVerifyFailure } : {}),
+    ...(engine.rollbackOnVerifyFailure ? { rollbackOnVerifyFailure: true } : {}),
     ...(engine.afterStep ? { afterStep: engine.afterStep } : {}),
     ...(engine.now ? { now: engine.now } : {}),
   };

@@ -8,7 +8,7 @@ import type { Engine } from "./engine.ts";
 import { type Publication, planRotations, publicationsOf, readRemoteValue, remoteValue, targetName } from "./plan.ts";
 import { fingerprint } from "./render.ts";
 import { storeClients } from "./stores.ts";
-import { ANNOTATIONS, dueCheck } from "./rotate.ts";
+import { ANNOTATIONS, dueCheck } from "./names.ts";
 
 export type StatusReason = "SecretSynced" | "SecretSyncedError" | "SecretMissing" | "RotationInFlight" | "Drift" | "NeverRotated";
 

@@ -10,7 +10,7 @@ import Module from "node:module";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it, vi } from "vitest";
 import { resetEngine } from "../../lib/rotation/invoke.ts";
-import { ANNOTATIONS } from "../../lib/rotation/rotate.ts";
+import { ANNOTATIONS } from "../../lib/rotation/names.ts";
 import { adminClient, createAppSecret, fileStoreYaml, pushSecretYaml, seedYaml, seenSecrets, tempDir, uniqueName } from "./support.ts";
 
 const SECRET = "cluster-example-app";

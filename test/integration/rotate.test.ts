@@ -15,7 +15,8 @@ import { readJdbc, readPgpass, readUri } from "../../lib/cnpg/index.ts";
 import { connectCluster, type KubernetesClient } from "../../lib/kubernetes/index.ts";
 import { rotate } from "../../lib/rotation/engine.ts";
 import { resetEngine } from "../../lib/rotation/invoke.ts";
-import { ANNOTATIONS, type RotationResult, type Step } from "../../lib/rotation/rotate.ts";
+import { type RotationResult, type Step } from "../../lib/rotation/rotate.ts";
+import { ANNOTATIONS } from "../../lib/rotation/names.ts";
 import { kubeRequest } from "../infra/kube-client.ts";
 import { issueClientCertificate, renderKubeconfig } from "../infra/servers.ts";
 import {

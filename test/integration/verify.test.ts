@@ -18,8 +18,8 @@ import { loadManifests, type ManifestSet } from "../../lib/manifests/index.ts";
 import { tryLogin } from "../../lib/postgres/index.ts";
 import { engineFromEnvironment } from "../../lib/rotation/context.ts";
 import { type Engine, rotate } from "../../lib/rotation/engine.ts";
-import { rollback, rollbackOnVerifyFailure } from "../../lib/rotation/rollback.ts";
-import { ANNOTATIONS, successorId } from "../../lib/rotation/rotate.ts";
+import { rollback } from "../../lib/rotation/rollback.ts";
+import { ANNOTATIONS, successorId } from "../../lib/rotation/names.ts";
 import { createVerifier, VERIFY_ANNOTATIONS, type VerifyConfig } from "../../lib/rotation/verify.ts";
 import { type Reconciler, type ReconcilerMode, startReconciler } from "../infra/cnpg-reconciler.ts";
 import { type PostgresServer, startPostgres } from "../infra/postgres.ts";
@@ -159,7 +159,7 @@ describe("verified rotation against a real PostgreSQL", () => {
     const { verify, tested } = recordingVerifier({ enabled: true, timeoutMs: 30_000, initialDelayMs: 100 });
     const linesBefore = logLines.length;
 
-    const [result] = await rotate(engineFor(set, kube, { verify, onVerifyFailure: rollbackOnVerifyFailure }));
+    const [result] = await rotate(engineFor(set, kube, { verify, rollbackOnVerifyFailure: true }));
     expect(result).toMatchObject({ outcome: "rotated", target: `${namespace}/${SECRET}` });
     expect(result!.rolledBack).toBeUndefined();
 
@@ -194,7 +194,7 @@ describe("verified rotation against a real PostgreSQL", () => {
     const set = manifests(namespace, storePath);
     const config = { enabled: true, host: server.host, port: server.port, sslMode: "disable", timeoutMs: 3_000, initialDelayMs: 100 } as const;
     const { verify, tested } = recordingVerifier(config);
-    const engine = engineFor(set, kube, { verify, onVerifyFailure: rollbackOnVerifyFailure });
+    const engine = engineFor(set, kube, { verify, rollbackOnVerifyFailure: true });
 
     const started = Date.now();
     const [failed] = await rotate(engine);
@@ -396,7 +396,7 @@ describe("verified rotation against a real PostgreSQL", () => {
     const set = seedManifests(namespace, awsStoreYaml(), pushSecretYaml("aws-backend", remoteKey));
     const config = { enabled: true, host: server.host, port: server.port, sslMode: "disable", timeoutMs: 3_000, initialDelayMs: 100 } as const;
     const { verify, tested } = recordingVerifier(config);
-    const engine = engineFor(set, kube, { verify, onVerifyFailure: rollbackOnVerifyFailure });
+    const engine = engineFor(set, kube, { verify, rollbackOnVerifyFailure: true });
     const sm = new SecretsManagerClient({ region: "us-east-1" });
     const stage = async (label: string) => {
       const v = await sm.send(new GetSecretValueCommand({ SecretId: remoteKey, VersionStage: label }));
@@ -431,7 +431,7 @@ describe("verified rotation against a real PostgreSQL", () => {
     const set = manifests(namespace, storePath);
     // No host override: the Secret's own host, cluster-example-rw, which only resolves inside the cluster.
     const { verify } = recordingVerifier({ enabled: true, sslMode: "disable", timeoutMs: 2_000, initialDelayMs: 100 });
-    const [failed] = await rotate(engineFor(set, kube, { verify, onVerifyFailure: rollbackOnVerifyFailure }));
+    const [failed] = await rotate(engineFor(set, kube, { verify, rollbackOnVerifyFailure: true }));
     expect(failed).toMatchObject({ outcome: "failed", rolledBack: true, error: { type: "VerificationError" } });
     expect(failed!.error!.message).toContain('to cluster-example-rw:5432/app');
     expect(failed!.error!.message).toContain("unreachable");

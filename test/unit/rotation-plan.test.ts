@@ -6,7 +6,7 @@ import { loadManifests } from "../../lib/manifests/index.ts";
 import { selectTargets } from "../../lib/rotation/engine.ts";
 import { planRotations, readRemoteValue, remoteValue, wholeSecretJson } from "../../lib/rotation/plan.ts";
 import { parseRotateRequest } from "../../lib/rotation/request.ts";
-import { ANNOTATIONS, dueCheck, successorId } from "../../lib/rotation/rotate.ts";
+import { ANNOTATIONS, dueCheck, successorId } from "../../lib/rotation/names.ts";
 
 const SEED = join(import.meta.dirname, "../../examples/seed");
 const seed = (name: string) => readFileSync(join(SEED, name), "utf8");
