@@ -6,10 +6,11 @@ import pLimit from "p-limit";
 import { InputError, RotatorError, VerificationError } from "../errors.ts";
 import type { KubernetesClient } from "../kubernetes/index.ts";
 import type { Logger } from "../log.ts";
-import type { ManifestSet, SecretStore } from "../manifests/index.ts";
-import type { SecretStoreClient } from "../stores/types.ts";
+import type { ManifestSet } from "../manifests/index.ts";
 import { planRotations, type RotationTarget, targetName } from "./plan.ts";
-import { storeClients } from "./stores.ts";
+import { type StoreFactory, storeClients } from "./stores.ts";
+
+export type { StoreFactory };
 import { type RotateOptions, type RotationDeps, type RotationResult, rotateTarget } from "./rotate.ts";
 
 export interface RotateRequest extends RotateOptions {
@@ -17,8 +18,6 @@ export interface RotateRequest extends RotateOptions {
   readonly targets?: readonly string[];
 }
 
-/** Builds the client of one SecretStore; the engine hands it what it needs from the cluster. */
-export type StoreFactory = (store: SecretStore, context: { kube: KubernetesClient }) => Promise<SecretStoreClient>;
 
 export interface Engine {
   readonly manifests: ManifestSet;

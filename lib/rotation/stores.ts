@@ -5,10 +5,11 @@ import { InputError } from "../errors.ts";
 import type { KubernetesClient } from "../kubernetes/index.ts";
 import type { SecretStore } from "../manifests/index.ts";
 import { createStore } from "../stores/index.ts";
-import type { StoreDeps } from "../stores/types.ts";
-import type { SecretStoreClient } from "../stores/types.ts";
-import type { Engine, StoreFactory } from "./engine.ts";
+import type { SecretStoreClient, StoreDeps } from "../stores/types.ts";
 import type { Publication } from "./plan.ts";
+
+/** Builds the client of one SecretStore; the engine hands it what it needs from the cluster. */
+export type StoreFactory = (store: SecretStore, context: { kube: KubernetesClient }) => Promise<SecretStoreClient>;
 
 export interface StoreFactoryOptions {
   /** Directory relative `file` store paths resolve against. */
@@ -60,7 +61,7 @@ export interface StoreClients {
   readonly closeAll: () => Promise<void>;
 }
 
-export function storeClients(engine: Pick<Engine, "createStore" | "kube">): StoreClients {
+export function storeClients(engine: { readonly createStore: StoreFactory; readonly kube: KubernetesClient }): StoreClients {
   const clients = new Map<string, Promise<SecretStoreClient>>();
   return {
     for: (publication) => {

@@ -15,7 +15,7 @@ import { type ExternalSecret, formatDuration, parseDuration } from "../manifests
 import { type LoginParams, type LoginResult, SSL_MODES, type SslMode, tryLogin } from "../postgres/index.ts";
 import { type RotationTarget, targetName } from "./plan.ts";
 import { fingerprint } from "./render.ts";
-import { type RotationDeps } from "./rotate.ts";
+import type { RotationDeps } from "./rotate.ts";
 import { ANNOTATION_PREFIX, ANNOTATIONS } from "./names.ts";
 
 /** Per-target settings, read from the ExternalSecret's metadata.annotations; they win over the environment. */

@@ -44,7 +44,7 @@ const NAME = "cluster-example-app";
 const NOW = new Date("2026-12-02T12:00:00Z");
 const L = successorId(NS, NAME, undefined); // the Secret's last rotation
 const N = successorId(NS, NAME, L); // the one after it
-const N0 = L; // the first rotation of a never-rotated Secret
+// (A never-rotated Secret's first rotation is L too: successorId of no rotation.)
 const X = "00000000-0000-0000-0000-00000000000x"; // a stale pending value of some other rotation
 
 const DATA = { username: "app", password: "old-password-value", dbname: "app" };

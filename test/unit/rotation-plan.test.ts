@@ -5,7 +5,7 @@ import { InputError } from "../../lib/errors.ts";
 import { loadManifests } from "../../lib/manifests/index.ts";
 import { selectTargets } from "../../lib/rotation/engine.ts";
 import { planRotations, readRemoteValue, remoteValue, wholeSecretJson } from "../../lib/rotation/plan.ts";
-import { parseRotateRequest } from "../../lib/rotation/request.ts";
+import { parseRotateRequest } from "../../triggers/request.ts";
 import { ANNOTATIONS, dueCheck, successorId } from "../../lib/rotation/names.ts";
 
 const SEED = join(import.meta.dirname, "../../examples/seed");

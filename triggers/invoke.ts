@@ -1,13 +1,13 @@
 // What every cloud handler does with a request once it has unwrapped its
 // cloud's event: build (or reuse) the engine, run, and answer in one shape.
 // Handlers stay thin; the response is the same JSON on AWS, GCP and Azure.
-import { InputError } from "../errors.ts";
-import { engineFromEnvironment } from "./context.ts";
-import { type Engine, rotate } from "./engine.ts";
-import { type PushReport, push } from "./push.ts";
+import { InputError } from "../lib/errors.ts";
+import { engineFromEnvironment } from "../lib/rotation/context.ts";
+import { type Engine, rotate } from "../lib/rotation/engine.ts";
+import { type PushReport, push } from "../lib/rotation/push.ts";
 import { parseRotateRequest } from "./request.ts";
-import type { RotationResult } from "./rotate.ts";
-import { type Status, status } from "./status.ts";
+import type { RotationResult } from "../lib/rotation/rotate.ts";
+import { type Status, status } from "../lib/rotation/status.ts";
 
 export interface InvocationResponse<R> {
   readonly ok: boolean;
