@@ -10,6 +10,7 @@ import {
   type V1Secret,
 } from "@kubernetes/client-node";
 import { KubernetesError, SecretConflictError, SecretMissingError } from "../errors.ts";
+import { isNetworkError, isTransientStatus, withRetry } from "../retry.ts";
 import { describeAccess } from "./access.ts";
 import { type ApiOperation, apiConfiguration, apiError, httpStatus, RequestLog } from "./api.ts";
 import { acquireLease, type LeaseCall } from "./leases.ts";
@@ -284,9 +285,17 @@ export class KubernetesClient {
     );
   }
 
+  /**
+   * One API call, sent again after a transient failure (reset, timeout, 429, 5xx). Safe for
+   * writes too: each carries a resourceVersion or creates by name, so a repeat of a write that
+   * did apply is refused with 409, which the caller reads as "observe again".
+   */
   async #call<T>(op: ApiOperation, fn: () => Promise<T>): Promise<T> {
     try {
-      return await fn();
+      return await withRetry(fn, {
+        what: `${op.verb} ${op.resource}${op.name ? `/${op.name}` : ""}`,
+        isTransient: (e) => isNetworkError(e) || isTransientStatus(httpStatus(e)),
+      });
     } catch (e) {
       throw apiError(e, op, this.server);
     }
