@@ -60,7 +60,8 @@ const GOOD_ES_SPEC = `  refreshInterval: 24h
 `;
 
 describe("manifests: the seed page loads verbatim", () => {
-  it.runIf(existsSync(SEED_PAGE))("examples/seed holds the page's YAML byte for byte", () => {
+  // The page lives beside the checkout (../shared/seed); a checkout elsewhere has only its copy.
+  it.runIf(existsSync(SEED_PAGE) || process.env.CI === "true")("examples/seed holds the page's YAML byte for byte", () => {
     const blocks = seedBlocks();
     expect(blocks).toHaveLength(4);
     for (const [i, f] of SEED_FILES.entries()) expect(readFileSync(join(EXAMPLES, f), "utf8")).toBe(blocks[i]);
