@@ -4,6 +4,7 @@
 import { InputError } from "../errors.ts";
 import type { ExternalSecret, ManifestSet, PushSecret, PushSecretData, SecretStore } from "../manifests/index.ts";
 import { renderTemplate } from "../template/index.ts";
+import { type Strategy, strategyOf } from "./strategy.ts";
 
 /** One remote secret a rotation stages into and promotes: a store and a remote key. */
 export interface Publication {
@@ -21,6 +22,8 @@ export interface RotationTarget {
   readonly publications: readonly Publication[];
   /** For each generated key, a Secret key holding it verbatim: how a resumed rotation finds its password again. */
   readonly recoveryKeys: Readonly<Record<string, string>>;
+  /** One role (as ESO), or two CNPG managed roles taking turns behind this consumer Secret. */
+  readonly strategy: Strategy;
 }
 
 /** `namespace/name` of a target Secret, as users write it in manual events. */
@@ -53,12 +56,24 @@ export function planRotations(set: ManifestSet): RotationTarget[] {
       );
     }
     const publications = pushSecrets.flatMap(publicationsOf);
+    const strategy = strategyOf(es);
+    if (strategy.kind === "alternating") {
+      for (const r of strategy.roles) {
+        const other = set.externalSecrets.find((o) => o !== es && o.metadata.namespace === namespace && o.target.name === r.secretName);
+        if (other) {
+          throw new InputError(
+            `${where}: role ${r.role}'s passwordSecret ${namespace}/${r.secretName} is the target of ExternalSecret ${namespace}/${other.metadata.name} too; only the alternating rotation may write it`,
+          );
+        }
+      }
+    }
     targets.push({
       externalSecret: es,
       namespace,
       secretName,
       publications,
       recoveryKeys: recoveryKeys(es, publications, where),
+      strategy,
     });
   }
   return targets;
