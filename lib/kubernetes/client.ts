@@ -4,6 +4,7 @@ import {
   AuthorizationV1Api,
   CoordinationV1Api,
   CoreV1Api,
+  CustomObjectsApi,
   type KubeConfig,
   PatchStrategy,
   setHeaderOptions,
@@ -17,6 +18,7 @@ import { acquireLease, type LeaseCall } from "./leases.ts";
 import { emptySecret, encodeData, mergePatchFor, presentAnnotations, toSecretObject } from "./secrets.ts";
 import type {
   AccessCheck,
+  CnpgCluster,
   LeaseHandle,
   NewSecret,
   RequestRecord,
@@ -43,6 +45,7 @@ export class KubernetesClient {
   readonly #core: CoreV1Api;
   readonly #coordination: CoordinationV1Api;
   readonly #authorization: AuthorizationV1Api;
+  readonly #custom: CustomObjectsApi;
   readonly #log = new RequestLog();
 
   constructor(kubeConfig: KubeConfig, options: KubernetesClientOptions = {}) {
@@ -51,6 +54,7 @@ export class KubernetesClient {
     this.#core = new CoreV1Api(config);
     this.#coordination = new CoordinationV1Api(config);
     this.#authorization = new AuthorizationV1Api(config);
+    this.#custom = new CustomObjectsApi(config);
   }
 
   /** HTTP requests sent so far. */
@@ -179,6 +183,14 @@ export class KubernetesClient {
     const secret = toSecretObject(raw, namespace, name);
     this.#read.set(secret, raw);
     return secret;
+  }
+
+  /** One GET of a CNPG Cluster (`postgresql.cnpg.io/v1`); undefined when it does not exist. */
+  async readCluster(namespace: string, name: string): Promise<CnpgCluster | undefined> {
+    const raw = (await this.#call({ verb: "get", group: "postgresql.cnpg.io", resource: "clusters", namespace, name }, () =>
+      unless([404], this.#custom.getNamespacedCustomObject({ group: "postgresql.cnpg.io", version: "v1", namespace, plural: "clusters", name })),
+    )) as { spec?: CnpgCluster["spec"]; status?: CnpgCluster["status"] } | undefined;
+    return raw && { name, namespace, spec: raw.spec ?? {}, status: raw.status ?? {} };
   }
 
   /** One POST. */

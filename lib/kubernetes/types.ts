@@ -85,3 +85,33 @@ export interface RequestRecord {
   /** HTTP status, or 0 when no response came back. */
   readonly status: number;
 }
+
+/** What the engine reads of a CNPG `postgresql.cnpg.io/v1` Cluster (CNPG v1.30 api/v1 types). */
+export interface CnpgCluster {
+  readonly name: string;
+  readonly namespace: string;
+  readonly spec: {
+    readonly managed?: {
+      readonly roles?: readonly {
+        readonly name: string;
+        readonly ensure?: "present" | "absent";
+        readonly login?: boolean;
+        readonly inherit?: boolean;
+        readonly inRoles?: readonly string[];
+        readonly passwordSecret?: { readonly name: string };
+        readonly disablePassword?: boolean;
+      }[];
+    };
+    readonly bootstrap?: { readonly initdb?: { readonly owner?: string; readonly database?: string; readonly secret?: { readonly name: string } } };
+    readonly superuserSecret?: { readonly name: string };
+  };
+  readonly status: {
+    /** `status.managedRolesStatus.passwordStatus[role].resourceVersion`: the passwordSecret version applied to the role. */
+    readonly managedRolesStatus?: {
+      readonly passwordStatus?: Readonly<Record<string, { readonly transactionID?: number; readonly resourceVersion?: string }>>;
+      readonly cannotReconcile?: Readonly<Record<string, readonly string[]>>;
+    };
+    /** `status.secretsResourceVersion.applicationSecretVersion` / `superuserSecretVersion`. */
+    readonly secretsResourceVersion?: { readonly applicationSecretVersion?: string; readonly superuserSecretVersion?: string };
+  };
+}

@@ -7,13 +7,16 @@
 import { StoreConflictError, StoreStateError, VerificationError } from "../errors.ts";
 import type { KubernetesClient, SecretChange, SecretObject } from "../kubernetes/index.ts";
 import type { RemoteState, SecretStoreClient, StoredVersion } from "../stores/types.ts";
-import type { Observation, Progress, Step } from "./decide.ts";
+import { type Observation, type Progress, previousPasswordOf, type Step } from "./decide.ts";
 import { ANNOTATIONS } from "./names.ts";
 import { type Publication, type RotationTarget, readRemoteValue, remoteValue, targetName } from "./plan.ts";
 import { fingerprint, renderTarget } from "./render.ts";
 
-/** Logs in with the Secret's new credentials (the test step); throws VerificationError when it cannot. */
-export type Verifier = (secret: SecretObject, target: RotationTarget) => Promise<void>;
+/**
+ * Logs in with the Secret's new credentials (the test step); throws VerificationError when it
+ * cannot. `beforeLogin` runs first, only for a target whose verification is on.
+ */
+export type Verifier = (secret: SecretObject, target: RotationTarget, options?: { beforeLogin?: () => Promise<void> }) => Promise<void>;
 
 /** One run on one target: its clients, what it last observed and what it has done. */
 export interface Run {
@@ -22,6 +25,8 @@ export interface Run {
   /** `stores[i]` writes `target.publications[i]`. */
   readonly stores: readonly SecretStoreClient[];
   readonly verify?: Verifier;
+  /** Waits until CNPG reports it applied this Secret (alternating: always; single-user: before a verified test). */
+  readonly waitApplied?: (secret: SecretObject) => Promise<void>;
   readonly now: Date;
   /** Values generated (and checked) before the Lease, for a rotation this run starts. */
   readonly freshValues: Readonly<Record<string, string>>;
@@ -37,9 +42,20 @@ export async function observeStores(run: Pick<Run, "target" | "stores">): Promis
   return Promise.all(run.stores.map((s, i) => s.observe(run.target.publications[i]!.remoteKey)));
 }
 
+/** Alternating: each managed role's passwordSecret. */
+export async function observeRoles(run: Pick<Run, "target" | "kube">): Promise<(SecretObject | undefined)[] | undefined> {
+  const { strategy, namespace } = run.target;
+  if (strategy.kind !== "alternating") return undefined;
+  return Promise.all(strategy.roles.map((r) => run.kube.readSecret(namespace, r.secretName)));
+}
+
 export async function observe(run: Pick<Run, "target" | "stores" | "kube">): Promise<Observation> {
-  const [secret, stores] = await Promise.all([run.kube.readSecret(run.target.namespace, run.target.secretName), observeStores(run)]);
-  return { secret, stores };
+  const [secret, stores, roles] = await Promise.all([
+    run.kube.readSecret(run.target.namespace, run.target.secretName),
+    observeStores(run),
+    observeRoles(run),
+  ]);
+  return { secret, stores, ...(roles ? { roles } : {}) };
 }
 
 /** Carries out one step (not `done` / `refuse`). */
@@ -63,7 +79,8 @@ export async function act(run: Run, step: Exclude<Step, { kind: "done" | "refuse
       progress.rotationId = step.rotationId;
       const publication = target.publications[i]!;
       const secret = run.obs.secret;
-      const rendered = renderTarget(target.externalSecret, progress.values, secret?.data);
+      // The store gets the target Secret as it will be: alternating, switched to the idle role.
+      const rendered = renderTarget(target.externalSecret, progress.values, secret?.data, switchTo(run));
       const after = { ...secret?.data, ...rendered.data };
       const current = readsCurrent(publication) ? (await run.stores[i]!.getCurrent(key(run, i)))?.value : undefined;
       const value = remoteValue(publication, after, current);
@@ -94,16 +111,8 @@ export async function act(run: Run, step: Exclude<Step, { kind: "done" | "refuse
         labels: { ...rendered.labels },
         annotations: {
           ...rendered.annotations,
-          [ANNOTATIONS.rotationId]: step.rotationId,
-          [ANNOTATIONS.rotatedAt]: run.now.toISOString(),
+          ...rotationAnnotations(run, step.rotationId, password),
           [ANNOTATIONS.externalSecret]: `${es.metadata.namespace}/${es.metadata.name}`,
-          [ANNOTATIONS.store]: target.publications.map((p, i) => storeLabel(p, run.stores[i]!)).join(", "),
-          [ANNOTATIONS.storeVersion]: run.obs.stores.map((s) => s.pending?.versionId ?? "").join(", "),
-          [ANNOTATIONS.specHash]: es.specHash,
-          ...(password !== undefined ? { [ANNOTATIONS.fingerprint]: fingerprint(password) } : {}),
-          // A new rotation supersedes the record of an earlier rollback.
-          [ANNOTATIONS.rolledBack]: null,
-          [ANNOTATIONS.rolledBackAt]: null,
         },
       };
       const merged = secret
@@ -120,13 +129,89 @@ export async function act(run: Run, step: Exclude<Step, { kind: "done" | "refuse
     }
     case "test": {
       try {
-        await run.verify?.(run.obs.secret!, target);
+        if (step.role !== undefined) {
+          // Alternating: CNPG must have applied the idle role's new password before anyone is switched to it.
+          const role = run.obs.roles![step.role]!;
+          await run.waitApplied?.(role);
+          await run.verify?.(asLogin(run.obs.secret!, role), target);
+        } else {
+          const secret = run.obs.secret!;
+          const wait = run.waitApplied;
+          await run.verify?.(secret, target, wait ? { beforeLogin: () => wait(secret) } : {});
+        }
         progress.tested = step.rotationId;
       } catch (e) {
         if (!(e instanceof VerificationError)) throw e;
         run.verificationError = e;
         progress.failedTest = step.rotationId;
       }
+      return;
+    }
+    case "merge-role": {
+      // The idle role's new password, where CNPG reads it; CNPG applies it to the role.
+      const strategy = alternating(target);
+      const role = run.obs.roles![step.role]!;
+      const password = progress.values!.password!;
+      const merged = await run.kube.patchSecret(role, {
+        data: { username: strategy.roles[step.role]!.role, password },
+        labels: { "cnpg.io/reload": "true" },
+        annotations: {
+          [ANNOTATIONS.rotationId]: step.rotationId,
+          [ANNOTATIONS.rotatedAt]: run.now.toISOString(),
+          [ANNOTATIONS.fingerprint]: fingerprint(password),
+          [ANNOTATIONS.rolledBack]: null,
+          [ANNOTATIONS.rolledBackAt]: null,
+        },
+      });
+      setRole(run, step.role, merged);
+      return;
+    }
+    case "switch": {
+      // The consumer Secret moves to the role CNPG has applied and a login has proven.
+      const secret = run.obs.secret!;
+      const values = progress.values!;
+      const user = alternating(target).roles[step.role]!.role;
+      const rendered = renderTarget(target.externalSecret, values, secret.data, { user });
+      const es = target.externalSecret;
+      const switched = await run.kube.patchSecret(secret, {
+        data: rendered.data,
+        labels: { ...rendered.labels },
+        annotations: {
+          ...rendered.annotations,
+          ...rotationAnnotations(run, step.rotationId, values.password),
+          [ANNOTATIONS.externalSecret]: `${es.metadata.namespace}/${es.metadata.name}`,
+          [ANNOTATIONS.strategy]: "alternating",
+        },
+      });
+      run.changedKeys = Object.keys(rendered.data).filter((k) => secret.data[k] !== rendered.data[k]);
+      run.obs = { ...run.obs, secret: switched };
+      return;
+    }
+    case "read-previous": {
+      progress.previousValues = await Promise.all(run.stores.map((s, i) => s.getPrevious(key(run, i))));
+      return;
+    }
+    case "restore-role": {
+      const role = run.obs.roles![step.role]!;
+      const password = previousPasswordOf(target, progress, step.role)!;
+      const restored = await run.kube.patchSecret(role, {
+        data: { password },
+        annotations: {
+          [ANNOTATIONS.rolledBack]: step.rotationId,
+          [ANNOTATIONS.rolledBackAt]: run.now.toISOString(),
+          [ANNOTATIONS.fingerprint]: fingerprint(password),
+        },
+      });
+      setRole(run, step.role, restored);
+      return;
+    }
+    case "mark-rolled-back": {
+      // The consumer Secret keeps its data (the active role works): it records the rollback, so the
+      // next run starts a rotation with a new id and knows the target is due.
+      const marked = await run.kube.patchSecret(run.obs.secret!, {
+        annotations: { [ANNOTATIONS.rolledBack]: step.rotationId, [ANNOTATIONS.rolledBackAt]: run.now.toISOString() },
+      });
+      run.obs = { ...run.obs, secret: marked };
       return;
     }
     case "promote": {
@@ -186,7 +271,51 @@ export async function act(run: Run, step: Exclude<Step, { kind: "done" | "refuse
       setStore(run, i, seen.current ? { exists: true, owned: true, current: seen.current } : { exists: false, owned: false });
       return;
     }
+    default: {
+      const unknown: never = step;
+      throw new Error(`no act for step ${JSON.stringify(unknown)}`);
+    }
   }
+}
+
+/** What a rotation records on the Secret it changes (our annotations; a new rotation supersedes a rollback's record). */
+function rotationAnnotations(run: Run, rotationId: string, password: string | undefined): Record<string, string | null> {
+  const { target } = run;
+  return {
+    [ANNOTATIONS.rotationId]: rotationId,
+    [ANNOTATIONS.rotatedAt]: run.now.toISOString(),
+    [ANNOTATIONS.store]: target.publications.map((p, i) => storeLabel(p, run.stores[i]!)).join(", "),
+    [ANNOTATIONS.storeVersion]: run.obs.stores.map((s) => s.pending?.versionId ?? "").join(", "),
+    [ANNOTATIONS.specHash]: target.externalSecret.specHash,
+    ...(password !== undefined ? { [ANNOTATIONS.fingerprint]: fingerprint(password) } : {}),
+    [ANNOTATIONS.rolledBack]: null,
+    [ANNOTATIONS.rolledBackAt]: null,
+  };
+}
+
+function alternating(target: RotationTarget) {
+  if (target.strategy.kind !== "alternating") throw new Error(`${targetName(target)} is not an alternating target`);
+  return target.strategy;
+}
+
+/** Alternating: the role the consumer Secret will be switched to (the one it does not name now). */
+function switchTo(run: Run): { user?: string } {
+  if (run.target.strategy.kind !== "alternating") return {};
+  const roles = run.target.strategy.roles;
+  const active = roles.findIndex((r) => r.role === run.obs.secret?.data.username);
+  return { user: roles[active === 0 ? 1 : 0]!.role };
+}
+
+/** The consumer Secret's connection details with a role's credentials: how the test logs in as that role. */
+function asLogin(consumer: SecretObject, role: SecretObject): SecretObject {
+  const { uri: _u, ...rest } = consumer.data;
+  return { ...consumer, data: { ...rest, username: role.data.username ?? "", password: role.data.password ?? "" } };
+}
+
+function setRole(run: Run, i: number, secret: SecretObject): void {
+  const roles = [...(run.obs.roles ?? [])];
+  roles[i] = secret;
+  run.obs = { ...run.obs, roles };
 }
 
 function key(run: Run, i: number): string {

@@ -6,7 +6,7 @@ import { createLogger, type Logger } from "../log.ts";
 import type { Engine } from "./engine.ts";
 import { manifestsFromEnvironment } from "./files.ts";
 import { storeFactory } from "./stores.ts";
-import { verificationFromEnvironment } from "./verify.ts";
+import { applyTimeoutFromEnvironment, verificationFromEnvironment } from "./verify.ts";
 
 export interface EngineConfig {
   /** Manifest files or directories (default: $CNPG_ROTATOR_MANIFESTS, else ./manifests). */
@@ -55,6 +55,8 @@ export async function engineFromEnvironment(config: EngineConfig = {}): Promise<
     }),
     concurrency,
     ...(verification.verify ? { verify: verification.verify } : {}),
-    ...(verification.verify && verification.rollbackOnFailure ? { rollbackOnVerifyFailure: true } : {}),
+    // A failed test (a login, or CNPG not applying a password in time) is undone unless asked not to.
+    ...(verification.rollbackOnFailure ? { rollbackOnVerifyFailure: true } : {}),
+    ...applyTimeoutFromEnvironment(env),
   };
 }

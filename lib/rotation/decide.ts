@@ -18,18 +18,23 @@
 //             the pending value is dropped
 import type { SecretObject } from "../kubernetes/index.ts";
 import type { RemoteState, StoredVersion } from "../stores/types.ts";
-import { ANNOTATIONS, dueCheck, successorId } from "./names.ts";
-import { type RotationTarget, remoteValue } from "./plan.ts";
+import { ANNOTATIONS, dueCheck, lastRotationOf, successorId } from "./names.ts";
+import { type RotationTarget, readRemoteValue, remoteValue } from "./plan.ts";
 
 export type Step =
   | { readonly kind: "seed"; readonly store: number }
   | { readonly kind: "stage"; readonly store: number; readonly rotationId: string }
   | { readonly kind: "recover"; readonly rotationId: string }
   | { readonly kind: "merge"; readonly rotationId: string }
-  | { readonly kind: "test"; readonly rotationId: string }
+  | { readonly kind: "merge-role"; readonly role: number; readonly rotationId: string }
+  | { readonly kind: "test"; readonly rotationId: string; readonly role?: number }
+  | { readonly kind: "switch"; readonly role: number; readonly rotationId: string }
   | { readonly kind: "promote"; readonly store: number; readonly rotationId: string }
   | { readonly kind: "publish"; readonly store: number }
   | { readonly kind: "read-current" }
+  | { readonly kind: "read-previous" }
+  | { readonly kind: "restore-role"; readonly role: number; readonly rotationId: string }
+  | { readonly kind: "mark-rolled-back"; readonly rotationId: string }
   | { readonly kind: "restore"; readonly rotationId: string }
   | { readonly kind: "discard"; readonly store: number; readonly rotationId: string }
   | Done
@@ -50,15 +55,18 @@ export interface Done {
 /** A state the protocol must not write into; the loop turns it into the typed error. */
 export interface Refusal {
   readonly kind: "refuse";
-  readonly error: "SecretMissingError" | "OwnershipError" | "StoreStateError";
+  readonly error: "SecretMissingError" | "OwnershipError" | "StoreStateError" | "InputError";
   readonly store?: number;
   readonly message: string;
 }
 
 /** What one observation saw; `stores[i]` belongs to `target.publications[i]`. */
 export interface Observation {
+  /** The target Secret (for the alternating strategy: the consumer Secret). */
   readonly secret: SecretObject | undefined;
   readonly stores: readonly RemoteState[];
+  /** Alternating: each managed role's passwordSecret, as `target.strategy.roles`. */
+  readonly roles?: readonly (SecretObject | undefined)[];
 }
 
 /** What this run has learned or done, which no observation can show. */
@@ -75,6 +83,8 @@ export interface Progress {
   readonly published: boolean[];
   /** Per store, once read (rollback): the current version with its value. */
   currentValues?: (StoredVersion | undefined)[];
+  /** Per store, once read (alternating rollback): the previous version with its value. */
+  previousValues?: (StoredVersion | undefined)[];
   /** The rotation whose test passed in this run. */
   tested?: string;
   /** The rotation whose test failed in this run. */
@@ -112,7 +122,14 @@ export function decide(target: RotationTarget, obs: Observation, progress: Progr
             `(create the CNPG Cluster first, or use creationPolicy: CreateOrMerge)`,
     };
   }
-  const step = intent.mode === "rollback" ? decideRollback(target, obs, progress, intent) : decideRotation(target, obs, progress, intent);
+  const step =
+    intent.mode === "rollback"
+      ? target.strategy.kind === "alternating"
+        ? { kind: "refuse" as const, error: "InputError" as const, message: `${name(target)}: the alternating strategy never leaves a failed rotation merged; there is nothing to roll back by hand` }
+        : decideRollback(target, obs, progress, intent)
+      : target.strategy.kind === "alternating"
+        ? decideAlternating(target, obs, progress, intent)
+        : decideRotation(target, obs, progress, intent);
   // A remote secret without our marker is never written: once there is anything to do, a run
   // that would have to write one is refused before its first write anywhere.
   const foreign = obs.stores.findIndex((s) => s.exists && !s.owned);
@@ -133,6 +150,15 @@ export function decide(target: RotationTarget, obs: Observation, progress: Progr
 function decideRotation(target: RotationTarget, obs: Observation, progress: Progress, intent: Intent): Step {
   const secret = obs.secret;
   const last = secret?.annotations[ANNOTATIONS.rotationId];
+  if (secret?.annotations[ANNOTATIONS.strategy] === "alternating") {
+    return {
+      kind: "refuse",
+      error: "InputError",
+      message:
+        `${name(target)} is the consumer Secret of an alternating rotation (annotation ${ANNOTATIONS.strategy}); a single-user ` +
+        `rotation would change a password no role uses. Keep the ExternalSecret's ${ANNOTATIONS.strategy}: alternating, or point it at a role's passwordSecret`,
+    };
+  }
   const rolledBack = last !== undefined && secret?.annotations[ANNOTATIONS.rolledBack] === last;
 
   // This run's test failed: undo the merge, or leave it merged for the next run to test again.
@@ -157,7 +183,7 @@ function decideRotation(target: RotationTarget, obs: Observation, progress: Prog
   }
 
   // Staged somewhere but not merged: finish staging with the same values, then merge.
-  const next = successorId(target.namespace, target.secretName, last);
+  const next = successorId(target.namespace, target.secretName, lastRotationOf(secret));
   const stagedNext = holding(obs, next);
   if (stagedNext.length === 0 && !progress.started) {
     const due = dueCheck(target.externalSecret, secret, intent.now);
@@ -209,6 +235,108 @@ function decideRollback(target: RotationTarget, obs: Observation, progress: Prog
     }
   }
   return undoSteps(target, obs, progress, last) ?? { kind: "done", outcome: "rolled-back", rotationId: last };
+}
+
+/**
+ * The alternating strategy (SPEC §9): the idle role — the one the consumer Secret does not name —
+ * gets the new password (stage → merge-role), CNPG applies it (test waits for CNPG's status and
+ * logs in as that role), then the consumer Secret switches to it (switch) and the store promotes.
+ * The active role's password stays valid until the next rotation.
+ */
+function decideAlternating(target: RotationTarget, obs: Observation, progress: Progress, intent: Intent): Step {
+  const strategy = target.strategy;
+  if (strategy.kind !== "alternating") throw new Error("not an alternating target");
+  const consumer = obs.secret;
+  const roles = obs.roles ?? [];
+  const missingRole = strategy.roles.findIndex((_, i) => !roles[i]);
+  if (missingRole >= 0) {
+    const r = strategy.roles[missingRole]!;
+    return {
+      kind: "refuse",
+      error: "InputError",
+      message: `role ${r.role}'s passwordSecret ${target.namespace}/${r.secretName} does not exist; create it (type kubernetes.io/basic-auth, username ${r.role}) as the Cluster's spec.managed.roles names it; nothing was written`,
+    };
+  }
+  const last = consumer?.annotations[ANNOTATIONS.rotationId];
+  const active = strategy.roles.findIndex((r) => r.role === consumer?.data.username);
+  const idle = active === 0 ? 1 : 0;
+  const next = successorId(target.namespace, target.secretName, lastRotationOf(consumer), "alternating");
+  const singleUser = successorId(target.namespace, target.secretName, lastRotationOf(consumer));
+  const mergedSingleUser = last !== undefined && consumer?.annotations[ANNOTATIONS.strategy] !== "alternating" && holding(obs, last).length > 0;
+  if (holding(obs, singleUser).length > 0 || mergedSingleUser) {
+    return {
+      kind: "refuse",
+      error: "InputError",
+      message:
+        `${name(target)}: a single-user rotation is in flight (staged or merged, not promoted); finish it with the single-user ` +
+        `ExternalSecret (one more run) or roll it back before switching to the alternating strategy`,
+    };
+  }
+
+  if (progress.failedTest !== undefined) {
+    const undo = intent.rollbackOnFailure ? undoAlternating(target, obs, progress, progress.failedTest, idle) : undefined;
+    return undo ?? { kind: "done", outcome: "verification-failed", rotationId: progress.failedTest };
+  }
+
+  // Switched, not yet promoted everywhere (the test passed before the switch).
+  if (last !== undefined && consumer?.annotations[ANNOTATIONS.rolledBack] === undefined) {
+    const switched = holding(obs, last);
+    if (switched.length > 0) return { kind: "promote", store: switched[0]!, rotationId: last };
+  }
+  if (last !== undefined && progress.rotationId === last && progress.promoted.some(Boolean)) {
+    const lagging = progress.promoted.findIndex((v, i) => v !== undefined && !progress.published[i] && lags(target, i, consumer, v));
+    if (lagging >= 0) return { kind: "publish", store: lagging };
+    return { kind: "done", outcome: progress.started ? "rotated" : "resumed", rotationId: last };
+  }
+
+  const stagedNext = holding(obs, next);
+  if (stagedNext.length === 0 && !progress.started) {
+    const due = dueCheck(target.externalSecret, consumer, intent.now);
+    if (!due.due && !intent.force) {
+      return { kind: "done", outcome: "not-due", reason: due.reason, ...(last ? { rotationId: last } : {}), ...(due.nextDue ? { nextDue: due.nextDue } : {}) };
+    }
+  }
+  if (consumer) {
+    const neverWritten = obs.stores.findIndex((s) => !s.current && !s.pending);
+    if (neverWritten >= 0) return { kind: "seed", store: neverWritten };
+  }
+  if (stagedNext.length > 0 && progress.values === undefined) return { kind: "recover", rotationId: next };
+  const unstaged = obs.stores.findIndex((s) => s.pending?.rotationId !== next && s.current?.rotationId !== next);
+  if (unstaged >= 0) return { kind: "stage", store: unstaged, rotationId: next };
+  if (roles[idle]!.annotations[ANNOTATIONS.rotationId] !== next) return { kind: "merge-role", role: idle, rotationId: next };
+  if (progress.tested !== next) return { kind: "test", rotationId: next, role: idle };
+  return { kind: "switch", role: idle, rotationId: next };
+}
+
+/**
+ * Undoing a failed alternating rotation touches only the idle role: its pending value is dropped,
+ * its passwordSecret gets back the password it had (when a store still holds it), and the consumer
+ * Secret — still on the active role, which works — only records the rollback.
+ */
+function undoAlternating(target: RotationTarget, obs: Observation, progress: Progress, id: string, idle: number): Step | undefined {
+  const strategy = target.strategy;
+  if (strategy.kind !== "alternating") return undefined;
+  if (!progress.previousValues) return { kind: "read-previous" };
+  const pending = holding(obs, id);
+  if (pending.length > 0) return { kind: "discard", store: pending[0]!, rotationId: id };
+  const role = obs.roles?.[idle];
+  if (role && role.annotations[ANNOTATIONS.rotationId] === id && role.annotations[ANNOTATIONS.rolledBack] !== id && previousPasswordOf(target, progress, idle) !== undefined) {
+    return { kind: "restore-role", role: idle, rotationId: id };
+  }
+  if (obs.secret && obs.secret.annotations[ANNOTATIONS.rolledBack] !== id) return { kind: "mark-rolled-back", rotationId: id };
+  return undefined;
+}
+
+/** The password the idle role had before, from a store's previous value when that named the role. */
+export function previousPasswordOf(target: RotationTarget, progress: Progress, role: number): string | undefined {
+  if (target.strategy.kind !== "alternating") return undefined;
+  const wanted = target.strategy.roles[role]!.role;
+  for (const [i, v] of (progress.previousValues ?? []).entries()) {
+    if (!v) continue;
+    const carried = readRemoteValue(target.publications[i]!, v.value);
+    if (carried.username === wanted && carried.password !== undefined) return carried.password;
+  }
+  return undefined;
 }
 
 /**

@@ -30,6 +30,8 @@ export interface Engine {
   /** After a failed test, undo the merge (the table's rollback rows); otherwise the next run tests again. */
   readonly rollbackOnVerifyFailure?: boolean;
   readonly afterStep?: RotationDeps["afterStep"];
+  /** How long CNPG gets to report a password applied (default 120 s). */
+  readonly applyTimeoutMs?: number;
   readonly now?: () => Date;
 }
 
@@ -61,6 +63,7 @@ export async function rotate(engine: Engine, request: RotateRequest = {}): Promi
     ...(engine.verify ? { verify: engine.verify } : {}),
     ...(engine.rollbackOnVerifyFailure ? { rollbackOnVerifyFailure: true } : {}),
     ...(engine.afterStep ? { afterStep: engine.afterStep } : {}),
+    ...(engine.applyTimeoutMs !== undefined ? { applyTimeoutMs: engine.applyTimeoutMs } : {}),
     ...(engine.now ? { now: engine.now } : {}),
   };
   try {

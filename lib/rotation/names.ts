@@ -17,15 +17,33 @@ export const ANNOTATIONS = {
   // the Secret holds the store's current password again. Cleared by the next merge.
   rolledBack: `${ANNOTATION_PREFIX}rolled-back`,
   rolledBackAt: `${ANNOTATION_PREFIX}rolled-back-at`,
+  /** On a consumer Secret of the alternating strategy (absent: single-user). */
+  strategy: `${ANNOTATION_PREFIX}strategy`,
 } as const;
+
+/**
+ * The rotation a Secret's next one follows: its last, or — when a later one was rolled back
+ * before it reached the Secret (alternating) — that one, whose id is spent.
+ */
+export function lastRotationOf(secret: SecretObject | undefined): string | undefined {
+  return secret?.annotations[ANNOTATIONS.rolledBack] ?? secret?.annotations[ANNOTATIONS.rotationId];
+}
 
 /**
  * The id of the rotation that follows `previous` on this Secret. Every run
  * that sees the same state derives the same id, so duplicated or retried
  * triggers converge on one rotation (and AWS dedupes on it as ClientRequestToken).
  */
-export function successorId(namespace: string, secretName: string, previous: string | undefined): string {
-  const h = createHash("sha256").update(`${namespace}/${secretName}|${previous ?? "initial"}`).digest("hex");
+export function successorId(
+  namespace: string,
+  secretName: string,
+  previous: string | undefined,
+  strategy: "single-user" | "alternating" = "single-user",
+): string {
+  // The alternating strategy's ids differ from the single-user ones, so a run always knows
+  // which strategy staged a rotation in flight (and refuses to finish one under the other).
+  const which = strategy === "alternating" ? "|alternating" : "";
+  const h = createHash("sha256").update(`${namespace}/${secretName}|${previous ?? "initial"}${which}`).digest("hex");
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20, 32)}`;
 }
 
@@ -38,10 +56,10 @@ export function dueCheck(
   const last = secret?.annotations[ANNOTATIONS.rotatedAt];
   if (!secret || !last) return { due: true, reason: "never rotated" };
   // A rolled-back rotation changed nothing: whatever the policy, the password is still due a change.
-  const lastId = secret.annotations[ANNOTATIONS.rotationId];
-  if (lastId && secret.annotations[ANNOTATIONS.rolledBack] === lastId) {
-    return { due: true, reason: `rotation ${lastId} was rolled back` };
-  }
+  // (Single-user: the rolled-back rotation is the Secret's last; alternating: the one after it,
+  // which never reached the consumer Secret.) The next successful write clears the record.
+  const rolledBack = secret.annotations[ANNOTATIONS.rolledBack];
+  if (rolledBack) return { due: true, reason: `rotation ${rolledBack} was rolled back` };
   const lastMs = Date.parse(last);
   if (Number.isNaN(lastMs)) return { due: true, reason: `unreadable ${ANNOTATIONS.rotatedAt}` };
   switch (es.refreshPolicy) {

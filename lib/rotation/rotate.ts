@@ -4,16 +4,19 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import {
   ConflictError,
+  InputError,
   LeaseLostError,
   OwnershipError,
+  PermissionError,
   RotatorError,
   SecretMissingError,
   StoreStateError,
 } from "../errors.ts";
-import type { KubernetesClient, LeaseHandle } from "../kubernetes/index.ts";
+import type { KubernetesClient, LeaseHandle, SecretObject } from "../kubernetes/index.ts";
 import type { Logger } from "../log.ts";
 import type { SecretStoreClient } from "../stores/types.ts";
-import { act, observe, observeStores, type Run, type Verifier } from "./act.ts";
+import { act, observe, observeRoles, observeStores, type Run, type Verifier } from "./act.ts";
+import { appliedSignal, checkAlternatingCluster, waitApplied } from "./applied.ts";
 import { type Done, decide, type Intent, newProgress, type Refusal, type StepKind } from "./decide.ts";
 import { ANNOTATIONS, dueCheck, successorId } from "./names.ts";
 import { type Publication, type RotationTarget, remoteValue, targetName } from "./plan.ts";
@@ -35,6 +38,8 @@ export interface RotationDeps {
   readonly rollbackOnVerifyFailure?: boolean;
   /** Called after each step; tests use it to simulate a crash at a step boundary. */
   readonly afterStep?: (step: StepKind, target: RotationTarget) => void | Promise<void>;
+  /** How long CNPG gets to report a password applied in its Cluster status (default 120 s). */
+  readonly applyTimeoutMs?: number;
 }
 
 export interface RotateOptions {
@@ -90,7 +95,13 @@ export async function rotateTarget(target: RotationTarget, deps: RotationDeps, o
   // Everything that can refuse the input runs before the first write, the Lease included: the
   // values of a new rotation, rendered and read back, and each store's value of them.
   const freshValues = generateValues(es);
-  const rendered = renderTarget(es, freshValues, secret?.data);
+  const strategy = target.strategy;
+  const roles = await observeRoles({ target, kube: deps.kube });
+  if (strategy.kind === "alternating") {
+    checkAlternatingCluster(await deps.kube.readCluster(target.namespace, strategy.cluster), target.namespace, strategy.cluster, strategy.roles);
+  }
+  const idle = idleRole(target, secret);
+  const rendered = renderTarget(es, freshValues, secret?.data, idle ? { user: idle } : {});
   for (const p of target.publications) remoteValue(p, { ...secret?.data, ...rendered.data }, undefined);
   if (options.dryRun) return dryRun(target, deps, options, secret, rendered.data);
 
@@ -103,10 +114,11 @@ export async function rotateTarget(target: RotationTarget, deps: RotationDeps, o
       kube: deps.kube,
       stores,
       ...(deps.verify ? { verify: deps.verify } : {}),
+      waitApplied: appliedWaiter(target, deps, secret, log),
       now,
       freshValues,
-      // The Secret read above is a valid first observation: every write is fenced on it.
-      obs: { secret, stores: await observeStores({ target, stores }) },
+      // The Secrets read above are a valid first observation: every write is fenced on it.
+      obs: { secret, stores: await observeStores({ target, stores }), ...(roles ? { roles } : {}) },
       progress: newProgress(stores.length),
     };
     try {
@@ -188,6 +200,40 @@ async function release(lease: LeaseHandle, log: Logger): Promise<void> {
   await lease.release().catch((e: unknown) => log.warn({ error: (e as Error).message }, "could not release the lease"));
 }
 
+/** Alternating: the role a new rotation switches the consumer Secret to (the one it does not name now). */
+function idleRole(target: RotationTarget, consumer: SecretObject | undefined): string | undefined {
+  if (target.strategy.kind !== "alternating") return undefined;
+  const [a, b] = target.strategy.roles;
+  return consumer?.data.username === a.role ? b.role : a.role;
+}
+
+/**
+ * The wait before a test step. Alternating: on the Cluster the ExternalSecret names, always.
+ * Single-user: on the Cluster the annotation or the Secret's `cnpg.io/cluster` label names, when
+ * it can be read and it reads this Secret; otherwise the test's login retries are the wait.
+ */
+function appliedWaiter(target: RotationTarget, deps: RotationDeps, secret: SecretObject | undefined, log: Logger) {
+  const timeoutMs = deps.applyTimeoutMs ?? 120_000;
+  if (target.strategy.kind === "alternating") {
+    const cluster = target.strategy.cluster;
+    return (s: SecretObject) => waitApplied(deps.kube, cluster, s, { timeoutMs, log });
+  }
+  const cluster = target.strategy.cluster ?? secret?.labels["cnpg.io/cluster"];
+  if (!cluster) return undefined;
+  return async (s: SecretObject) => {
+    let found: Awaited<ReturnType<KubernetesClient["readCluster"]>>;
+    try {
+      found = await deps.kube.readCluster(s.namespace, cluster);
+    } catch (e) {
+      if (!(e instanceof PermissionError)) throw e;
+      log.debug({ cluster }, "cannot read the Cluster (no get on clusters.postgresql.cnpg.io): the login retries are the wait");
+      return;
+    }
+    if (!found || !appliedSignal(found, s.name)) return;
+    await waitApplied(deps.kube, cluster, s, { timeoutMs, log });
+  };
+}
+
 /** Observe → decide → act until decide says done; a refusal becomes its typed error. */
 export async function settle(
   run: Run,
@@ -225,9 +271,11 @@ export async function settle(
   }
 }
 
+const READS: ReadonlySet<StepKind> = new Set(["recover", "read-current", "read-previous", "test"]);
+
 /** What this run wrote so far, for an error that stops it. */
 function written(run: Run): string {
-  const writes = run.progress.acted.filter((k) => k !== "recover" && k !== "read-current" && k !== "test");
+  const writes = run.progress.acted.filter((k) => !READS.has(k));
   if (writes.length === 0) return "nothing was written";
   const id = run.progress.rotationId;
   return `written so far: ${[...new Set(writes)].join(", ")}${id ? ` of rotation ${id}` : ""}; the next run resumes from there`;
@@ -241,6 +289,8 @@ function refusal(step: Refusal): Error {
       return new OwnershipError(step.message);
     case "StoreStateError":
       return new StoreStateError(step.message);
+    case "InputError":
+      return new InputError(step.message);
   }
 }
 
@@ -266,7 +316,7 @@ function toResult(run: Run, done: Done, conflicts: number, previousPassword: str
     }
     case "rotated":
     case "resumed": {
-      const first = progress.acted.find((k) => k !== "recover" && k !== "read-current");
+      const first = progress.acted.find((k) => !READS.has(k) || k === "test");
       const merged = run.changedKeys !== undefined;
       return {
         ...base,

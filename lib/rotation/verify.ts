@@ -15,7 +15,7 @@ import { type ExternalSecret, formatDuration, parseDuration } from "../manifests
 import { type LoginParams, type LoginResult, SSL_MODES, type SslMode, tryLogin } from "../postgres/index.ts";
 import { type RotationTarget, targetName } from "./plan.ts";
 import { fingerprint } from "./render.ts";
-import type { RotationDeps } from "./rotate.ts";
+import type { Verifier } from "./act.ts";
 import { ANNOTATION_PREFIX, ANNOTATIONS } from "./names.ts";
 
 /** Per-target settings, read from the ExternalSecret's metadata.annotations; they win over the environment. */
@@ -58,7 +58,7 @@ export const VERIFY_DEFAULTS = {
   maxDelayMs: 5_000,
 } as const satisfies VerifyConfig;
 
-export type Verifier = NonNullable<RotationDeps["verify"]>;
+export type { Verifier };
 
 export interface VerifierOptions {
   readonly log?: Logger;
@@ -108,7 +108,7 @@ export function createVerifier(config: VerifyConfig = {}, options: VerifierOptio
   const attemptTimeoutMs = config.attemptTimeoutMs ?? VERIFY_DEFAULTS.attemptTimeoutMs;
   const maxDelayMs = config.maxDelayMs ?? VERIFY_DEFAULTS.maxDelayMs;
 
-  return async (secret: SecretObject, target: RotationTarget): Promise<void> => {
+  return async (secret: SecretObject, target: RotationTarget, options: { beforeLogin?: () => Promise<void> } = {}): Promise<void> => {
     const name = targetName(target);
     const rotationId = secret.annotations[ANNOTATIONS.rotationId];
     const settings = verifySettingsFor(target.externalSecret, config);
@@ -118,6 +118,8 @@ export function createVerifier(config: VerifyConfig = {}, options: VerifierOptio
       return;
     }
     const params = loginParams(secret, settings, config.sslRootCert, name, rotationId);
+    // CNPG's own signal first (its Cluster status), where it can be read; the logins below retry regardless.
+    await options.beforeLogin?.();
     const where = `${params.host}:${params.port}/${params.database}`;
     const fp = fingerprint(params.password);
     const started = Date.now();
@@ -299,18 +301,19 @@ function checkHost(what: string, value: string): void {
 }
 
 /** A Go duration ("120s", "2m") or a number of seconds; must be positive. */
-function durationVar(
-  env: NodeJS.ProcessEnv,
-  name: string,
-  field: "timeoutMs" | "attemptTimeoutMs",
-): Partial<Record<typeof field, number>> {
+function durationVar<F extends string>(env: NodeJS.ProcessEnv, name: string, field: F): Partial<Record<F, number>> {
   const raw = env[name]?.trim();
   if (raw === undefined || raw === "") return {};
   const ms = /^\d+(\.\d+)?$/.test(raw) ? Number(raw) * 1000 : parseDuration(raw);
   if (ms === undefined || !(ms > 0)) {
     throw new InputError(`${name}: expected a positive duration such as "120s" or "2m", found "${raw}"`);
   }
-  return { [field]: ms };
+  return { [field]: ms } as Partial<Record<F, number>>;
+}
+
+/** CNPG_ROTATOR_APPLY_TIMEOUT: how long CNPG gets to report a password applied in its Cluster status. */
+export function applyTimeoutFromEnvironment(env: NodeJS.ProcessEnv): { applyTimeoutMs?: number } {
+  return durationVar(env, "CNPG_ROTATOR_APPLY_TIMEOUT", "applyTimeoutMs");
 }
 
 /** The CA as PEM text, or a path to a PEM file. */

@@ -96,7 +96,7 @@ function brief(step: Step): string {
     case "refuse":
       return `refuse ${step.error}`;
     default: {
-      const s = "store" in step ? `(${step.store})` : "";
+      const s = "store" in step ? `(${step.store})` : "role" in step && step.role !== undefined ? `(role ${step.role})` : "";
       const id = "rotationId" in step ? ` ${name(step.rotationId)}` : "";
       return `${step.kind}${s}${id}`;
     }
@@ -315,4 +315,89 @@ describe("decide: rollback", () => {
   for (const [what, target, o, p, intent, expected] of rows) {
     it(`${what}: ${expected}`, () => expect(brief(decide(target, o, p, intent))).toBe(expected));
   }
+});
+
+describe("decide: alternating roles", () => {
+  const es = seed("external-secret.yaml").replace(
+    "  name: cluster-example-app-secret\n",
+    "  name: cluster-example-app-secret\n  annotations:\n    cnpg-rotator.io/strategy: alternating\n    cnpg-rotator.io/cluster: cluster-example\n    cnpg-rotator.io/roles: app_blue=app-blue, app_green=app-green\n",
+  );
+  const target = planRotations(
+    loadManifests([
+      { file: "password.yaml", text: seed("password-generator.yaml") },
+      { file: "es.yaml", text: es.replace(/ {8}pgpass: .*\n {8}jdbc-uri: .*\n {8}uri: .*\n/, '        uri: "postgresql://{{ .username }}:{{ .password }}@cluster-example-rw.default:5432/app"\n') },
+      { file: "a.yaml", text: store("a") },
+      { file: "push.yaml", text: push(["a"]) },
+    ]),
+  )[0]!;
+  const AN = successorId(NS, NAME, L, "alternating"); // the alternating rotation after L
+  const SN = N; // the single-user one after L
+  const role = (name: string, rotationId?: string): SecretObject => ({
+    name,
+    namespace: NS,
+    uid: name,
+    resourceVersion: "3",
+    type: "kubernetes.io/basic-auth",
+    labels: {},
+    annotations: rotationId ? { [ANNOTATIONS.rotationId]: rotationId } : {},
+    data: { username: name.replace("-", "_"), password: "x" },
+  });
+  /** The consumer Secret, naming `user`, at rotation L (due) unless said otherwise. */
+  const consumer = (user: string, annotations: Record<string, string> = {}): SecretObject => {
+    const s = secretIn("at-L-due")!;
+    return { ...s, data: { ...s.data, username: user }, annotations: { ...s.annotations, [ANNOTATIONS.strategy]: "alternating", ...annotations } };
+  };
+  const o = (secret: SecretObject, stores: RemoteState[], roles: (SecretObject | undefined)[] = [role("app-blue"), role("app-green")]): Observation => ({ secret, stores, roles });
+  const pendingAN: RemoteState = { exists: true, owned: true, current: { versionId: L, rotationId: L }, pending: { versionId: AN, rotationId: AN } };
+  const known = (extra: Partial<Progress> = {}): Progress => ({ ...newProgress(1), values: { password: "p" }, rotationId: AN, ...extra });
+  const rows: [string, Observation, Progress, Intent, string][] = [
+    ["a role's passwordSecret missing → refused before any write", o(consumer("app_blue"), [STORE["current-L"]], [role("app-blue"), undefined]), newProgress(1), ROTATE, "refuse InputError"],
+    ["not due → nothing", o({ ...consumer("app_blue"), annotations: { ...secretIn("at-L-not-due")!.annotations, [ANNOTATIONS.strategy]: "alternating" } }, [STORE["current-L"]]), newProgress(1), ROTATE, "done not-due (not due yet)"],
+    ["due, consumer on blue → stage for green", o(consumer("app_blue"), [STORE["current-L"]]), newProgress(1), ROTATE, `stage(0) ${AN}`],
+    ["staged → the idle role (green) gets it", o(consumer("app_blue"), [pendingAN]), known(), ROTATE, `merge-role(role 1) ${AN}`],
+    ["consumer on green → blue is idle", o(consumer("app_green"), [pendingAN]), known(), ROTATE, `merge-role(role 0) ${AN}`],
+    ["consumer on the owner (first rotation) → the first role", o(consumer("app"), [pendingAN]), known(), ROTATE, `merge-role(role 0) ${AN}`],
+    ["idle role merged → test (wait for CNPG, log in)", o(consumer("app_blue"), [pendingAN], [role("app-blue"), role("app-green", AN)]), known(), ROTATE, `test(role 1) ${AN}`],
+    ["crash between role applied and consumer switched → resume: recover, test again", o(consumer("app_blue"), [pendingAN], [role("app-blue"), role("app-green", AN)]), newProgress(1), ROTATE, `recover ${AN}`],
+    ["tested → switch the consumer", o(consumer("app_blue"), [pendingAN], [role("app-blue"), role("app-green", AN)]), known({ tested: AN }), ROTATE, `switch(role 1) ${AN}`],
+    [
+      "switched → promote",
+      o({ ...consumer("app_green"), annotations: { ...consumer("app_green").annotations, [ANNOTATIONS.rotationId]: AN } }, [pendingAN], [role("app-blue"), role("app-green", AN)]),
+      newProgress(1),
+      ROTATE,
+      `promote(0) ${AN}`,
+    ],
+    ["test failed, rollback off → done, consumer untouched", o(consumer("app_blue"), [pendingAN]), known({ failedTest: AN }), ROTATE, "done verification-failed"],
+    ["test failed → read the previous values", o(consumer("app_blue"), [pendingAN]), known({ failedTest: AN }), { ...ROTATE, rollbackOnFailure: true }, "read-previous"],
+    ["… discard the pending value", o(consumer("app_blue"), [pendingAN]), known({ failedTest: AN, previousValues: [undefined] }), { ...ROTATE, rollbackOnFailure: true }, `discard(0) ${AN}`],
+    [
+      "… the idle role back to its old password (a store still has it)",
+      o(consumer("app_blue"), [STORE["current-L"]], [role("app-blue"), role("app-green", AN)]),
+      known({ failedTest: AN, previousValues: [version("v0", JSON.stringify({ username: "app_green", password: "older" }))] }),
+      { ...ROTATE, rollbackOnFailure: true },
+      `restore-role(role 1) ${AN}`,
+    ],
+    [
+      "… the consumer records the rollback, nothing else",
+      o(consumer("app_blue"), [STORE["current-L"]], [role("app-blue"), role("app-green", AN)]),
+      known({ failedTest: AN, previousValues: [undefined] }),
+      { ...ROTATE, rollbackOnFailure: true },
+      `mark-rolled-back ${AN}`,
+    ],
+    [
+      "rolled back → the next rotation has a new id",
+      o(consumer("app_blue", { [ANNOTATIONS.rolledBack]: AN }), [STORE["current-L"]]),
+      newProgress(1),
+      ROTATE,
+      `stage(0) ${successorId(NS, NAME, AN, "alternating")}`,
+    ],
+    ["a single-user rotation staged → refused: finish it first", o(consumer("app"), [{ ...pendingAN, pending: { versionId: SN, rotationId: SN } }]), newProgress(1), ROTATE, "refuse InputError"],
+    ["a manual rollback → refused (nothing is left merged)", o(consumer("app_blue"), [pendingAN]), newProgress(1), ROLLBACK, "refuse InputError"],
+  ];
+  for (const [what, observation, p, intent, expected] of rows) {
+    it(`${what}: ${expected.replaceAll(AN, "AN")}`, () => expect(brief(decide(target, observation, p, intent))).toBe(expected));
+  }
+  it("a single-user ExternalSecret on an alternating consumer Secret → refused", () => {
+    expect(brief(decide(ONE, o(consumer("app_blue"), [STORE["current-L"]]), newProgress(1), ROTATE))).toBe("refuse InputError");
+  });
 });
