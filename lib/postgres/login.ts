@@ -1,7 +1,8 @@
 // One login to PostgreSQL with a given user and password — connect, `SELECT 1`,
 // close — as a rotation's test step does (SPEC §5.4). The password goes to the
 // pg client and nowhere else: results and their reasons never carry it.
-import type { ConnectionOptions } from "node:tls";
+import { isIP } from "node:net";
+import { type ConnectionOptions, checkServerIdentity, type PeerCertificate } from "node:tls";
 import type pg from "pg";
 
 type Pg = typeof pg;
@@ -30,6 +31,11 @@ export interface LoginParams {
   readonly ssl?: SslMode;
   /** PEM of the CA for verify-full (CNPG's `<cluster>-ca` Secret, key ca.crt). */
   readonly sslRootCert?: string;
+  /**
+   * verify-full: the name the server certificate must carry, when `host` is only an address to
+   * reach it by (the function runs outside the cluster; CNPG's certificate names `<cluster>-rw`).
+   */
+  readonly tlsServerName?: string;
 }
 
 /**
@@ -75,6 +81,10 @@ export async function tryLogin(params: LoginParams, options: LoginOptions): Prom
   // After connect, pg reports a dropped connection as an 'error' event: without a
   // listener that would crash the process. The outcome comes from the promises below.
   client.on("error", () => {});
+  // A server asking for the password in cleartext gets nothing: the connection ends before
+  // pg would answer it (SCRAM and, if a server insists, MD5 never send the password itself).
+  const refusing = client as unknown as { _handleAuthCleartextPassword: () => void; connection: { stream: { destroy(e: Error): void } } };
+  refusing._handleAuthCleartextPassword = () => refusing.connection.stream.destroy(new CleartextRefused());
   let timer: NodeJS.Timeout | undefined;
   try {
     const attempt = (async () => {
@@ -97,6 +107,14 @@ export async function tryLogin(params: LoginParams, options: LoginOptions): Prom
   }
 }
 
+class CleartextRefused extends Error {
+  override name = "CleartextRefused";
+  readonly code = "CLEARTEXT_REFUSED";
+  constructor() {
+    super("the server asked for the password in cleartext; refused (configure scram-sha-256 in pg_hba, as CNPG does)");
+  }
+}
+
 class AttemptTimeout extends Error {
   override name = "AttemptTimeout";
   constructor() {
@@ -110,9 +128,16 @@ function sslOptions(params: LoginParams): false | ConnectionOptions {
       return false;
     case "require":
       return { rejectUnauthorized: false };
-    case "verify-full":
-      // pg passes the host as servername, so Node checks the certificate names it.
-      return { rejectUnauthorized: true, ...(params.sslRootCert ? { ca: params.sslRootCert } : {}) };
+    case "verify-full": {
+      // pg passes the host as servername, so Node checks the certificate names it — or names
+      // tlsServerName, when the host is only the address the function reaches the server at.
+      const name = params.tlsServerName;
+      return {
+        rejectUnauthorized: true,
+        ...(params.sslRootCert ? { ca: params.sslRootCert } : {}),
+        ...(name ? { servername: isIP(name) ? undefined : name, checkServerIdentity: (_host: string, cert: PeerCertificate) => checkServerIdentity(name, cert) } : {}),
+      };
+    }
   }
 }
 
@@ -156,7 +181,7 @@ function classify(pg: Pg, e: unknown, password: string): Omit<Extract<LoginResul
     return { status: "error", code, reason };
   }
   if (typeof code === "string" && NETWORK_CODES.has(code)) return { status: "unreachable", code, reason };
-  if (typeof code === "string" && /CERT|SSL|TLS/.test(code)) return { status: "error", code, reason };
+  if (typeof code === "string" && /CERT|SSL|TLS|CLEARTEXT/.test(code)) return { status: "error", code, reason };
   if (/does not support SSL/i.test(error.message)) return { status: "error", reason };
   // Anything else (the connection dropped, the attempt timed out): a later try may succeed.
   return { status: "unreachable", ...(typeof code === "string" ? { code } : {}), reason };

@@ -40,14 +40,17 @@ export async function engineFromEnvironment(config: EngineConfig = {}): Promise<
     throw new InputError(`CNPG_ROTATOR_CONCURRENCY: expected a positive integer, found "${env.CNPG_ROTATOR_CONCURRENCY}"`);
   }
   // Verified rotation (SPEC §5.4): verify.ts reads CNPG_ROTATOR_VERIFY* and checks the targets' annotations now.
+  let kube: KubernetesClient | undefined = config.kube;
   const verification = verificationFromEnvironment(env, manifests.externalSecrets, {
     ...(config.verify !== undefined ? { enabled: config.verify } : {}),
     ...(config.rollbackOnVerifyFailure !== undefined ? { rollbackOnFailure: config.rollbackOnVerifyFailure } : {}),
     log,
+    readCa: async (namespace, cluster) => (await kube?.readSecret(namespace, `${cluster}-ca`))?.data["ca.crt"],
   });
+  kube ??= await connectClusterFromEnvironment({ env, log });
   return {
     manifests,
-    kube: config.kube ?? (await connectClusterFromEnvironment({ env, log })),
+    kube,
     log,
     createStore: storeFactory({
       ...(env.CNPG_ROTATOR_STATE_DIR ? { baseDir: env.CNPG_ROTATOR_STATE_DIR } : {}),

@@ -51,7 +51,7 @@ export interface VerifyConfig {
 }
 
 export const VERIFY_DEFAULTS = {
-  sslMode: "require",
+  sslMode: "verify-full",
   timeoutMs: 120_000,
   attemptTimeoutMs: 5_000,
   initialDelayMs: 250,
@@ -62,6 +62,8 @@ export type { Verifier };
 
 export interface VerifierOptions {
   readonly log?: Logger;
+  /** CNPG's CA for a Cluster (`ca.crt` of its `<cluster>-ca` Secret), for verify-full without CNPG_ROTATOR_VERIFY_SSLROOTCERT. */
+  readonly readCa?: (namespace: string, cluster: string) => Promise<string | undefined>;
   /** The login to use (tests substitute their own). */
   readonly login?: (params: LoginParams, options: { timeoutMs: number }) => Promise<LoginResult>;
 }
@@ -101,9 +103,9 @@ export function verifySettingsFor(es: ExternalSecret, config: VerifyConfig = {})
  * username and password with growing pauses until one login succeeds or the
  * timeout passes. Only ever logs fingerprints, hosts and statuses.
  */
-export function createVerifier(config: VerifyConfig = {}, options: VerifierOptions = {}): Verifier {
-  const log = options.log ?? silentLogger;
-  const login = options.login ?? tryLogin;
+export function createVerifier(config: VerifyConfig = {}, options_: VerifierOptions = {}): Verifier {
+  const log = options_.log ?? silentLogger;
+  const login = options_.login ?? tryLogin;
   const timeoutMs = config.timeoutMs ?? VERIFY_DEFAULTS.timeoutMs;
   const attemptTimeoutMs = config.attemptTimeoutMs ?? VERIFY_DEFAULTS.attemptTimeoutMs;
   const maxDelayMs = config.maxDelayMs ?? VERIFY_DEFAULTS.maxDelayMs;
@@ -117,7 +119,8 @@ export function createVerifier(config: VerifyConfig = {}, options: VerifierOptio
       tlog.debug({}, "verification is off for this target");
       return;
     }
-    const params = loginParams(secret, settings, config.sslRootCert, name, rotationId);
+    const rootCert = settings.sslMode === "verify-full" ? (config.sslRootCert ?? (await clusterCa(secret, target, options_.readCa, rotationId))) : undefined;
+    const params = loginParams(secret, settings, rootCert, name, rotationId);
     // CNPG's own signal first (its Cluster status), where it can be read; the logins below retry regardless.
     await options.beforeLogin?.();
     const where = `${params.host}:${params.port}/${params.database}`;
@@ -155,6 +158,29 @@ export function createVerifier(config: VerifyConfig = {}, options: VerifierOptio
       delay = Math.min(delay * 2, maxDelayMs);
     }
   };
+}
+
+/**
+ * verify-full's CA: `ca.crt` of the Cluster's `<cluster>-ca` Secret, the Cluster named by the
+ * ExternalSecret (cnpg-rotator.io/cluster) or the Secret's `cnpg.io/cluster` label.
+ */
+async function clusterCa(
+  secret: SecretObject,
+  target: RotationTarget,
+  readCa: VerifierOptions["readCa"],
+  rotationId: string | undefined,
+): Promise<string> {
+  const cluster = target.strategy.cluster ?? secret.labels["cnpg.io/cluster"];
+  const ca = cluster && readCa ? await readCa(secret.namespace, cluster) : undefined;
+  if (ca) return ca;
+  throw new VerificationError(
+    `${targetName(target)}: verify-full needs the CA of CNPG's server certificate: ` +
+      (cluster
+        ? `Secret ${secret.namespace}/${cluster}-ca has no ca.crt the function can read (grant get on it, see deploy/rbac.yaml)`
+        : `the Secret has no cnpg.io/cluster label and the ExternalSecret no cnpg-rotator.io/cluster annotation naming the Cluster`) +
+      `; or set CNPG_ROTATOR_VERIFY_SSLROOTCERT, or choose ${VERIFY_ANNOTATIONS.sslMode}: require (TLS without checking the server). The new password was not promoted.`,
+    { ...(rotationId ? { rotationId } : {}), lastStatus: "error" },
+  );
 }
 
 function hint(status: LoginResult["status"]): string {
@@ -219,6 +245,8 @@ function loginParams(
     database: d.dbname ?? fromUri?.dbname ?? user,
     ssl: settings.sslMode,
     ...(sslRootCert ? { sslRootCert } : {}),
+    // Reached at an address of its own (outside the cluster): the certificate still names the Secret's host.
+    ...(settings.host !== undefined && d.host && d.host !== host ? { tlsServerName: d.host } : {}),
   };
 }
 
@@ -240,7 +268,7 @@ export interface VerificationSetup {
 export function verificationFromEnvironment(
   env: NodeJS.ProcessEnv,
   externalSecrets: readonly ExternalSecret[],
-  overrides: { enabled?: boolean; rollbackOnFailure?: boolean; log?: Logger } = {},
+  overrides: { enabled?: boolean; rollbackOnFailure?: boolean; log?: Logger; readCa?: VerifierOptions["readCa"] } = {},
 ): VerificationSetup {
   const v = (name: string) => {
     const value = env[name];
@@ -264,7 +292,10 @@ export function verificationFromEnvironment(
   const settings = externalSecrets.map((es) => verifySettingsFor(es, config));
   const rollbackOnFailure = overrides.rollbackOnFailure ?? bool(env, "CNPG_ROTATOR_ROLLBACK_ON_VERIFY_FAILURE") ?? true;
   if (!settings.some((s) => s.enabled)) return { rollbackOnFailure };
-  return { verify: createVerifier(config, overrides.log ? { log: overrides.log } : {}), rollbackOnFailure };
+  return {
+    verify: createVerifier(config, { ...(overrides.log ? { log: overrides.log } : {}), ...(overrides.readCa ? { readCa: overrides.readCa } : {}) }),
+    rollbackOnFailure,
+  };
 }
 
 function bool(env: NodeJS.ProcessEnv, name: string): boolean | undefined {
