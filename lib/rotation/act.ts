@@ -5,6 +5,7 @@
 // so what it returns is exactly the new state — or it throws a ConflictError having written
 // nothing, and the loop observes again.
 import { StoreConflictError, StoreStateError, VerificationError } from "../errors.ts";
+import { rememberSecret } from "../redact.ts";
 import type { KubernetesClient, SecretChange, SecretObject } from "../kubernetes/index.ts";
 import type { RemoteState, SecretStoreClient, StoredVersion } from "../stores/types.ts";
 import { type Observation, type Progress, previousPasswordOf, type Step } from "./decide.ts";
@@ -55,7 +56,25 @@ export async function observe(run: Pick<Run, "target" | "stores" | "kube">): Pro
     observeStores(run),
     observeRoles(run),
   ]);
+  rememberSecretsOf(run.target, secret, ...(roles ?? []));
   return { secret, stores, ...(roles ? { roles } : {}) };
+}
+
+/** The generated values a target's Secrets hold (its recovery keys; a role Secret's password), for the secret boundary. */
+export function rememberSecretsOf(target: RotationTarget, ...secrets: (SecretObject | undefined)[]): void {
+  for (const s of secrets) {
+    if (!s) continue;
+    rememberSecret(s.data.password, ...Object.values(target.recoveryKeys).map((k) => s.data[k]));
+  }
+}
+
+/** Every generated value a store version carries, for the secret boundary. */
+function rememberVersions(target: RotationTarget, versions: readonly (StoredVersion | undefined)[]): void {
+  versions.forEach((v, i) => {
+    if (!v) return;
+    const carried = readRemoteValue(target.publications[i]!, v.value);
+    rememberSecret(carried.password, ...Object.values(target.recoveryKeys).map((k) => carried[k]));
+  });
 }
 
 /** Carries out one step (not `done` / `refuse`). */
@@ -76,6 +95,7 @@ export async function act(run: Run, step: Exclude<Step, { kind: "done" | "refuse
         progress.values = { ...run.freshValues };
         progress.started = true;
       }
+      rememberSecret(...Object.values(progress.values));
       progress.rotationId = step.rotationId;
       const publication = target.publications[i]!;
       const secret = run.obs.secret;
@@ -97,6 +117,7 @@ export async function act(run: Run, step: Exclude<Step, { kind: "done" | "refuse
     }
     case "recover": {
       progress.values = await recoverValues(run, step.rotationId);
+      rememberSecret(...Object.values(progress.values));
       progress.rotationId = step.rotationId;
       return;
     }
@@ -189,6 +210,7 @@ export async function act(run: Run, step: Exclude<Step, { kind: "done" | "refuse
     }
     case "read-previous": {
       progress.previousValues = await Promise.all(run.stores.map((s, i) => s.getPrevious(key(run, i))));
+      rememberVersions(target, progress.previousValues);
       return;
     }
     case "restore-role": {
@@ -238,6 +260,7 @@ export async function act(run: Run, step: Exclude<Step, { kind: "done" | "refuse
     }
     case "read-current": {
       progress.currentValues = await Promise.all(run.stores.map((s, i) => s.getCurrent(key(run, i))));
+      rememberVersions(target, progress.currentValues);
       progress.rotationId ??= run.obs.secret?.annotations[ANNOTATIONS.rotationId];
       return;
     }

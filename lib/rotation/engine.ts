@@ -4,6 +4,7 @@
 import { randomUUID } from "node:crypto";
 import pLimit from "p-limit";
 import { InputError, RotatorError, VerificationError } from "../errors.ts";
+import { redactError } from "../redact.ts";
 import type { KubernetesClient } from "../kubernetes/index.ts";
 import type { Logger } from "../log.ts";
 import type { ManifestSet } from "../manifests/index.ts";
@@ -102,7 +103,7 @@ export async function forEachTarget<R>(
           return await run(t);
         } catch (e) {
           if (e instanceof InputError) throw e;
-          const error = e instanceof Error ? e : new Error(String(e));
+          const error = redactError(e instanceof Error ? e : new Error(String(e)));
           const reported = { type: e instanceof RotatorError ? error.name : "Error", message: error.message };
           log.error({ target: targetName(t), error: { type: error.name, message: error.message } }, `${what} failed`);
           return failed(t, e, reported);

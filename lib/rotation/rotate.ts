@@ -15,7 +15,8 @@ import {
 import type { KubernetesClient, LeaseHandle, SecretObject } from "../kubernetes/index.ts";
 import type { Logger } from "../log.ts";
 import type { SecretStoreClient } from "../stores/types.ts";
-import { act, observe, observeRoles, observeStores, type Run, type Verifier } from "./act.ts";
+import { rememberSecret } from "../redact.ts";
+import { act, observe, observeRoles, observeStores, rememberSecretsOf, type Run, type Verifier } from "./act.ts";
 import { appliedSignal, checkAlternatingCluster, waitApplied } from "./applied.ts";
 import { type Done, decide, type Intent, newProgress, type Refusal, type StepKind } from "./decide.ts";
 import { ANNOTATIONS, dueCheck, successorId } from "./names.ts";
@@ -95,8 +96,11 @@ export async function rotateTarget(target: RotationTarget, deps: RotationDeps, o
   // Everything that can refuse the input runs before the first write, the Lease included: the
   // values of a new rotation, rendered and read back, and each store's value of them.
   const freshValues = generateValues(es);
+  rememberSecret(...Object.values(freshValues));
+  rememberSecretsOf(target, secret);
   const strategy = target.strategy;
   const roles = await observeRoles({ target, kube: deps.kube });
+  rememberSecretsOf(target, ...(roles ?? []));
   if (strategy.kind === "alternating") {
     checkAlternatingCluster(await deps.kube.readCluster(target.namespace, strategy.cluster), target.namespace, strategy.cluster, strategy.roles);
   }

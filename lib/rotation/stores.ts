@@ -2,6 +2,7 @@
 // the cluster (Vault's auth.tokenSecretRef, as ESO reads it) are read here and
 // handed to the store, so stores never talk to Kubernetes themselves.
 import { InputError } from "../errors.ts";
+import { rememberSecret } from "../redact.ts";
 import type { KubernetesClient } from "../kubernetes/index.ts";
 import type { SecretStore } from "../manifests/index.ts";
 import { createStore } from "../stores/index.ts";
@@ -52,6 +53,7 @@ async function vaultToken(store: SecretStore, kube: KubernetesClient): Promise<s
   if (!secret) throw new InputError(`${where}: Secret ${namespace}/${ref.name} not found; nothing was written`);
   const token = secret.data[ref.key]?.trim();
   if (!token) throw new InputError(`${where}: Secret ${namespace}/${ref.name} has no key "${ref.key}" (or it is empty); nothing was written`);
+  rememberSecret(token);
   return token;
 }
 
