@@ -1,4 +1,4 @@
-// One login to PostgreSQL with a given user and password — connect, `SELECT 1`,
+// One login to PostgreSQL with a given user and password — connect, `SELECT current_user`,
 // close — as a rotation's test step does (SPEC §5.4). The password goes to the
 // pg client and nowhere else: results and their reasons never carry it.
 import { isIP } from "node:net";
@@ -46,7 +46,12 @@ export interface LoginParams {
  * fix (the database does not exist, TLS refused). `reason` never holds the password.
  */
 export type LoginResult =
-  | { readonly status: "ok"; readonly elapsedMs: number }
+  | {
+      readonly status: "ok";
+      readonly elapsedMs: number;
+      /** The role the session runs as once logged in: the owner when `ALTER ROLE … SET role = <owner>` applies. */
+      readonly currentUser?: string;
+    }
   | {
       readonly status: "auth-failed" | "unreachable" | "error";
       readonly elapsedMs: number;
@@ -58,7 +63,7 @@ export type LoginResult =
 export type LoginStatus = LoginResult["status"];
 
 export interface LoginOptions {
-  /** Upper bound for connecting, authenticating and `SELECT 1` together. */
+  /** Upper bound for connecting, authenticating and `SELECT current_user` together. */
   readonly timeoutMs: number;
 }
 
@@ -89,7 +94,8 @@ export async function tryLogin(params: LoginParams, options: LoginOptions): Prom
   try {
     const attempt = (async () => {
       await client.connect();
-      await client.query("SELECT 1");
+      const result = await client.query<{ current_user: string }>("SELECT current_user");
+      return result.rows[0]?.current_user;
     })();
     // connectionTimeoutMillis does not cover every stall (e.g. a server that never answers
     // the startup packet after TLS): a deadline for the whole attempt does.
@@ -97,8 +103,8 @@ export async function tryLogin(params: LoginParams, options: LoginOptions): Prom
       timer = setTimeout(() => reject(new AttemptTimeout()), timeoutMs + 250);
     });
     attempt.catch(() => {}); // settled by the race; a late rejection is not unhandled
-    await Promise.race([attempt, deadline]);
-    return { status: "ok", elapsedMs: Date.now() - started };
+    const currentUser = await Promise.race([attempt, deadline]);
+    return { status: "ok", elapsedMs: Date.now() - started, ...(currentUser ? { currentUser } : {}) };
   } catch (e) {
     return { ...classify(pg, e, params.password), elapsedMs: Date.now() - started };
   } finally {

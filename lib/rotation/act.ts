@@ -7,6 +7,7 @@
 import { StoreConflictError, StoreStateError, VerificationError } from "../errors.ts";
 import { rememberSecret } from "../redact.ts";
 import type { KubernetesClient, SecretChange, SecretObject } from "../kubernetes/index.ts";
+import type { LoginResult } from "../postgres/index.ts";
 import type { RemoteState, SecretStoreClient, StoredVersion } from "../stores/types.ts";
 import { type Observation, type Progress, previousPasswordOf, type Step } from "./decide.ts";
 import { ANNOTATIONS } from "./names.ts";
@@ -17,7 +18,10 @@ import { fingerprint, renderTarget } from "./render.ts";
  * Logs in with the Secret's new credentials (the test step); throws VerificationError when it
  * cannot. `beforeLogin` runs first, only for a target whose verification is on.
  */
-export type Verifier = (secret: SecretObject, target: RotationTarget, options?: { beforeLogin?: () => Promise<void> }) => Promise<void>;
+export type Verifier = ((secret: SecretObject, target: RotationTarget, options?: { beforeLogin?: () => Promise<void> }) => Promise<void>) & {
+  /** One login without retries (status): undefined when verification is off for the target. */
+  readonly probe?: (secret: SecretObject, target: RotationTarget) => Promise<LoginResult | undefined>;
+};
 
 /** One run on one target: its clients, what it last observed and what it has done. */
 export interface Run {
@@ -330,7 +334,7 @@ function switchTo(run: Run): { user?: string } {
 }
 
 /** The consumer Secret's connection details with a role's credentials: how the test logs in as that role. */
-function asLogin(consumer: SecretObject, role: SecretObject): SecretObject {
+export function asLogin(consumer: SecretObject, role: SecretObject): SecretObject {
   const { uri: _u, ...rest } = consumer.data;
   return { ...consumer, data: { ...rest, username: role.data.username ?? "", password: role.data.password ?? "" } };
 }

@@ -110,7 +110,7 @@ export function createVerifier(config: VerifyConfig = {}, options_: VerifierOpti
   const attemptTimeoutMs = config.attemptTimeoutMs ?? VERIFY_DEFAULTS.attemptTimeoutMs;
   const maxDelayMs = config.maxDelayMs ?? VERIFY_DEFAULTS.maxDelayMs;
 
-  return async (secret: SecretObject, target: RotationTarget, options: { beforeLogin?: () => Promise<void> } = {}): Promise<void> => {
+  const verify = async (secret: SecretObject, target: RotationTarget, options: { beforeLogin?: () => Promise<void> } = {}): Promise<void> => {
     const name = targetName(target);
     const rotationId = secret.annotations[ANNOTATIONS.rotationId];
     const settings = verifySettingsFor(target.externalSecret, config);
@@ -158,6 +158,15 @@ export function createVerifier(config: VerifyConfig = {}, options_: VerifierOpti
       delay = Math.min(delay * 2, maxDelayMs);
     }
   };
+  // One login, no retries, for `status`: which role a session runs as (SET role) — or undefined
+  // when verification is off for the target.
+  const probe = async (secret: SecretObject, target: RotationTarget): Promise<LoginResult | undefined> => {
+    const settings = verifySettingsFor(target.externalSecret, config);
+    if (!settings.enabled) return undefined;
+    const rootCert = settings.sslMode === "verify-full" ? (config.sslRootCert ?? (await clusterCa(secret, target, options_.readCa, undefined))) : undefined;
+    return login(loginParams(secret, settings, rootCert, targetName(target), undefined), { timeoutMs: attemptTimeoutMs });
+  };
+  return Object.assign(verify, { probe });
 }
 
 /**
