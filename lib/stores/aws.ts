@@ -25,16 +25,8 @@ import {
 import * as z from "zod";
 import { InputError, OwnershipError, RotatorError, StoreError, StoreStateError } from "../errors.ts";
 import type { AwsProvider } from "../manifests/schema.ts";
-import {
-  MANAGED_BY_KEY,
-  MANAGED_BY_VALUE,
-  type PushResult,
-  type RemoteState,
-  type SecretStoreClient,
-  type StoreDeps,
-  type StoredVersion,
-  type VersionRef,
-} from "./types.ts";
+import { MANAGED_BY_KEY, MANAGED_BY_VALUE, type StoreDeps } from "./types.ts";
+import type { PushResult, RemoteState, SecretStoreClient, StoredVersion, VersionRef } from "./legacy.ts";
 
 export const PENDING = "AWSPENDING";
 export const CURRENT = "AWSCURRENT";

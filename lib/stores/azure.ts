@@ -45,14 +45,8 @@ import {
 import { isRestError, type KeyVaultSecret, SecretClient, type SecretClientOptions } from "@azure/keyvault-secrets";
 import { InputError, OwnershipError, RotatorError, StoreError, StoreStateError } from "../errors.ts";
 import type { AzureProvider } from "../manifests/schema.ts";
-import {
-  MANAGED_BY_KEY,
-  MANAGED_BY_VALUE,
-  type PushResult,
-  type SecretStoreClient,
-  type StoreDeps,
-  type StoredVersion,
-} from "./types.ts";
+import { MANAGED_BY_KEY, MANAGED_BY_VALUE, type StoreDeps } from "./types.ts";
+import type { PushResult, SecretStoreClient, StoredVersion } from "./legacy.ts";
 
 /** `<key>` + this names the sibling that holds a staged value. */
 export const PENDING_SUFFIX = "-pending";

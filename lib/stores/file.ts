@@ -11,14 +11,8 @@ import { setTimeout as sleep } from "node:timers/promises";
 import * as z from "zod";
 import { OwnershipError, RotatorError, StoreError, StoreStateError } from "../errors.ts";
 import type { FileProvider } from "../manifests/schema.ts";
-import {
-  MANAGED_BY_KEY,
-  MANAGED_BY_VALUE,
-  type PushResult,
-  type SecretStoreClient,
-  type StoreDeps,
-  type StoredVersion,
-} from "./types.ts";
+import { MANAGED_BY_KEY, MANAGED_BY_VALUE, type StoreDeps } from "./types.ts";
+import type { PushResult, SecretStoreClient, StoredVersion } from "./legacy.ts";
 
 export interface FileStoreOptions {
   /** A lock file older than this is taken to be left by a crashed writer. Default 10 s. */

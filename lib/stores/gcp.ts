@@ -27,14 +27,8 @@ import { type protos, SecretManagerServiceClient } from "@google-cloud/secret-ma
 import { grpc } from "google-gax";
 import { InputError, OwnershipError, RotatorError, StoreError, StoreStateError } from "../errors.ts";
 import type { GcpProvider } from "../manifests/schema.ts";
-import {
-  MANAGED_BY_KEY,
-  MANAGED_BY_VALUE,
-  type PushResult,
-  type SecretStoreClient,
-  type StoreDeps,
-  type StoredVersion,
-} from "./types.ts";
+import { MANAGED_BY_KEY, MANAGED_BY_VALUE, type StoreDeps } from "./types.ts";
+import type { PushResult, SecretStoreClient, StoredVersion } from "./legacy.ts";
 
 /**
  * `host:port` of a Secret Manager emulator: plaintext gRPC and no credentials. For tests and

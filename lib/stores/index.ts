@@ -3,6 +3,8 @@
 // a cloud's bundle does not even contain the others' stores (below).
 import { InputError } from "../errors.ts";
 import type { ProviderConfig } from "../manifests/types.ts";
+import { fromLegacy } from "./adapter.ts";
+import type { SecretStoreClient as LegacyClient } from "./legacy.ts";
 import type { SecretStoreClient, StoreDeps } from "./types.ts";
 
 // The cloud a bundle is built for: the bundlers define process.env.CNPG_ROTATOR_BUNDLE_CLOUD
@@ -12,7 +14,7 @@ const BUNDLE_CLOUD = process.env.CNPG_ROTATOR_BUNDLE_CLOUD;
 
 type ProviderName = ProviderConfig["name"];
 type ConfigOf<N extends ProviderName> = Extract<ProviderConfig, { name: N }>["config"];
-type StoreFactory<N extends ProviderName> = (config: ConfigOf<N>, deps: StoreDeps) => Promise<SecretStoreClient>;
+type StoreFactory<N extends ProviderName> = (config: ConfigOf<N>, deps: StoreDeps) => Promise<LegacyClient>;
 
 // A cloud's store is in every build for that cloud only. The condition is written out each
 // time: esbuild folds it only so (not through a const), and then drops the other clouds' import()s.
@@ -49,8 +51,8 @@ export async function createStore(provider: ProviderConfig, deps: StoreDeps = {}
     const available = Object.keys(factories).join(", ");
     throw new InputError(`spec.provider.${provider.name}: no store for this provider yet; available: ${available}`);
   }
-  return factory(provider.config as ConfigOf<ProviderName>, deps);
+  return fromLegacy(await factory(provider.config as ConfigOf<ProviderName>, deps));
 }
 
 export { MANAGED_BY_KEY, MANAGED_BY_VALUE } from "./types.ts";
-export type { PushResult, SecretStoreClient, StoreDeps, StoredVersion } from "./types.ts";
+export type { PushResult, RemoteState, SecretStoreClient, StoreDeps, StoredVersion } from "./types.ts";

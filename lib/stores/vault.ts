@@ -31,14 +31,8 @@ import { Agent, request as httpsRequest } from "node:https";
 import * as z from "zod";
 import { InputError, OwnershipError, StoreError, StoreStateError } from "../errors.ts";
 import type { VaultProvider } from "../manifests/schema.ts";
-import {
-  MANAGED_BY_KEY,
-  MANAGED_BY_VALUE,
-  type PushResult,
-  type SecretStoreClient,
-  type StoreDeps,
-  type StoredVersion,
-} from "./types.ts";
+import { MANAGED_BY_KEY, MANAGED_BY_VALUE, type StoreDeps } from "./types.ts";
+import type { PushResult, SecretStoreClient, StoredVersion } from "./legacy.ts";
 
 export const PENDING_SUFFIX = "-pending";
 export const CURRENT_ROTATION = "cnpg-rotator-current-rotation";

@@ -23,7 +23,7 @@ import {
   PREVIOUS_VERSION_TAG,
   ROTATION_ID_TAG,
 } from "../../lib/stores/azure.ts";
-import type { SecretStoreClient } from "../../lib/stores/types.ts";
+import type { SecretStoreClient } from "../../lib/stores/legacy.ts";
 import { type LowkeyVault, startLowkeyVault } from "../infra/emulators/servers.ts";
 import { describeStoreConformance } from "./stores.conformance.ts";
 

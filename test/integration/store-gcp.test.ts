@@ -17,7 +17,7 @@ import {
   ROLE_LABEL,
   ROTATION_ID,
 } from "../../lib/stores/gcp.ts";
-import type { SecretStoreClient } from "../../lib/stores/types.ts";
+import type { SecretStoreClient } from "../../lib/stores/legacy.ts";
 import { type GcpSecretManagerEmulator, GOOGLE_CLIENT_ENV, startGcpSecretManager } from "../infra/emulators/servers.ts";
 import { describeStoreConformance } from "./stores.conformance.ts";
 

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { InputError, OwnershipError, StoreError, StoreStateError } from "../../lib/errors.ts";
 import type { VaultProvider } from "../../lib/manifests/schema.ts";
-import type { SecretStoreClient } from "../../lib/stores/types.ts";
+import type { SecretStoreClient } from "../../lib/stores/legacy.ts";
 import {
   CURRENT_ROTATION,
   CURRENT_VERSION,

@@ -5,7 +5,7 @@ import { randomUUID } from "node:crypto";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { OwnershipError, StoreStateError } from "../../lib/errors.ts";
-import type { SecretStoreClient, StoredVersion } from "../../lib/stores/types.ts";
+import type { SecretStoreClient, StoredVersion } from "../../lib/stores/legacy.ts";
 
 export interface ConformanceTarget {
   readonly store: SecretStoreClient;
