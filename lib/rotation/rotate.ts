@@ -102,6 +102,14 @@ export async function rotateTarget(target: RotationTarget, deps: RotationDeps, o
   const roles = await observeRoles({ target, kube: deps.kube });
   rememberSecretsOf(target, ...(roles ?? []));
   if (strategy.kind === "alternating") {
+    const missingRole = strategy.roles.find((_, i) => !roles?.[i]);
+    if (missingRole) {
+      throw new InputError(
+        `role ${missingRole.role}'s passwordSecret ${target.namespace}/${missingRole.secretName} does not exist; create it (type kubernetes.io/basic-auth, username ${missingRole.role}) as the Cluster's spec.managed.roles names it; nothing was written`,
+      );
+    }
+  }
+  if (strategy.kind === "alternating") {
     checkAlternatingCluster(await deps.kube.readCluster(target.namespace, strategy.cluster), target.namespace, strategy.cluster, strategy.roles);
   }
   const idle = idleRole(target, secret);
@@ -315,7 +323,7 @@ function toResult(run: Run, done: Done, conflicts: number, previousPassword: str
       };
     case "verification-failed": {
       const error = run.verificationError!;
-      error.rolledBack = progress.acted.includes("restore");
+      error.rolledBack = progress.acted.some((k) => k === "restore" || k === "restore-role" || k === "mark-rolled-back");
       throw error;
     }
     case "rotated":

@@ -4,15 +4,15 @@
 // servers. The real servers are exercised by the integration suite; this is the exhaustive half.
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { LeaseLostError, SecretConflictError, StoreConflictError, StoreStateError } from "../../lib/errors.ts";
-import type { KubernetesClient, LeaseHandle, SecretChange, SecretObject } from "../../lib/kubernetes/index.ts";
+import { LeaseLostError } from "../../lib/errors.ts";
+import type { KubernetesClient } from "../../lib/kubernetes/index.ts";
 import { silentLogger } from "../../lib/log.ts";
 import { loadManifests } from "../../lib/manifests/index.ts";
 import type { StepKind } from "../../lib/rotation/decide.ts";
 import { ANNOTATIONS } from "../../lib/rotation/names.ts";
 import { planRotations, type RotationTarget } from "../../lib/rotation/plan.ts";
 import { type RotationDeps, rotateTarget } from "../../lib/rotation/rotate.ts";
-import type { PushResult, RemoteState, SecretStoreClient, StoredVersion } from "../../lib/stores/types.ts";
+import { MemoryCluster, MemoryStore } from "./models.ts";
 
 const MANIFESTS = `
 apiVersion: generators.external-secrets.io/v1alpha1
@@ -49,155 +49,6 @@ spec:
   data: [{match: {remoteRef: {remoteKey: app}}}]
 `;
 const TARGET: RotationTarget = planRotations(loadManifests([{ file: "m.yaml", text: MANIFESTS }]))[0]!;
-
-/** A store with AWS's semantics (versions with labels), every write fenced on `seen`. */
-class MemoryStore implements SecretStoreClient {
-  readonly provider = "memory";
-  readonly description = "memory";
-  readonly capabilities = { nativeStaging: true, compareAndSwap: true };
-  versions = new Map<string, string>();
-  current?: string;
-  pending?: string;
-  previous?: string;
-  pushes = 0;
-  /** Every value made current, in order: what a consumer of the store may have read. */
-  readonly currentHistory: string[] = [];
-  /** Called at the start of every write: a test may stall one there. */
-  beforeWrite: () => Promise<void> = async () => {};
-
-  async observe(): Promise<RemoteState> {
-    if (this.versions.size === 0) return { exists: false, owned: false };
-    return { exists: true, owned: true, ...(this.current ? { current: this.ref(this.current) } : {}), ...(this.pending ? { pending: this.ref(this.pending) } : {}) };
-  }
-  ref(id: string) {
-    return id.startsWith("push-") ? { versionId: id } : { versionId: id, rotationId: id };
-  }
-  get(id: string | undefined): StoredVersion | undefined {
-    return id ? { ...this.ref(id), value: this.versions.get(id)! } : undefined;
-  }
-  async getCurrent() {
-    return this.get(this.current);
-  }
-  async getPending() {
-    return this.get(this.pending);
-  }
-  async getPrevious() {
-    return this.get(this.previous);
-  }
-  fence(seen: RemoteState, done: boolean): void {
-    if (done) return;
-    if (seen.current?.versionId !== this.current || seen.pending?.versionId !== this.pending) {
-      throw new StoreConflictError("moved since observed");
-    }
-  }
-  async stage(_key: string, value: string, rotationId: string, seen: RemoteState): Promise<StoredVersion> {
-    await this.beforeWrite();
-    const existing = this.versions.get(rotationId);
-    if (existing !== undefined) return { versionId: rotationId, rotationId, value: existing }; // the first value staged
-    this.fence(seen, false);
-    this.versions.set(rotationId, value);
-    this.pending = rotationId;
-    return { versionId: rotationId, rotationId, value };
-  }
-  async promote(_key: string, rotationId: string, seen: RemoteState): Promise<StoredVersion> {
-    await this.beforeWrite();
-    if (this.current === rotationId) return this.get(rotationId)!;
-    if (this.pending !== rotationId) throw new StoreStateError(`${rotationId} is not pending`);
-    if (seen.current?.versionId !== this.current) throw new StoreConflictError("current moved");
-    this.previous = this.current;
-    this.current = rotationId;
-    this.pending = undefined;
-    this.currentHistory.push(this.versions.get(rotationId)!);
-    return this.get(rotationId)!;
-  }
-  async discard(_key: string, rotationId: string): Promise<void> {
-    await this.beforeWrite();
-    if (this.pending === rotationId) this.pending = undefined;
-  }
-  async push(_key: string, value: string, options: { seen?: RemoteState } = {}): Promise<PushResult> {
-    await this.beforeWrite();
-    if (options.seen && options.seen.current?.versionId !== this.current) throw new StoreConflictError("current moved");
-    if (this.current && this.versions.get(this.current) === value) return { changed: false, versionId: this.current };
-    const id = `push-${++this.pushes}`;
-    this.versions.set(id, value);
-    this.previous = this.current;
-    this.current = id;
-    this.currentHistory.push(value);
-    return { changed: true, versionId: id };
-  }
-  async exists() {
-    return this.versions.size > 0;
-  }
-  async delete() {}
-  async close() {}
-}
-
-/** One Secret and its Leases, with the API server's resourceVersion and holder semantics. */
-class MemoryCluster {
-  secret: SecretObject;
-  rv = 1;
-  holder: string | undefined;
-  expires = 0;
-  /** Every (rotation id, password) the Secret ever held. */
-  readonly history: [string | undefined, string][] = [];
-
-  constructor(password: string) {
-    this.secret = this.make({ password, uri: `postgresql://app:${encodeURIComponent(password)}@app-rw:5432/app`, username: "app" }, {}, {});
-    this.record();
-  }
-  make(data: Record<string, string>, labels: Record<string, string>, annotations: Record<string, string>): SecretObject {
-    return { name: "app", namespace: "default", uid: "u", resourceVersion: String(this.rv), type: "Opaque", labels, annotations, data };
-  }
-  record() {
-    this.history.push([this.secret.annotations[ANNOTATIONS.rotationId], this.secret.data.password!]);
-  }
-  async readSecret(): Promise<SecretObject> {
-    return structuredClone(this.secret);
-  }
-  async patchSecret(observed: SecretObject, change: SecretChange): Promise<SecretObject> {
-    if (observed.resourceVersion !== this.secret.resourceVersion) throw new SecretConflictError("409");
-    this.write(change);
-    return structuredClone(this.secret);
-  }
-  /** Someone else's write of `change` (no fence: it re-reads first, like kubectl apply). */
-  write(change: SecretChange) {
-    const annotations = { ...this.secret.annotations };
-    for (const [k, v] of Object.entries(change.annotations ?? {})) {
-      if (v === null) delete annotations[k];
-      else annotations[k] = v;
-    }
-    this.rv++;
-    this.secret = this.make({ ...this.secret.data, ...change.data }, { ...this.secret.labels, ...change.labels }, annotations);
-    this.record();
-  }
-  async createSecretIfMissing(): Promise<SecretObject> {
-    throw new SecretConflictError("exists");
-  }
-  async acquireLease(_ns: string, _name: string, holder: string, ttl: number): Promise<LeaseHandle | undefined> {
-    if (this.holder && this.holder !== holder && this.expires > Date.now()) return undefined;
-    this.holder = holder;
-    this.expires = Date.now() + ttl * 1000;
-    const cluster = this;
-    const handle: LeaseHandle = {
-      namespace: "default",
-      name: "cnpg-rotator-app",
-      holder,
-      ttlSeconds: ttl,
-      get expiresAt() {
-        return new Date(cluster.holder === holder ? cluster.expires : 0);
-      },
-      async renew() {
-        if (cluster.holder !== holder) return false;
-        cluster.expires = Date.now() + ttl * 1000;
-        return true;
-      },
-      async release() {
-        if (cluster.holder === holder) cluster.holder = undefined;
-      },
-    };
-    return handle;
-  }
-}
 
 function deps(cluster: MemoryCluster, store: MemoryStore, holder: string, afterStep?: RotationDeps["afterStep"]): RotationDeps {
   return {
