@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Prepares every real server the integration tests start: kube-apiserver + etcd and the
-# CloudNativePG operator/instance manager (built from the Go module proxy) and moto. Idempotent and quick once cached; .ci/run calls it first.
+# CloudNativePG operator/instance manager (built from the Go module proxy) and moto.
+# Idempotent and quick once cached; .ci/run calls it first.
 #
 # Env: CNPG_ROTATOR_CACHE  cache root (default ~/.cache/cnpg-rotator)
 set -euo pipefail
