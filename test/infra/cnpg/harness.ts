@@ -425,6 +425,8 @@ interface PodRun {
   readonly kind: "pod" | "job";
   readonly namespace: string;
   readonly name: string;
+  /** The Cluster it belongs to (label cnpg.io/cluster). */
+  readonly cluster: string;
   sandbox?: Sandbox;
   main?: Proc;
   stopping: boolean;
@@ -500,7 +502,7 @@ class Harness {
       // Synchronous last resort; the watchdog does the same if even this does not run.
       for (const child of liveChildren) child.kill("SIGKILL");
       try {
-        execFileSync("sh", [path.join(here, "cleanup.sh"), this.tag, this.tmpDir], { stdio: "ignore", timeout: 20_000 });
+        execFileSync("sh", [path.join(here, "cleanup.sh"), this.tag, this.removableTmp()], { stdio: "ignore", timeout: 20_000 });
       } catch {}
     };
     process.on("exit", this.onExit);
@@ -519,11 +521,17 @@ class Harness {
     );
   }
 
+  /** The temp dir, unless CNPG_ROTATOR_KEEP_TMP asks to keep it (to read the logs). */
+  private removableTmp(): string {
+    if (process.env.CNPG_ROTATOR_KEEP_TMP) return "";
+    return this.tmpDir;
+  }
+
   private startWatchdog(): void {
     // Its stdin is a pipe from us, closed by the kernel however this process dies.
     const watchdog = spawn(
       "sh",
-      ["-c", 'cat >/dev/null; sh "$1" "$2" "$3"', "cnpg-watchdog", path.join(here, "cleanup.sh"), this.tag, this.tmpDir],
+      ["-c", 'cat >/dev/null; sh "$1" "$2" "$3"', "cnpg-watchdog", path.join(here, "cleanup.sh"), this.tag, this.removableTmp()],
       { stdio: ["pipe", "ignore", "ignore"], detached: true },
     );
     watchdog.unref();
@@ -545,7 +553,7 @@ class Harness {
     for (const child of liveChildren) child.kill("SIGKILL");
     await new Promise<void>((resolve) => (this.apiProxy ? this.apiProxy.close(() => resolve()) : resolve()));
     await this.kube(`/api/v1/nodes/${this.nodeName}`, { method: "DELETE" }).catch(() => {});
-    if (this.tmpDir) await run("sh", [path.join(here, "cleanup.sh"), this.tag, this.tmpDir]).catch(() => "");
+    if (this.tmpDir) await run("sh", [path.join(here, "cleanup.sh"), this.tag, this.removableTmp()]).catch(() => "");
     if (this.onExit) process.off("exit", this.onExit);
     this.watchdog?.kill("SIGKILL");
     this.watchdog?.stdin?.destroy();
@@ -871,29 +879,35 @@ class Harness {
       const list = await this.kube<List<{ metadata: ObjectMeta }>>(kind);
       return (list.body.items ?? []).filter((item) => item.metadata.ownerReferences?.some((ref) => ref.uid === uid));
     };
-    for (const kind of kinds) {
+    const remove = async (kind: string) => {
       for (const item of await owned(kind)) await this.kube(`${kind}/${encodeURIComponent(item.metadata.name)}`, { method: "DELETE" });
-    }
+    };
     const deadline = Date.now() + 60_000;
-    for (;;) {
-      const pods = await owned(kinds[0] as string);
-      const pvcs = await owned(kinds.at(-1) as string);
-      // The pvc-protection controller's part: a claim no pod uses loses its finalizer.
-      if (pods.length === 0) {
-        for (const pvc of pvcs) {
-          await this.kube(`${kinds.at(-1)}/${encodeURIComponent(pvc.metadata.name)}`, {
-            method: "PATCH",
-            contentType: "application/merge-patch+json",
-            body: { metadata: { finalizers: null } },
-          });
-          rmSync(this.pvcDir(namespace, pvc.metadata.name), { recursive: true, force: true });
-        }
+    const until = async (what: string, done: () => Promise<boolean>) => {
+      while (!(await done())) {
+        if (Date.now() > deadline) throw new Error(`Cluster ${namespace}/${name}: ${what} within 60s`);
+        await sleep(200);
       }
-      const runsLeft = [...this.runs.values()].filter((r) => r.namespace === namespace && r.name.startsWith(`${name}-`));
-      if (pods.length === 0 && pvcs.length === 0 && runsLeft.length === 0) return;
-      if (Date.now() > deadline) throw new Error(`Cluster ${namespace}/${name}: its pods did not go away within 60s`);
-      await sleep(200);
+    };
+    const [podsPath, jobsPath] = kinds as [string, string];
+    const pvcsPath = kinds.at(-1) as string;
+    // Pods first, and wait for them: the instance manager needs its ServiceAccount, Role and
+    // Secrets while it shuts down (WAL archiving, releasing its lease).
+    await remove(podsPath);
+    await remove(jobsPath);
+    const runsLeft = () => [...this.runs.values()].filter((r) => r.namespace === namespace && r.cluster === name);
+    await until("its pods did not go away", async () => (await owned(podsPath)).length === 0 && runsLeft().length === 0);
+    for (const kind of kinds.slice(2)) await remove(kind);
+    // The pvc-protection controller's part: a claim no pod uses loses its finalizer.
+    for (const pvc of await owned(pvcsPath)) {
+      await this.kube(`${pvcsPath}/${encodeURIComponent(pvc.metadata.name)}`, {
+        method: "PATCH",
+        contentType: "application/merge-patch+json",
+        body: { metadata: { finalizers: null } },
+      });
+      rmSync(this.pvcDir(namespace, pvc.metadata.name), { recursive: true, force: true });
     }
+    await until("its PersistentVolumeClaims did not go away", async () => (await owned(pvcsPath)).length === 0);
   }
 
   private async diagnostics(): Promise<string> {
@@ -967,6 +981,7 @@ class Harness {
       kind,
       namespace: meta.namespace ?? "",
       name: meta.name,
+      cluster: meta.labels?.["cnpg.io/cluster"] ?? "",
       stopping: false,
       done: Promise.resolve(),
       ready: false,
