@@ -47,7 +47,7 @@ export async function benchDowntime(options: DowntimeOptions): Promise<DowntimeR
   const connectEveryMs = options.connectEveryMs ?? 50;
   const infra = await startTestInfra();
   const cnpg = await startCnpg(infra);
-  const kube = connectCluster({ kubeconfigYaml: renderKubeconfig(infra, { token: infra.adminToken }) });
+  const kube = connectCluster({ kubeconfigYaml: renderKubeconfig(infra, { user: "admin", token: infra.adminToken }) });
   try {
     const ns = cnpg.namespace;
     for (const role of ROLES) {
