@@ -1,6 +1,6 @@
 #!/bin/sh
 # Removes what one run of test/infra/cnpg/harness.ts created on the machine: every process in
-# its network namespaces (cnpgh-TAG-*), the namespaces, its veths and bridge (cnpghTAG*), and
+# its network namespaces (cnpgh-TAG-*), the namespaces, its veths and bridge (cnhTAG*), and
 # its temp dir. harness.ts runs it at stop(), from a watchdog when the test process dies
 # without stopping it, and at start for leftovers of runs whose process is gone.
 #
@@ -16,7 +16,7 @@ for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^cnpgh-${tag
   [ -n "$pids" ] && kill -KILL $pids 2>/dev/null
   ip netns delete "$ns" 2>/dev/null
 done
-for link in $(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 | grep -E "^cnpgh${tag}(v[0-9]+)?$"); do
+for link in $(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 | grep -E "^cnh${tag}(v[0-9]+)?$"); do
   ip link delete "$link" 2>/dev/null
 done
 if [ -n "$tmp" ] && [ -d "$tmp" ]; then

@@ -66,8 +66,17 @@ export const CNPG_VERSION = "1.30.0";
 export const cnpgManagerBinary = path.join(cacheDir, "bin", "cnpg-manager");
 export const cnpgCrdDir = path.join(cacheDir, "cnpg-crds");
 
-/** Every name this harness gives a network namespace, bridge or veth starts with this. */
+/** Network namespaces and temp dirs of a harness are named `cnpgh-<tag>-…`. */
 const PREFIX = "cnpgh";
+/** Its bridge and veths `cnh<tag>` and `cnh<tag>v<n>` (interface names have at most 15 characters). */
+const LINK_PREFIX = "cnh";
+/** Harnesses started by this process so far: the tag is this process's pid in base 36 and one letter a–t. */
+let harnessCount = 0;
+/** The pid of the process that made a tag, or undefined when it is not one. */
+function tagOwner(tag: string): number | undefined {
+  const match = /^([0-9a-z]+)[a-t]$/.exec(tag);
+  return match?.[1] ? Number.parseInt(match[1], 36) : undefined;
+}
 /** The /16 the harness takes a /24 of per run, inside network namespaces it creates. */
 const SUBNET_BASE = "10.213";
 const API_PORT_IN_NAMESPACE = 443;
@@ -153,16 +162,21 @@ interface Proc {
   running(): boolean;
 }
 
-function track(child: ChildProcess): Proc {
+/** Registers a child for the exit hook and in `owned` (the harness's own set). */
+function track(child: ChildProcess, owned: Set<ChildProcess>): Proc {
   installExitHook();
   let running = child.pid !== undefined;
-  if (running) liveChildren.add(child);
+  if (running) {
+    liveChildren.add(child);
+    owned.add(child);
+  }
   const exited = new Promise<number | null>((resolve) => {
     child.once("exit", (code, signal) => resolve(code ?? (signal ? 128 : null)));
     child.once("error", () => resolve(null));
   }).then((code) => {
     running = false;
     liveChildren.delete(child);
+    owned.delete(child);
     return code;
   });
   return { child, exited, running: () => running };
@@ -206,13 +220,14 @@ async function removeLeftovers(): Promise<void> {
   const netns = await run("ip", ["netns", "list"]).catch(() => "");
   for (const match of netns.matchAll(new RegExp(`^${PREFIX}-([0-9a-z]+)-`, "gm"))) tags.add(match[1] ?? "");
   const links = await run("ip", ["-o", "link", "show"]).catch(() => "");
-  for (const match of links.matchAll(new RegExp(`^\\d+: ${PREFIX}([0-9a-z]+?)(?:v\\d+)?[@:]`, "gm"))) tags.add(match[1] ?? "");
+  for (const match of links.matchAll(new RegExp(`^\\d+: ${LINK_PREFIX}([0-9a-z]*[a-t])(?:v\\d+)?[@:]`, "gm"))) tags.add(match[1] ?? "");
   for (const entry of readdirSync(os.tmpdir())) {
     const match = new RegExp(`^${PREFIX}-([0-9a-z]+)-`).exec(entry);
     if (match?.[1]) tags.add(match[1]);
   }
   for (const tag of tags) {
-    if (!tag || isAlive(Number.parseInt(tag, 36))) continue;
+    const owner = tagOwner(tag);
+    if (owner === undefined || isAlive(owner)) continue;
     const dirs = readdirSync(os.tmpdir()).filter((e) => e.startsWith(`${PREFIX}-${tag}-`));
     await run("sh", [path.join(here, "cleanup.sh"), tag]).catch(() => "");
     for (const dir of dirs) rmSync(path.join(os.tmpdir(), dir), { recursive: true, force: true });
@@ -363,11 +378,13 @@ export interface CnpgClusterInfo {
   readonly appSecretName: string;
   /** Present when spec.enableSuperuserAccess is true. A secret: register it where the test tracks secrets. */
   readonly superuser?: { readonly username: string; readonly password: string };
-  /** Time from the create to a healthy status. */
+  /** Time from the create to a healthy status (0 when read by clusterInfo). */
   readonly readyMs: number;
 }
 
 export interface CnpgHarness {
+  /** Names this harness's network namespaces (`cnpgh-<tag>-…`) and links (`cnh<tag>…`). */
+  readonly tag: string;
   /** The namespaces this operator watches; the first is the default for tests. */
   readonly namespaces: readonly string[];
   readonly namespace: string;
@@ -380,6 +397,11 @@ export interface CnpgHarness {
    */
   createCluster(namespace: string, name: string, spec?: Record<string, unknown>, options?: { timeoutMs?: number }): Promise<CnpgClusterInfo>;
   getCluster(namespace: string, name: string): Promise<ClusterObject>;
+  /**
+   * Where the Cluster's primary is now (readyMs 0). A pod the operator recreates (a restart,
+   * a rollout) gets a new sandbox and a new address: read it again after such a change.
+   */
+  clusterInfo(namespace: string, name: string): Promise<CnpgClusterInfo>;
   /** Polls the Cluster until `check` holds; on timeout says `what` did not happen and shows the status. */
   waitForCluster(
     namespace: string,
@@ -437,7 +459,9 @@ interface PodRun {
 }
 
 class Harness {
-  readonly tag = process.pid.toString(36);
+  readonly tag: string;
+  /** Every process this harness started and that still runs. */
+  private readonly children = new Set<ChildProcess>();
   readonly namespaces: string[];
   readonly operatorNamespace: string;
   tmpDir = "";
@@ -464,6 +488,8 @@ class Harness {
 
   constructor(infra: Conn, options: StartCnpgOptions) {
     this.infra = infra;
+    if (harnessCount >= 20) throw new Error("startCnpg: at most 20 harnesses per process");
+    this.tag = `${process.pid.toString(36)}${String.fromCharCode(97 + harnessCount++)}`;
     const suffix = randomBytes(3).toString("hex");
     this.namespaces = [...(options.namespaces ?? [`cnpg-${suffix}`])];
     if (this.namespaces.length === 0) throw new Error("startCnpg: namespaces must not be empty");
@@ -476,12 +502,14 @@ class Harness {
 
   api(): CnpgHarness {
     return {
+      tag: this.tag,
       namespaces: this.namespaces,
       namespace: this.namespaces[0] as string,
       operatorNamespace: this.operatorNamespace,
       logDir: this.logDir,
       createCluster: (ns, name, spec, options) => this.createCluster(ns, name, spec ?? {}, options?.timeoutMs ?? 180_000),
       getCluster: (ns, name) => this.getCluster(ns, name),
+      clusterInfo: (ns, name) => this.clusterInfo(ns, name),
       waitForCluster: (ns, name, what, check, options) =>
         this.waitForCluster(ns, name, what, check, options?.timeoutMs ?? 60_000, options?.intervalMs ?? 100),
       deleteCluster: (ns, name) => this.deleteCluster(ns, name),
@@ -500,7 +528,7 @@ class Harness {
     this.startWatchdog();
     this.onExit = () => {
       // Synchronous last resort; the watchdog does the same if even this does not run.
-      for (const child of liveChildren) child.kill("SIGKILL");
+      for (const child of this.children) child.kill("SIGKILL");
       try {
         execFileSync("sh", [path.join(here, "cleanup.sh"), this.tag, this.removableTmp()], { stdio: "ignore", timeout: 20_000 });
       } catch {}
@@ -550,7 +578,7 @@ class Harness {
       await this.operator.exited;
       clearTimeout(timer);
     }
-    for (const child of liveChildren) child.kill("SIGKILL");
+    for (const child of this.children) child.kill("SIGKILL");
     await new Promise<void>((resolve) => (this.apiProxy ? this.apiProxy.close(() => resolve()) : resolve()));
     await this.kube(`/api/v1/nodes/${this.nodeName}`, { method: "DELETE" }).catch(() => {});
     if (this.tmpDir) await run("sh", [path.join(here, "cleanup.sh"), this.tag, this.removableTmp()]).catch(() => "");
@@ -638,7 +666,7 @@ class Harness {
   // -- network -----------------------------------------------------------------------------
 
   private async createNetwork(): Promise<void> {
-    this.bridge = `${PREFIX}${this.tag}`;
+    this.bridge = `${LINK_PREFIX}${this.tag}`;
     const used = () => run("sh", ["-c", "ip -o -4 addr show; ip -4 route show table all"]).catch(() => "");
     const start = process.pid % 200;
     for (let i = 0; i < 254; i++) {
@@ -663,7 +691,7 @@ class Harness {
   private async createNetns(label: string, host: number): Promise<Omit<Sandbox, "unshare" | "pid1" | "dir">> {
     if (host > 254) throw new Error("the harness network is out of addresses (250 sandboxes per run)");
     const netns = `${PREFIX}-${this.tag}-${label}`;
-    const veth = `${PREFIX}${this.tag}v${this.nextVeth++}`;
+    const veth = `${LINK_PREFIX}${this.tag}v${this.nextVeth++}`;
     const ip = `${this.subnet}${host}`;
     await run("ip", ["netns", "add", netns]);
     await run("ip", ["link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns]);
@@ -676,6 +704,7 @@ class Harness {
       spawn("nsenter", [`--net=/run/netns/${netns}`, "--", process.execPath, path.join(here, "forward.ts"), "127.0.0.1", String(API_PORT_IN_NAMESPACE), this.apiSocket], {
         stdio: ["pipe", "pipe", "pipe"],
       }),
+      this.children,
     );
     await waitForLine(forwarder, "listening", `apiserver forwarder in ${netns}`, 15_000);
     return { netns, veth, ip, forwarder };
@@ -747,6 +776,7 @@ class Harness {
           },
         },
       ),
+      this.children,
     );
     closeSync(fd);
     // Up once it logs that its controllers started (it has no probe reachable from here
@@ -823,11 +853,15 @@ class Harness {
       throw new Error(`creating Cluster ${namespace}/${name}: HTTP ${created.status} ${JSON.stringify((created.body as { message?: string }).message ?? "")}`);
     }
     const cluster = await this.waitForCluster(namespace, name, "healthy with every instance ready", isHealthy, timeoutMs, 200);
-    const readyMs = Date.now() - begin;
+    return this.clusterInfo(namespace, name, cluster, Date.now() - begin);
+  }
+
+  async clusterInfo(namespace: string, name: string, known?: ClusterObject, readyMs = 0): Promise<CnpgClusterInfo> {
+    const cluster = known ?? (await this.getCluster(namespace, name));
     const primary = cluster.status?.currentPrimary ?? "";
-    const pod = await this.kube<{ status?: { podIP?: string } }>(`/api/v1/namespaces/${namespace}/pods/${primary}`);
+    const pod = await this.kube<{ status?: { podIP?: string } }>(`/api/v1/namespaces/${namespace}/pods/${encodeURIComponent(primary)}`);
     const host = pod.body.status?.podIP;
-    if (pod.status !== 200 || !host) throw new Error(`Cluster ${namespace}/${name}: primary pod ${primary} has no address`);
+    if (!primary || pod.status !== 200 || !host) throw new Error(`Cluster ${namespace}/${name}: no primary pod with an address (currentPrimary ${primary || "unset"})`);
     const ca = await this.readSecret(namespace, `${name}-ca`);
     const caPem = b64decode(ca?.data?.["ca.crt"] ?? "");
     if (!caPem) throw new Error(`Cluster ${namespace}/${name}: Secret ${name}-ca has no ca.crt`);
@@ -1285,6 +1319,7 @@ class Harness {
         ],
         { stdio: ["ignore", "pipe", "pipe"], env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" } },
       ),
+      this.children,
     );
     const sandbox: Sandbox = { ...net, dir, unshare, pid1: 0 };
     r.sandbox = sandbox;
@@ -1363,6 +1398,7 @@ class Harness {
         ],
         { stdio: ["ignore", fd, fd], env },
       ),
+      this.children,
     );
     closeSync(fd);
     if (spec.containers.includes(container)) r.main = proc;
