@@ -4,6 +4,7 @@
 import { InputError } from "../errors.ts";
 import type { ExternalSecret, ManifestSet, PushSecret, PushSecretData, SecretStore } from "../manifests/index.ts";
 import { renderTemplate } from "../template/index.ts";
+import { generateValues, renderTarget } from "./render.ts";
 
 /** One remote secret a rotation stages into and promotes: a store and a remote key. */
 export interface Publication {
@@ -53,6 +54,10 @@ export function planRotations(set: ManifestSet): RotationTarget[] {
       );
     }
     const publications = pushSecrets.flatMap(publicationsOf);
+    // The render and read-back checks of a real rotation, on a sample: a template that would
+    // refuse every password (a missing key, a password in a URI's user) fails here, with its
+    // own reason, before any run takes a Lease — and `validate` runs the same checks.
+    renderTarget(es, generateValues(es));
     targets.push({
       externalSecret: es,
       namespace,

@@ -91,6 +91,23 @@ describe("cnpg-rotator CLI", () => {
     expect(r).toMatchObject({ code: 0, stdout: "valid: 1 Password, 1 ExternalSecret, 1 PushSecret, 1 SecretStore, 1 Secret" });
   });
 
+  // Two mistakes a new user makes that only a render shows: validate must refuse them as rotate does.
+  const refusedByRotate: Array<[string, (es: string) => string, RegExp]> = [
+    ["a key the generator does not make", (es) => es.replace('password: "{{ .password }}"', 'password: "{{ .pasword }}"'), /map has no entry for key "pasword"/],
+    ["the password where a URI has its user", (es) => es.replace("postgresql://app:{{ .password }}@", "postgresql://{{ .password }}:x@"), /uri: reads back a different/],
+  ];
+
+  it.each(refusedByRotate)("validate refuses %s, with render's reason", async (_label, edit, pattern) => {
+    const d = mkdtempSync(join(tmpdir(), "cnpg-rotator-cli-validate-"));
+    for (const f of ["password-generator.yaml", "push-secret.yaml", "vault-secret-store.yaml"]) writeFileSync(join(d, f), readFileSync(join(SEED, f)));
+    writeFileSync(join(d, "external-secret.yaml"), edit(externalSecret));
+    const validate = await run("validate", "-f", d);
+    const render = await run("render", "-f", d);
+    expect(validate).toMatchObject({ code: 2, stdout: "" });
+    expect(validate.stderr).toMatch(pattern);
+    expect(validate.stderr.replace("validate:", "")).toBe(render.stderr.replace("render:", ""));
+  });
+
   const malformed: Array<[string, string, RegExp]> = [
     ["bad YAML", "kind: [unclosed", /invalid YAML/],
     ["wrong apiVersion", password.replace("generators.external-secrets.io/v1alpha1", "v1"), /apiVersion: expected generators/],

@@ -54,6 +54,19 @@ describe("planRotations", () => {
     expect(() => planRotations(set(FILE_STORE, onlyPgpass))).toThrow(/no store receives the generated "password" unchanged/);
   });
 
+  it("names the template's real mistake: a missing key is not reported as a store that lacks the password", () => {
+    const typo = seed("external-secret.yaml").replace('password: "{{ .password }}"', 'password: "{{ .pasword }}"');
+    const manifests = loadManifests([
+      { file: "password.yaml", text: seed("password-generator.yaml") },
+      { file: "es.yaml", text: typo },
+      { file: "store.yaml", text: FILE_STORE },
+      { file: "push.yaml", text: push(WHOLE) },
+    ]);
+    // selectTargets is what rotate runs first, before any Lease or write.
+    expect(() => selectTargets(manifests, undefined)).toThrow(/executing "password" at <\.pasword>: map has no entry for key "pasword"/);
+    expect(() => selectTargets(manifests, undefined)).toThrow(InputError);
+  });
+
   it("accepts a per-key push of the password", () => {
     const [t] = planRotations(set(FILE_STORE, push("    - match: {secretKey: password, remoteRef: {remoteKey: k, property: pw}}\n")));
     expect(t!.recoveryKeys).toEqual({ password: "password" });
