@@ -68,6 +68,11 @@ export interface LeaseHandle {
   renew(): Promise<boolean>;
   /** Frees the Lease for the next run. A Lease already lost or gone is not an error. */
   release(): Promise<void>;
+  /**
+   * Instead of release, for a run refused as bad input: puts the Lease back as it was found
+   * (its spec as read, or no Lease when this run created it), so such a run changes nothing.
+   */
+  restore(): Promise<void>;
 }
 
 /** One permission, as RBAC names it. `group` is "" for the core API. */

@@ -4,7 +4,7 @@
 // (keyed by rotation id), the rotation id on the Secret. A run that finds a
 // rotation in flight finishes it with the same password.
 import { createHash } from "node:crypto";
-import { SecretMissingError, StoreStateError } from "../errors.ts";
+import { InputError, SecretMissingError, StoreStateError } from "../errors.ts";
 import type { KubernetesClient, SecretObject } from "../kubernetes/index.ts";
 import type { Logger } from "../log.ts";
 import type { ExternalSecret } from "../manifests/index.ts";
@@ -186,10 +186,7 @@ export async function rotateTarget(
   const log = deps.log.child({ target: base.target });
   if (options.dryRun) return dryRun(target, deps, options, base);
 
-  // Fail on a missing Secret before the Lease exists, so such a run creates nothing at all.
-  if (target.externalSecret.target.creationPolicy === "Merge") {
-    if (!(await deps.kube.readSecret(target.namespace, target.secretName))) throw missing(target);
-  }
+  await checkInput(target, deps);
   const leaseSeconds = options.leaseSeconds ?? 60;
   const lease = await deps.kube.acquireLease(target.namespace, target.secretName, deps.holder, leaseSeconds);
   if (!lease) {
@@ -206,8 +203,12 @@ export async function rotateTarget(
     );
   }, (leaseSeconds * 1000) / 3);
   renewal.unref();
+  let refused = false;
   try {
-    const result = await runLocked(target, deps, options, base);
+    const result = await runLocked(target, deps, options, base).catch((e: unknown) => {
+      refused = e instanceof InputError;
+      throw e;
+    });
     log.info(
       {
         outcome: result.outcome,
@@ -222,8 +223,28 @@ export async function rotateTarget(
   } finally {
     clearInterval(renewal);
     released = true;
-    await lease.release().catch((e: unknown) => log.warn({ error: (e as Error).message }, "could not release the lease"));
+    // Bad input found only under the Lease (the Secret changed since checkInput, a store refusing
+    // a name or a value): the Lease goes back as found, so an exit 2 leaves it unchanged too.
+    await (refused ? lease.restore() : lease.release()).catch((e: unknown) =>
+      log.warn({ error: (e as Error).message }, "could not release the lease"),
+    );
   }
+}
+
+/**
+ * The checks that can refuse the input, run before the Lease so that a refused run writes
+ * nothing at all: the Secret exists (Merge), the stores' clients can be built (a Vault
+ * token Secret, a store's settings), and the template, rendered with a sample password and
+ * the Secret's data, reads back and gives every publication its value. Nothing here writes.
+ */
+async function checkInput(target: RotationTarget, deps: RotationDeps): Promise<void> {
+  const es = target.externalSecret;
+  const secret = await deps.kube.readSecret(target.namespace, target.secretName);
+  if (!secret && es.target.creationPolicy === "Merge") throw missing(target);
+  await Promise.all(target.publications.map((p) => deps.storeFor(p)));
+  const rendered = renderTarget(es, generateValues(es), secret?.data);
+  const after = { ...secret?.data, ...rendered.data };
+  for (const publication of target.publications) remoteValue(publication, after, undefined);
 }
 
 async function runLocked(

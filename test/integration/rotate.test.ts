@@ -12,9 +12,11 @@ import {
 import { afterAll, describe, expect, inject, it, vi } from "vitest";
 import { parseAllDocuments } from "yaml";
 import { readJdbc, readPgpass, readUri } from "../../lib/cnpg/index.ts";
+import { InputError } from "../../lib/errors.ts";
 import { connectCluster, type KubernetesClient } from "../../lib/kubernetes/index.ts";
-import { rotate } from "../../lib/rotation/engine.ts";
+import { rotate, type StoreFactory } from "../../lib/rotation/engine.ts";
 import { resetEngine } from "../../lib/rotation/invoke.ts";
+import { storeFactory } from "../../lib/rotation/stores.ts";
 import { ANNOTATIONS, type RotationResult, type Step } from "../../lib/rotation/rotate.ts";
 import { kubeRequest } from "../infra/kube-client.ts";
 import { issueClientCertificate, renderKubeconfig } from "../infra/servers.ts";
@@ -320,6 +322,79 @@ describe("rotate: AWS Secrets Manager (moto)", () => {
 });
 
 
+interface RawLease {
+  metadata: { resourceVersion: string };
+  spec: { holderIdentity?: string; acquireTime?: string; renewTime?: string; leaseTransitions?: number; leaseDurationSeconds?: number };
+}
+
+/** The target's Lease as the API server has it (status 404 when there is none). */
+function leaseOf(namespace: string): Promise<{ status: number; body: RawLease }> {
+  return kubeRequest<RawLease>(infra, `/apis/coordination.k8s.io/v1/namespaces/${namespace}/leases/cnpg-rotator-${SECRET}`);
+}
+
+/** The real store factory, with stagePending refusing the value as bad input, as a store refusing a name or a size does. */
+const refusingStores: StoreFactory = async (store, context) => {
+  const real = await storeFactory()(store, context);
+  return new Proxy(real, {
+    get(target, key) {
+      if (key === "stagePending") return () => Promise.reject(new InputError("the store refuses this value (test)"));
+      const value = Reflect.get(target, key, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+};
+
+describe("rotate: exit 2 writes nothing, the Lease included", () => {
+  it("a template the Secret's data refuses (its user differs from the URI's) is refused before the Lease: no Lease, Secret and store untouched", async () => {
+    const { namespace, storePath, manifests } = await fileTarget();
+    await kube.updateSecret(namespace, SECRET, () => ({ data: { username: "bob" } }));
+    const before = (await raw(namespace)).body;
+    const error: Error = await rotate(engineFor(manifests, kube)).catch((e) => e);
+    expect(error).toBeInstanceOf(InputError);
+    expect(error.message).toMatch(/user differs/);
+    expect((await leaseOf(namespace)).status).toBe(404);
+    expect((await raw(namespace)).body).toEqual(before);
+    expect(fileEntry(storePath)).toBeUndefined();
+  });
+
+  it("a store that cannot be built (the seed's Vault store without its token Secret) is refused before the Lease", async () => {
+    const namespace = uniqueName("rot");
+    await kube.ensureNamespace(namespace);
+    seen.add((await createAppSecret(kube, namespace)).data.password!);
+    const vaultStore = seedYaml("vault-secret-store.yaml").split("\n---\n")[0]!;
+    const manifests = seedManifests(namespace, vaultStore, pushSecretYaml("vault-backend", SECRET));
+    await expect(rotate(engineFor(manifests, kube))).rejects.toThrow(/tokenSecretRef: Secret .*\/vault-token not found/);
+    expect((await leaseOf(namespace)).status).toBe(404);
+  });
+
+  it("a Lease left by an earlier run is not moved by a refused run, to its resourceVersion", async () => {
+    const { namespace, manifests } = await fileTarget();
+    expect((await rotate(engineFor(manifests, kube)))[0]!.outcome).toBe("rotated");
+    await passwordOf(namespace);
+    const lease = await leaseOf(namespace);
+    expect(lease.status).toBe(200);
+    await kube.updateSecret(namespace, SECRET, () => ({ data: { username: "bob" } }));
+    await expect(rotate(engineFor(manifests, kube), { force: true })).rejects.toThrow(/user differs/);
+    expect((await leaseOf(namespace)).body).toEqual(lease.body);
+  });
+
+  it("bad input found only under the Lease puts the Lease back as found: deleted if the run created it, its spec as it was if not", async () => {
+    const { namespace, manifests } = await fileTarget();
+    const refusing = engineFor(manifests, kube, { createStore: refusingStores });
+    await expect(rotate(refusing)).rejects.toThrow(/the store refuses this value/);
+    expect((await leaseOf(namespace)).status).toBe(404);
+
+    expect((await rotate(engineFor(manifests, kube)))[0]!.outcome).toBe("rotated");
+    await passwordOf(namespace);
+    const lease = (await leaseOf(namespace)).body;
+    await expect(rotate(refusing, { force: true })).rejects.toThrow(/the store refuses this value/);
+    expect((await leaseOf(namespace)).body.spec).toEqual(lease.spec);
+    // And the next run takes it as usual.
+    expect((await rotate(engineFor(manifests, kube), { force: true }))[0]!.outcome).toBe("rotated");
+    await passwordOf(namespace);
+  });
+});
+
 describe("rotate: RBAC as shipped in deploy/rbac.yaml", () => {
   async function applyRbac(namespace: string, drop?: { resource: string; verb: string }) {
     const docs = parseAllDocuments(readFileSync(join(import.meta.dirname, "../../deploy/rbac.yaml"), "utf8")).map(
@@ -352,6 +427,20 @@ describe("rotate: RBAC as shipped in deploy/rbac.yaml", () => {
     const [result] = await rotate(engineFor(manifests, await asRotator()));
     expect(result!.outcome).toBe("rotated");
     await passwordOf(namespace);
+  });
+
+  it("a run refused under the Lease deletes the Lease it created, or without the verb delete releases it", async () => {
+    const shipped = await fileTarget();
+    await applyRbac(shipped.namespace);
+    await expect(rotate(engineFor(shipped.manifests, await asRotator(), { createStore: refusingStores }))).rejects.toThrow(InputError);
+    expect((await leaseOf(shipped.namespace)).status).toBe(404);
+
+    const older = await fileTarget();
+    await applyRbac(older.namespace, { resource: "leases", verb: "delete" });
+    await expect(rotate(engineFor(older.manifests, await asRotator(), { createStore: refusingStores }))).rejects.toThrow(InputError);
+    const lease = await leaseOf(older.namespace);
+    expect(lease.status).toBe(200);
+    expect(lease.body.spec.holderIdentity).toBeUndefined();
   });
 
   it("with less, fails naming the missing permission and changes nothing", async () => {
