@@ -18,7 +18,7 @@ import type { SecretStoreClient, StoredVersion } from "../stores/types.ts";
 import { type Engine, forEachTarget, selectTargets } from "./engine.ts";
 import { type Publication, type RotationTarget, readRemoteValue, remoteValue, targetName } from "./plan.ts";
 import { fingerprint, renderTarget } from "./render.ts";
-import { ANNOTATIONS, type RotationDeps, type StoreVersionReport, successorId } from "./rotate.ts";
+import { ANNOTATIONS, type RotationDeps, type StoreVersionReport, successorIds } from "./rotate.ts";
 import { storeClients } from "./stores.ts";
 
 export type RollbackOutcome = "rolled-back" | "nothing-to-roll-back" | "locked" | "failed";
@@ -177,8 +177,10 @@ export async function rollbackLocked(
   const pendingHere = states.filter((s) => s.pending?.rotationId === rotationId);
   if (pendingHere.length === 0) {
     if (restored) return nothing(`rotation ${rotationId} was already rolled back`);
-    const next = successorId(target.namespace, target.secretName, rotationId);
-    if (states.some((s) => s.pending?.rotationId === next)) {
+    const next = successorIds(target.namespace, target.secretName, secret.uid, rotationId).find((id) =>
+      states.some((s) => s.pending?.rotationId === id),
+    );
+    if (next) {
       // Discarding it would let the next run stage the same id with another value (AWS refuses that).
       return nothing(
         `rotation ${next} is staged but not merged: the Secret still holds the current password, and the next rotation finishes it`,

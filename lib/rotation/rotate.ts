@@ -90,12 +90,28 @@ export interface RotationResult {
 }
 
 /**
- * The id of the rotation that follows `previous` on this Secret. Every run
+ * The id of the rotation that follows `previous` on this Secret object. Every run
  * that sees the same state derives the same id, so duplicated or retried
  * triggers converge on one rotation (and AWS dedupes on it as ClientRequestToken).
+ * The Secret's uid (metadata.uid; "" before CreateOrMerge creates it) makes the ids
+ * of a deleted and recreated Secret new ones: AWS refuses a token reused with
+ * another value, so replayed ids would stop that Secret rotating there for good.
  */
-export function successorId(namespace: string, secretName: string, previous: string | undefined): string {
-  const h = createHash("sha256").update(`${namespace}/${secretName}|${previous ?? "initial"}`).digest("hex");
+export function successorId(namespace: string, secretName: string, uid: string, previous: string | undefined): string {
+  return uuidShaped(`${namespace}/${secretName}|${uid}|${previous ?? "initial"}`);
+}
+
+/**
+ * The ids a rotation following `previous` may have been staged under: successorId's, and the
+ * one of releases that derived ids without the uid, so a rotation staged before an upgrade
+ * still resumes with its password.
+ */
+export function successorIds(namespace: string, secretName: string, uid: string, previous: string | undefined): [string, string] {
+  return [successorId(namespace, secretName, uid, previous), uuidShaped(`${namespace}/${secretName}|${previous ?? "initial"}`)];
+}
+
+function uuidShaped(input: string): string {
+  const h = createHash("sha256").update(input).digest("hex");
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20, 32)}`;
 }
 
@@ -275,11 +291,13 @@ async function runLocked(
   }
 
   // Staged but not merged: merge the same password, then test and promote.
-  const nextId = successorId(target.namespace, target.secretName, lastId);
-  if (states.some((st) => st.pending?.rotationId === nextId)) {
-    const values = await recoverValues(target, staged, states, nextId);
-    return complete(target, deps, base, { rotationId: nextId, values, secret, staged, states, now, resumed: true });
+  const ids = successorIds(target.namespace, target.secretName, secret?.uid ?? "", lastId);
+  const stagedId = ids.find((id) => states.some((st) => st.pending?.rotationId === id));
+  if (stagedId) {
+    const values = await recoverValues(target, staged, states, stagedId);
+    return complete(target, deps, base, { rotationId: stagedId, values, secret, staged, states, now, resumed: true });
   }
+  const nextId = ids[0];
 
   const due = dueCheck(es, secret, now);
   if (!due.due && !options.force) {
@@ -514,7 +532,7 @@ async function dryRun(
     outcome: "dry-run",
     reason: wouldRotate ? `would rotate (${options.force && !due.due ? "forced" : due.reason})` : `would not rotate: ${due.reason}`,
     ...(due.nextDue ? { nextDue: due.nextDue.toISOString() } : {}),
-    rotationId: successorId(target.namespace, target.secretName, secret?.annotations[ANNOTATIONS.rotationId]),
+    rotationId: successorId(target.namespace, target.secretName, secret?.uid ?? "", secret?.annotations[ANNOTATIONS.rotationId]),
     changedKeys: wouldRotate ? Object.keys(rendered.data) : [],
     ...(secret?.data.password !== undefined ? { previousFingerprint: fingerprint(secret.data.password) } : {}),
     stores: target.publications.map((p) => ({

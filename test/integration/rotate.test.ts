@@ -1,6 +1,7 @@
 // End to end: the seed's first example rotated against a real kube-apiserver,
 // with the file store and with AWS Secrets Manager (moto).
 import { execFileSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
@@ -17,7 +18,8 @@ import { connectCluster, type KubernetesClient } from "../../lib/kubernetes/inde
 import { rotate, type StoreFactory } from "../../lib/rotation/engine.ts";
 import { resetEngine } from "../../lib/rotation/invoke.ts";
 import { storeFactory } from "../../lib/rotation/stores.ts";
-import { ANNOTATIONS, type RotationResult, type Step } from "../../lib/rotation/rotate.ts";
+import { planRotations, wholeSecretJson } from "../../lib/rotation/plan.ts";
+import { ANNOTATIONS, type RotationResult, type Step, successorId, successorIds } from "../../lib/rotation/rotate.ts";
 import { kubeRequest } from "../infra/kube-client.ts";
 import { issueClientCertificate, renderKubeconfig } from "../infra/servers.ts";
 import {
@@ -253,6 +255,31 @@ describe("rotate: the seed's first example with the file store", () => {
   });
 });
 
+describe("rotate: ids of releases before the Secret's uid was part of them", () => {
+  it("a rotation staged under the old derivation resumes with its password", async () => {
+    const { namespace, storePath, manifests } = await fileTarget();
+    const secret = (await kube.readSecret(namespace, SECRET))!;
+    // What an earlier release staged before it crashed: the id it derived without the uid.
+    const [current, legacy] = successorIds(namespace, SECRET, secret.uid, undefined);
+    const staged = `legacy-staged-${randomBytes(12).toString("hex")}`;
+    seen.add(staged);
+    const [target] = planRotations(manifests);
+    const store = await storeFactory()(target!.publications[0]!.store, { kube });
+    await store.push(SECRET, wholeSecretJson(secret.data));
+    await store.stagePending(SECRET, wholeSecretJson({ ...secret.data, password: staged }), legacy);
+
+    const [result] = await rotate(engineFor(manifests, kube));
+    expect(result).toMatchObject({ outcome: "resumed", resumedAt: "stage", rotationId: legacy });
+    expect(result!.rotationId).not.toBe(current);
+    expect(await passwordOf(namespace)).toBe(staged);
+    expect(jsonPassword(fileEntry(storePath)!.current!.value)).toBe(staged);
+    // The next rotation derives from it with the uid.
+    const [next] = await rotate(engineFor(manifests, kube), { force: true });
+    expect(next!.rotationId).toBe(successorId(namespace, SECRET, secret.uid, legacy));
+    await passwordOf(namespace);
+  });
+});
+
 describe("rotate: AWS Secrets Manager (moto)", () => {
   const sm = new SecretsManagerClient({ region: "us-east-1" });
   const value = async (id: string, stage: string) =>
@@ -301,6 +328,32 @@ describe("rotate: AWS Secrets Manager (moto)", () => {
     // No value is read back: the state comes from DescribeSecret, the values are the ones written.
     expect(ops).not.toContain("GetSecretValue");
     await counted.close();
+  });
+
+  it("a Secret deleted and created again (a restored cluster) rotates under new ids, never replaying the old object's tokens", async () => {
+    const namespace = uniqueName("aws");
+    const remoteKey = uniqueName("cluster-example-app");
+    await kube.ensureNamespace(namespace);
+    seen.add((await createAppSecret(kube, namespace)).data.password!);
+    const manifests = seedManifests(namespace, awsStoreYaml(), pushSecretYaml("aws-backend", remoteKey));
+    const later = new Date(Date.now() + 2 * 24 * 3600_000);
+    const [one] = await rotate(engineFor(manifests, kube));
+    const [two] = await rotate(engineFor(manifests, kube, { now: () => later }));
+    expect([one!.outcome, two!.outcome]).toEqual(["rotated", "rotated"]);
+    await passwordOf(namespace);
+
+    await kube.deleteSecret(namespace, SECRET);
+    seen.add((await createAppSecret(kube, namespace)).data.password!);
+    const [again] = await rotate(engineFor(manifests, kube));
+    expect(again).toMatchObject({ outcome: "rotated" });
+    expect([one!.rotationId, two!.rotationId]).not.toContain(again!.rotationId);
+    // The rotation's own version (its ClientRequestToken) holds this Secret's new password, and is current.
+    const password = await passwordOf(namespace);
+    const own = await sm.send(new GetSecretValueCommand({ SecretId: remoteKey, VersionId: again!.rotationId }));
+    expect(jsonPassword(own.SecretString)).toBe(password);
+    expect(jsonPassword(await value(remoteKey, "AWSCURRENT"))).toBe(password);
+    const versions = await sm.send(new ListSecretVersionIdsCommand({ SecretId: remoteKey }));
+    expect(versions.Versions!.filter((v) => v.VersionStages?.includes("AWSCURRENT")).map((v) => v.VersionId)).toEqual([again!.rotationId]);
   });
 
   it("refuses a remote secret without our tag and leaves it and the Secret untouched", async () => {

@@ -6,7 +6,7 @@ import { loadManifests } from "../../lib/manifests/index.ts";
 import { selectTargets } from "../../lib/rotation/engine.ts";
 import { planRotations, readRemoteValue, remoteValue, wholeSecretJson } from "../../lib/rotation/plan.ts";
 import { parseRotateRequest } from "../../lib/rotation/request.ts";
-import { ANNOTATIONS, dueCheck, successorId } from "../../lib/rotation/rotate.ts";
+import { ANNOTATIONS, dueCheck, successorId, successorIds } from "../../lib/rotation/rotate.ts";
 
 const SEED = join(import.meta.dirname, "../../examples/seed");
 const seed = (name: string) => readFileSync(join(SEED, name), "utf8");
@@ -123,11 +123,29 @@ describe("due check and rotation ids", () => {
   });
 
   it("successor ids are deterministic UUID-shaped tokens (AWS ClientRequestToken: 32-64 chars)", () => {
-    const a = successorId("default", "x", undefined);
-    expect(a).toBe(successorId("default", "x", undefined));
+    const uid = "6f1c2b9e-0d4a-4c43-9a53-5b1f0e7d2c10";
+    const a = successorId("default", "x", uid, undefined);
+    expect(a).toBe(successorId("default", "x", uid, undefined));
     expect(a).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
-    expect(successorId("default", "x", a)).not.toBe(a);
-    expect(successorId("other", "x", undefined)).not.toBe(a);
+    expect(successorId("default", "x", uid, a)).not.toBe(a);
+    expect(successorId("other", "x", uid, undefined)).not.toBe(a);
+  });
+
+  it("successor ids differ per Secret object: a Secret deleted and created again gets new ids", () => {
+    const first = successorId("default", "x", "uid-of-the-first-secret", undefined);
+    const recreated = successorId("default", "x", "uid-of-the-second-secret", undefined);
+    expect(recreated).not.toBe(first);
+    expect(successorId("default", "x", "uid-of-the-second-secret", recreated)).not.toBe(
+      successorId("default", "x", "uid-of-the-first-secret", recreated),
+    );
+    // The id of releases that derived it without the uid is still recognised, to resume with.
+    const [current, legacy] = successorIds("default", "x", "uid-of-the-second-secret", undefined);
+    expect(current).toBe(recreated);
+    expect(legacy).toBe(successorIds("default", "x", "uid-of-the-first-secret", undefined)[1]);
+    expect(legacy).not.toBe(current);
+    // Pinned: what successorId("default", "x", previous) returned before the uid was part of it.
+    expect(successorIds("default", "x", "any", undefined)[1]).toBe("f8690767-801c-a71a-1340-102ef83755ce");
+    expect(successorIds("default", "x", "any", "abc")[1]).toBe("1725d1d0-cc9b-1c40-5b11-a41091236894");
   });
 });
 
