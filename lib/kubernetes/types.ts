@@ -11,6 +11,11 @@ export interface SecretObject {
   readonly annotations: Record<string, string>;
   /** Decoded as UTF-8. A key holding binary data reads garbled here but is never rewritten unless a change names it. */
   readonly data: Record<string, string>;
+  /**
+   * The keys whose bytes are not UTF-8 text: `data` holds them with U+FFFD in place of the bytes
+   * it could not decode, so their value must never be copied from there (remoteValue refuses to).
+   */
+  readonly binaryKeys: readonly string[];
 }
 
 /** What one write changes; every key, label and annotation it does not name stays byte-identical. */

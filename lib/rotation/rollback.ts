@@ -243,7 +243,7 @@ export async function rollbackLocked(
   // otherwise be in the Secret and not in the store (as finish() does after a promote).
   const versions = new Map<StoreState, string | undefined>();
   for (const s of states) {
-    const value = remoteValue(s.publication, secretNow.data, s.current?.value);
+    const value = remoteValue(s.publication, secretNow.data, s.current?.value, secretNow.binaryKeys);
     let versionId = s.current?.versionId;
     if (s.current && value !== s.current.value) {
       const pushed = await s.store.push(s.publication.remoteKey, value);

@@ -260,7 +260,12 @@ async function checkInput(target: RotationTarget, deps: RotationDeps): Promise<v
   await Promise.all(target.publications.map((p) => deps.storeFor(p)));
   const rendered = renderTarget(es, generateValues(es), secret?.data);
   const after = { ...secret?.data, ...rendered.data };
-  for (const publication of target.publications) remoteValue(publication, after, undefined);
+  for (const publication of target.publications) remoteValue(publication, after, undefined, unrendered(secret, rendered));
+}
+
+/** The Secret's binary keys that a merge of `rendered` leaves as they are (a rendered key becomes text). */
+function unrendered(secret: SecretObject | undefined, rendered: RenderedTarget): string[] {
+  return (secret?.binaryKeys ?? []).filter((k) => !(k in rendered.data));
 }
 
 async function runLocked(
@@ -345,7 +350,7 @@ async function complete(
   await Promise.all(
     staged.map(async (s, i) => {
       if (run.secret && !run.states[i]!.current && !run.states[i]!.pending) {
-        const value = remoteValue(s.publication, run.secret.data, undefined);
+        const value = remoteValue(s.publication, run.secret.data, undefined, run.secret.binaryKeys);
         const pushed = await s.store.push(s.publication.remoteKey, value);
         run.states[i] = {
           current:
@@ -360,9 +365,10 @@ async function complete(
   // stage: the value each store will hold once the Secret has changed.
   const rendered = renderTarget(es, values, run.secret?.data);
   const after = { ...run.secret?.data, ...rendered.data };
+  const binaryAfter = unrendered(run.secret, rendered);
   await Promise.all(
     staged.map(async (s, i) => {
-      const value = remoteValue(s.publication, after, await currentValueFor(s, run.states[i]!));
+      const value = remoteValue(s.publication, after, await currentValueFor(s, run.states[i]!), binaryAfter);
       s.version = await s.store.stagePending(s.publication.remoteKey, value, rotationId);
     }),
   );
@@ -452,7 +458,7 @@ async function finish(
   // A write to another key between stage and merge is in the Secret but not in
   // the staged value: publish the Secret as it is now, so the store never lags it.
   for (const s of staged) {
-    const value = remoteValue(s.publication, secret.data, s.version?.value);
+    const value = remoteValue(s.publication, secret.data, s.version?.value, secret.binaryKeys);
     if (s.version && value !== s.version.value) {
       const pushed = await s.store.push(s.publication.remoteKey, value);
       if (pushed.versionId) s.version = { versionId: pushed.versionId, value, rotationId };

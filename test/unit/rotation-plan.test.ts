@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { InputError } from "../../lib/errors.ts";
+import { BinaryKeyError, InputError } from "../../lib/errors.ts";
 import { loadManifests } from "../../lib/manifests/index.ts";
 import { selectTargets } from "../../lib/rotation/engine.ts";
 import { planRotations, readRemoteValue, remoteValue, wholeSecretJson } from "../../lib/rotation/plan.ts";
@@ -96,6 +96,26 @@ describe("remote values", () => {
     expect(JSON.parse(remoteValue(pub, data, '{"other":"x","pw":"old"}'))).toEqual({ other: "x", pw: "p@ss" });
     expect(() => remoteValue(pub, data, "not json")).toThrow(/does not hold a JSON object/);
   });
+
+  it("refuses to copy a key whose bytes are not UTF-8 text, and only such a key", () => {
+    const withBlob = { ...data, blob: "\ufffd(" };
+    const whole = t!.publications[0]!;
+    expect(() => remoteValue(whole, withBlob, undefined, ["blob"])).toThrow(BinaryKeyError);
+    expect(() => remoteValue(whole, withBlob, undefined, ["blob"])).toThrow(/PushSecret default\/push: Secret key "blob" holds bytes that are not UTF-8 text/);
+    const [p] = planRotations(set(FILE_STORE, push("    - match: {secretKey: password, remoteRef: {remoteKey: k}}\n")));
+    expect(remoteValue(p!.publications[0]!, withBlob, undefined, ["blob"])).toBe("p@ss");
+    const [q] = planRotations(set(FILE_STORE, push(`${WHOLE}    - match: {secretKey: blob, remoteRef: {remoteKey: other}}\n`)));
+    const error = (() => {
+      try {
+        remoteValue(q!.publications[1]!, withBlob, undefined, ["blob"]);
+      } catch (e) {
+        return e as BinaryKeyError;
+      }
+    })();
+    expect(error?.keys).toEqual(["blob"]);
+    // A binary key the Secret no longer has is nothing to refuse.
+    expect(remoteValue(whole, data, undefined, ["blob"])).toBe(wholeSecretJson(data));
+  });
 });
 
 describe("due check and rotation ids", () => {
@@ -110,6 +130,7 @@ describe("due check and rotation ids", () => {
     labels: {},
     annotations,
     data: {},
+    binaryKeys: [],
   });
 
   it("is due when never rotated, not due within the interval, due after it", () => {
