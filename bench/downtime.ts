@@ -38,7 +38,7 @@ export interface DowntimeRow {
 }
 
 const ROLES = ["app_blue", "app_green"] as const;
-const b64 = (s: string) => Buffer.from(s).toString("base64");
+const secretOf = (role: string) => `dt-${role.replace("app_", "")}`;
 
 export async function benchDowntime(options: DowntimeOptions): Promise<DowntimeRow[]> {
   const apps = options.apps ?? 20;
@@ -51,13 +51,13 @@ export async function benchDowntime(options: DowntimeOptions): Promise<DowntimeR
   try {
     const ns = cnpg.namespace;
     for (const role of ROLES) {
-      await kube.createSecret(ns, `dt-${role}`, { type: "kubernetes.io/basic-auth", data: { username: role, password: randomBytes(18).toString("base64url") }, labels: { "cnpg.io/reload": "true" } });
+      await kube.createSecret(ns, secretOf(role), { type: "kubernetes.io/basic-auth", data: { username: role, password: randomBytes(18).toString("base64url") }, labels: { "cnpg.io/reload": "true" } });
     }
     const cluster = await cnpg.createCluster(ns, "dt", {
       bootstrap: {
         initdb: { database: "app", owner: "app", postInitApplicationSQL: [...ROLES.map((r) => `CREATE ROLE ${r}`), ...ROLES.map((r) => `ALTER ROLE ${r} SET role = app`)] },
       },
-      managed: { roles: ROLES.map((role) => ({ name: role, ensure: "present", login: true, inherit: true, inRoles: ["app"], passwordSecret: { name: `dt-${role}` } })) },
+      managed: { roles: ROLES.map((role) => ({ name: role, ensure: "present", login: true, inherit: true, inRoles: ["app"], passwordSecret: { name: secretOf(role) } })) },
       // 20 applications opening a connection every 50 ms, plus CNPG's own.
       postgresql: { parameters: { max_connections: "200" } },
     });
@@ -89,7 +89,7 @@ export async function benchDowntime(options: DowntimeOptions): Promise<DowntimeR
 function manifestTexts(ns: string, strategy: "single-user" | "alternating", secretName: string, storePath: string): string[] {
   const annotations =
     strategy === "alternating"
-      ? `  annotations:\n    cnpg-rotator.io/strategy: alternating\n    cnpg-rotator.io/cluster: dt\n    cnpg-rotator.io/roles: app_blue=dt-app_blue, app_green=dt-app_green\n`
+      ? `  annotations:\n    cnpg-rotator.io/strategy: alternating\n    cnpg-rotator.io/cluster: dt\n    cnpg-rotator.io/roles: app_blue=dt-blue, app_green=dt-green\n`
       : `  annotations:\n    cnpg-rotator.io/cluster: dt\n`;
   const user = strategy === "alternating" ? "{{ .username }}" : "app";
   return [

@@ -34,6 +34,21 @@ export class ConnectionStringError extends InputError {
   override name = "ConnectionStringError";
 }
 
+/**
+ * A PushSecret would copy Secret keys whose bytes are not UTF-8 text: a store value (and a
+ * whole-Secret push's JSON object) holds text, so they would arrive with U+FFFD in place of
+ * their bytes. Refused rather than corrupted; `keys` names them. Not an InputError: it is the
+ * state of one Secret, so it fails that target and the others run.
+ */
+export class BinaryKeyError extends RotatorError {
+  override name = "BinaryKeyError";
+  readonly keys: readonly string[];
+  constructor(message: string, keys: readonly string[]) {
+    super(message);
+    this.keys = keys;
+  }
+}
+
 /** A remote secret exists but lacks our ownership marker: we never touch it. */
 export class OwnershipError extends RotatorError {
   override name = "OwnershipError";

@@ -1,12 +1,18 @@
 // One structured logger for the engine, functions and CLI: JSON lines on
 // stderr. Callers log ids, names, outcomes and fingerprints — never values.
 import { type DestinationStream, type Logger, pino } from "pino";
+import { InputError } from "./errors.ts";
 import { redact } from "./redact.ts";
 
 export type { Logger };
 
 export function createLogger(options: { level?: string; destination?: DestinationStream } = {}): Logger {
-  const level = options.level ?? process.env.CNPG_ROTATOR_LOG_LEVEL ?? "info";
+  const level = options.level ?? (process.env.CNPG_ROTATOR_LOG_LEVEL?.trim() || "info");
+  if (level !== "silent" && !(level in pino.levels.values)) {
+    throw new InputError(
+      `CNPG_ROTATOR_LOG_LEVEL: expected one of ${[...Object.keys(pino.levels.values), "silent"].join(", ")}, found "${level}"`,
+    );
+  }
   return pino(
     {
       level,

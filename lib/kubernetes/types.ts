@@ -11,6 +11,11 @@ export interface SecretObject {
   readonly annotations: Record<string, string>;
   /** Decoded as UTF-8. A key holding binary data reads garbled here but is never rewritten unless a change names it. */
   readonly data: Record<string, string>;
+  /**
+   * The keys whose bytes are not UTF-8 text: `data` holds them with U+FFFD in place of the bytes
+   * it could not decode, so their value must never be copied from there (remoteValue refuses to).
+   */
+  readonly binaryKeys: readonly string[];
 }
 
 /** What one write changes; every key, label and annotation it does not name stays byte-identical. */
@@ -68,6 +73,11 @@ export interface LeaseHandle {
   renew(): Promise<boolean>;
   /** Frees the Lease for the next run. A Lease already lost or gone is not an error. */
   release(): Promise<void>;
+  /**
+   * Instead of release, for a run refused as bad input: puts the Lease back as it was found
+   * (its spec as read, or no Lease when this run created it), so such a run changes nothing.
+   */
+  restore(): Promise<void>;
 }
 
 /** One permission, as RBAC names it. `group` is "" for the core API. */

@@ -88,7 +88,7 @@ export async function act(run: Run, step: Exclude<Step, { kind: "done" | "refuse
     case "seed": {
       // The Secret as it is now becomes the current value of a remote secret never written.
       const i = step.store;
-      const value = remoteValue(target.publications[i]!, run.obs.secret!.data, undefined);
+      const value = remoteValue(target.publications[i]!, run.obs.secret!.data, undefined, run.obs.secret!.binaryKeys);
       const pushed = await run.stores[i]!.push(key(run, i), value, { seen: run.obs.stores[i]! });
       setStore(run, i, pushed.versionId !== undefined ? { exists: true, owned: true, current: { versionId: pushed.versionId } } : await run.stores[i]!.observe(key(run, i)));
       return;
@@ -107,7 +107,8 @@ export async function act(run: Run, step: Exclude<Step, { kind: "done" | "refuse
       const rendered = renderTarget(target.externalSecret, progress.values, secret?.data, switchTo(run));
       const after = { ...secret?.data, ...rendered.data };
       const current = readsCurrent(publication) ? (await run.stores[i]!.getCurrent(key(run, i)))?.value : undefined;
-      const value = remoteValue(publication, after, current);
+      const binary = (secret?.binaryKeys ?? []).filter((k) => !(k in rendered.data));
+      const value = remoteValue(publication, after, current, binary);
       const staged = await run.stores[i]!.stage(key(run, i), value, step.rotationId, run.obs.stores[i]!);
       if (staged.value !== value) {
         // Someone staged this rotation first, with other values: ours are void. Observe again
@@ -252,7 +253,7 @@ export async function act(run: Run, step: Exclude<Step, { kind: "done" | "refuse
       // A key written by someone else since the stage is in the Secret but not in the store.
       const i = step.store;
       const base = progress.promoted[i] ?? progress.currentValues?.[i];
-      const value = remoteValue(target.publications[i]!, run.obs.secret!.data, base?.value);
+      const value = remoteValue(target.publications[i]!, run.obs.secret!.data, base?.value, run.obs.secret!.binaryKeys);
       const pushed = await run.stores[i]!.push(key(run, i), value, { seen: run.obs.stores[i]! });
       progress.published[i] = true;
       if (pushed.versionId !== undefined) {

@@ -18,7 +18,7 @@
 //             the pending value is dropped
 import type { SecretObject } from "../kubernetes/index.ts";
 import type { RemoteState, StoredVersion } from "../stores/types.ts";
-import { ANNOTATIONS, dueCheck, lastRotationOf, successorId } from "./names.ts";
+import { ANNOTATIONS, dueCheck, lastRotationOf, successorId, successorIds } from "./names.ts";
 import { type RotationTarget, readRemoteValue, remoteValue } from "./plan.ts";
 
 export type Step =
@@ -183,7 +183,9 @@ function decideRotation(target: RotationTarget, obs: Observation, progress: Prog
   }
 
   // Staged somewhere but not merged: finish staging with the same values, then merge.
-  const next = successorId(target.namespace, target.secretName, lastRotationOf(secret));
+  // (A rotation staged by a release that derived ids without the Secret's uid resumes too.)
+  const ids = successorIds(target.namespace, target.secretName, secret?.uid ?? "", lastRotationOf(secret));
+  const next = ids.find((id) => holding(obs, id).length > 0) ?? ids[0];
   const stagedNext = holding(obs, next);
   if (stagedNext.length === 0 && !progress.started) {
     const due = dueCheck(target.externalSecret, secret, intent.now);
@@ -215,8 +217,8 @@ function decideRollback(target: RotationTarget, obs: Observation, progress: Prog
     const pending = holding(obs, last);
     if (pending.length === 0) {
       if (restored) return nothing(`rotation ${last} was already rolled back`);
-      const next = successorId(target.namespace, target.secretName, last);
-      if (holding(obs, next).length > 0) {
+      const next = successorIds(target.namespace, target.secretName, secret.uid, last).find((id) => holding(obs, id).length > 0);
+      if (next !== undefined) {
         // Discarding it would let the next run stage the same id with another value (AWS refuses that).
         return nothing(`rotation ${next} is staged but not merged: the Secret still holds the current password, and the next rotation finishes it`);
       }
@@ -260,10 +262,11 @@ function decideAlternating(target: RotationTarget, obs: Observation, progress: P
   const last = consumer?.annotations[ANNOTATIONS.rotationId];
   const active = strategy.roles.findIndex((r) => r.role === consumer?.data.username);
   const idle = active === 0 ? 1 : 0;
-  const next = successorId(target.namespace, target.secretName, lastRotationOf(consumer), "alternating");
-  const singleUser = successorId(target.namespace, target.secretName, lastRotationOf(consumer));
+  const uid = consumer?.uid ?? "";
+  const next = successorId(target.namespace, target.secretName, uid, lastRotationOf(consumer), "alternating");
+  const singleUser = successorIds(target.namespace, target.secretName, uid, lastRotationOf(consumer));
   const mergedSingleUser = last !== undefined && consumer?.annotations[ANNOTATIONS.strategy] !== "alternating" && holding(obs, last).length > 0;
-  if (holding(obs, singleUser).length > 0 || mergedSingleUser) {
+  if (singleUser.some((id) => holding(obs, id).length > 0) || mergedSingleUser) {
     return {
       kind: "refuse",
       error: "InputError",
@@ -366,7 +369,7 @@ function holding(obs: Observation, id: string): number[] {
 /** Whether store `i`'s version `v` lacks what the Secret holds now (a key written by someone else meanwhile). */
 function lags(target: RotationTarget, i: number, secret: SecretObject | undefined, v: StoredVersion): boolean {
   if (!secret) return false;
-  return remoteValue(target.publications[i]!, secret.data, v.value) !== v.value;
+  return remoteValue(target.publications[i]!, secret.data, v.value, secret.binaryKeys) !== v.value;
 }
 
 function name(target: RotationTarget): string {

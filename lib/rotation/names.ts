@@ -30,20 +30,36 @@ export function lastRotationOf(secret: SecretObject | undefined): string | undef
 }
 
 /**
- * The id of the rotation that follows `previous` on this Secret. Every run
- * that sees the same state derives the same id, so duplicated or retried
- * triggers converge on one rotation (and AWS dedupes on it as ClientRequestToken).
+ * The id of the rotation that follows `previous` on this Secret object. Every run that sees the
+ * same state derives the same id, so duplicated or retried triggers converge on one rotation
+ * (and AWS dedupes on it as ClientRequestToken). The Secret's uid (metadata.uid; "" before
+ * CreateOrMerge creates it) makes the ids of a deleted and recreated Secret new ones: AWS
+ * refuses a token reused with another value, so replayed ids would stop that Secret rotating
+ * there for good. The alternating strategy's ids differ from the single-user ones, so a run
+ * always knows which strategy staged a rotation in flight.
  */
 export function successorId(
   namespace: string,
   secretName: string,
+  uid: string,
   previous: string | undefined,
   strategy: "single-user" | "alternating" = "single-user",
 ): string {
-  // The alternating strategy's ids differ from the single-user ones, so a run always knows
-  // which strategy staged a rotation in flight (and refuses to finish one under the other).
   const which = strategy === "alternating" ? "|alternating" : "";
-  const h = createHash("sha256").update(`${namespace}/${secretName}|${previous ?? "initial"}${which}`).digest("hex");
+  return uuidShaped(`${namespace}/${secretName}|${uid}|${previous ?? "initial"}${which}`);
+}
+
+/**
+ * The ids a single-user rotation following `previous` may have been staged under: successorId's,
+ * and the one of releases that derived ids without the uid, so a rotation staged before an
+ * upgrade still resumes with its password.
+ */
+export function successorIds(namespace: string, secretName: string, uid: string, previous: string | undefined): [string, string] {
+  return [successorId(namespace, secretName, uid, previous), uuidShaped(`${namespace}/${secretName}|${previous ?? "initial"}`)];
+}
+
+function uuidShaped(input: string): string {
+  const h = createHash("sha256").update(input).digest("hex");
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20, 32)}`;
 }
 

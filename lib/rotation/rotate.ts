@@ -12,14 +12,14 @@ import {
   SecretMissingError,
   StoreStateError,
 } from "../errors.ts";
-import type { KubernetesClient, LeaseHandle, SecretObject } from "../kubernetes/index.ts";
+import type { KubernetesClient, SecretObject } from "../kubernetes/index.ts";
 import type { Logger } from "../log.ts";
 import type { SecretStoreClient } from "../stores/types.ts";
 import { rememberSecret } from "../redact.ts";
 import { act, observe, observeRoles, observeStores, rememberSecretsOf, type Run, type Verifier } from "./act.ts";
 import { appliedSignal, checkAlternatingCluster, waitApplied } from "./applied.ts";
 import { type Done, decide, type Intent, newProgress, type Refusal, type StepKind } from "./decide.ts";
-import { ANNOTATIONS, dueCheck, successorId } from "./names.ts";
+import { dueCheck, lastRotationOf, successorId } from "./names.ts";
 import { type Publication, type RotationTarget, remoteValue, targetName } from "./plan.ts";
 import { fingerprint, generateValues, renderTarget } from "./render.ts";
 
@@ -114,7 +114,8 @@ export async function rotateTarget(target: RotationTarget, deps: RotationDeps, o
   }
   const idle = idleRole(target, secret);
   const rendered = renderTarget(es, freshValues, secret?.data, idle ? { user: idle } : {});
-  for (const p of target.publications) remoteValue(p, { ...secret?.data, ...rendered.data }, undefined);
+  const binary = (secret?.binaryKeys ?? []).filter((k) => !(k in rendered.data));
+  for (const p of target.publications) remoteValue(p, { ...secret?.data, ...rendered.data }, undefined, binary);
   if (options.dryRun) return dryRun(target, deps, options, secret, rendered.data);
 
   const stores = await Promise.all(target.publications.map((p) => deps.storeFor(p)));
@@ -199,17 +200,21 @@ export async function underLease<T>(
       );
     }
   };
+  let refused = false;
   try {
     return await body(guard);
+  } catch (e) {
+    refused = e instanceof InputError;
+    throw e;
   } finally {
     clearInterval(renewal);
     released = true;
-    await release(lease, log);
+    // Bad input found only under the Lease (the Secret changed since the checks before it, a
+    // store refusing a name): the Lease goes back as found, so an exit 2 leaves it unchanged too.
+    await (refused ? lease.restore() : lease.release()).catch((e: unknown) =>
+      log.warn({ error: (e as Error).message }, "could not release the lease"),
+    );
   }
-}
-
-async function release(lease: LeaseHandle, log: Logger): Promise<void> {
-  await lease.release().catch((e: unknown) => log.warn({ error: (e as Error).message }, "could not release the lease"));
 }
 
 /** Alternating: the role a new rotation switches the consumer Secret to (the one it does not name now). */
@@ -383,7 +388,13 @@ function dryRun(
     outcome: "dry-run",
     reason: wouldRotate ? `would rotate (${options.force && !due.due ? "forced" : due.reason})` : `would not rotate: ${due.reason}`,
     ...(due.nextDue ? { nextDue: due.nextDue.toISOString() } : {}),
-    rotationId: successorId(target.namespace, target.secretName, secret?.annotations[ANNOTATIONS.rotationId]),
+    rotationId: successorId(
+      target.namespace,
+      target.secretName,
+      secret?.uid ?? "",
+      lastRotationOf(secret),
+      target.strategy.kind === "alternating" ? "alternating" : "single-user",
+    ),
     changedKeys: wouldRotate ? Object.keys(rendered) : [],
     ...(secret?.data.password !== undefined ? { previousFingerprint: fingerprint(secret.data.password) } : {}),
     stores: target.publications.map((p) => ({ store: `${p.store.kind}/${p.store.metadata.name}`, provider: p.store.provider.name, remoteKey: p.remoteKey })),

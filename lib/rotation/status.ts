@@ -1,7 +1,7 @@
 // Where each rotation stands: the questions `kubectl get es` answers (store,
 // refresh interval, reason, ready, last sync), plus drift between the store
 // and the Secret and any rotation in flight. Read-only; fingerprints only.
-import { InputError } from "../errors.ts";
+import { BinaryKeyError, InputError } from "../errors.ts";
 import type { SecretObject } from "../kubernetes/index.ts";
 import type { SecretStoreClient } from "../stores/types.ts";
 import type { Engine } from "./engine.ts";
@@ -69,10 +69,17 @@ async function storeStatus(p: Publication, client: SecretStoreClient, secret: Se
   const base = { store: `${p.store.kind}/${p.store.metadata.name}`, provider: p.store.provider.name, remoteKey: p.remoteKey };
   try {
     const [current, pending] = await Promise.all([client.getCurrent(p.remoteKey), client.getPending(p.remoteKey)]);
-    const expected = remoteValue(p, secret.data, current?.value);
-    const carried = current ? readRemoteValue(p, current.value) : {};
-    const wanted = readRemoteValue(p, expected);
-    const driftedKeys = Object.keys(wanted).filter((k) => carried[k] !== wanted[k]);
+    let driftedKeys: string[];
+    try {
+      const expected = remoteValue(p, secret.data, current?.value, secret.binaryKeys);
+      const carried = current ? readRemoteValue(p, current.value) : {};
+      const wanted = readRemoteValue(p, expected);
+      driftedKeys = Object.keys(wanted).filter((k) => carried[k] !== wanted[k]);
+    } catch (e) {
+      // Bytes that are not UTF-8 text: no store value (text) can equal them, so those keys have drifted.
+      if (!(e instanceof BinaryKeyError)) throw e;
+      driftedKeys = [...e.keys];
+    }
     return {
       ...base,
       ...(current ? { versionId: current.versionId } : {}),

@@ -72,7 +72,6 @@ async function describeSecret(name: string) {
 
 describeStoreConformance("aws", async () => ({
   store: createAwsStore(config()),
-  emulatorGaps: { restageOverwrites: true },
   key: () => `conformance/${randomUUID()}`,
   async foreign(key, value) {
     // Marked as someone else's: a managed-by tag with another value must not pass for ours.

@@ -137,6 +137,11 @@ async function secretNow(namespace: string) {
   return s;
 }
 
+/** The Secret's metadata.uid: rotation ids derive from it. */
+async function uidOf(namespace: string): Promise<string> {
+  return (await kube.readSecret(namespace, SECRET))!.uid;
+}
+
 /** Every derived key of the Secret carries its `password`, as libpq and pgJDBC read them. */
 function expectConsistent(data: Record<string, string>) {
   const password = data.password!;
@@ -201,7 +206,7 @@ describe("verified rotation against a real PostgreSQL", () => {
     expect(Date.now() - started).toBeGreaterThanOrEqual(3_000);
     expect(failed).toMatchObject({ outcome: "failed", rolledBack: true, error: { type: "VerificationError" } });
     const rolledBackId = failed!.rotationId!;
-    expect(rolledBackId).toBe(successorId(namespace, SECRET, undefined));
+    expect(rolledBackId).toBe(successorId(namespace, SECRET, await uidOf(namespace), undefined));
     expect(failed!.error!.message).toContain(`rotation ${rolledBackId}`);
     expect(failed!.error!.message).toContain("auth-failed 28P01");
     expect(failed!.error!.message).toContain("was not promoted");
@@ -234,7 +239,7 @@ describe("verified rotation against a real PostgreSQL", () => {
     const [next] = await rotate(engine);
     expect(next).toMatchObject({ outcome: "rotated" });
     expect(next!.rotationId).not.toBe(rolledBackId);
-    expect(next!.rotationId).toBe(successorId(namespace, SECRET, rolledBackId));
+    expect(next!.rotationId).toBe(successorId(namespace, SECRET, await uidOf(namespace), rolledBackId));
     secret = await secretNow(namespace);
     const password = secret.data.password!;
     expect(password).not.toBe(original);
@@ -302,7 +307,7 @@ describe("verified rotation against a real PostgreSQL", () => {
 
     reconciler.setMode("apply");
     const [next] = await rotate(engine);
-    expect(next).toMatchObject({ outcome: "rotated", rotationId: successorId(namespace, SECRET, id) });
+    expect(next).toMatchObject({ outcome: "rotated", rotationId: successorId(namespace, SECRET, await uidOf(namespace), id) });
     expect(await login((await secretNow(namespace)).data.password!)).toMatchObject({ status: "ok" });
   });
 
@@ -324,7 +329,7 @@ describe("verified rotation against a real PostgreSQL", () => {
     reconciler.setMode("apply");
     const [next] = await rotate(engine);
     // A new rotation (not a resume of the rolled-back one), with a new id and a new password.
-    expect(next).toMatchObject({ outcome: "rotated", rotationId: successorId(namespace, SECRET, id) });
+    expect(next).toMatchObject({ outcome: "rotated", rotationId: successorId(namespace, SECRET, await uidOf(namespace), id) });
     const password = (await secretNow(namespace)).data.password!;
     expect(password).not.toBe(tested[0]);
     const entry = store(storePath);
@@ -418,7 +423,7 @@ describe("verified rotation against a real PostgreSQL", () => {
 
     reconciler.setMode("apply");
     const [next] = await rotate(engine);
-    expect(next).toMatchObject({ outcome: "rotated", rotationId: successorId(namespace, SECRET, rejectedId) });
+    expect(next).toMatchObject({ outcome: "rotated", rotationId: successorId(namespace, SECRET, await uidOf(namespace), rejectedId) });
     const password = (await secretNow(namespace)).data.password!;
     expect(password).not.toBe(tested[0]);
     expect(await stage("AWSCURRENT")).toEqual({ versionId: next!.rotationId, password });

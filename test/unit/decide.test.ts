@@ -42,8 +42,8 @@ const TWO = targetWith(["a", "b"]);
 const NS = "default";
 const NAME = "cluster-example-app";
 const NOW = new Date("2026-12-02T12:00:00Z");
-const L = successorId(NS, NAME, undefined); // the Secret's last rotation
-const N = successorId(NS, NAME, L); // the one after it
+const L = successorId(NS, NAME, "u1", undefined); // the Secret's last rotation
+const N = successorId(NS, NAME, "u1", L); // the one after it
 // (A never-rotated Secret's first rotation is L too: successorId of no rotation.)
 const X = "00000000-0000-0000-0000-00000000000x"; // a stale pending value of some other rotation
 
@@ -64,7 +64,7 @@ function secretIn(state: SecretState, extra: Record<string, string> = {}): Secre
     annotations[ANNOTATIONS.rolledBack] = L;
   }
   if (state === "at-N") at(N, 0);
-  return { name: NAME, namespace: NS, uid: "u1", resourceVersion: "7", type: "kubernetes.io/basic-auth", labels: {}, annotations, data: { ...DATA, ...extra } };
+  return { name: NAME, namespace: NS, uid: "u1", resourceVersion: "7", type: "kubernetes.io/basic-auth", labels: {}, annotations, data: { ...DATA, ...extra }, binaryKeys: [] };
 }
 
 type StoreState = "absent" | "foreign" | "empty" | "current-pushed" | "current-L" | "pending-L" | "pending-N" | "pending-X" | "current-N";
@@ -155,9 +155,12 @@ describe("decide: a fresh run, one store", () => {
   });
   it("CreateOrMerge, no Secret: stages, then creates it by the merge", () => {
     const target = targetWith(["a"], "CreateOrMerge");
-    expect(brief(decide(target, obs("missing", "absent"), newProgress(1), ROTATE))).toBe("stage(0) L");
-    const p = { ...newProgress(1), values: { password: "p" }, started: true, rotationId: L };
-    expect(brief(decide(target, { secret: undefined, stores: [STORE["pending-L"]] }, p, ROTATE))).toBe("merge L");
+    // No Secret yet, so no uid: the id of its first rotation derives from "".
+    const first = successorId(NS, NAME, "", undefined);
+    expect(brief(decide(target, obs("missing", "absent"), newProgress(1), ROTATE))).toBe(`stage(0) ${first}`);
+    const p = { ...newProgress(1), values: { password: "p" }, started: true, rotationId: first };
+    const staged = { exists: true, owned: true, pending: { versionId: first, rotationId: first } };
+    expect(brief(decide(target, { secret: undefined, stores: [staged] }, p, ROTATE))).toBe(`merge ${first}`);
   });
 });
 
@@ -330,7 +333,7 @@ describe("decide: alternating roles", () => {
       { file: "push.yaml", text: push(["a"]) },
     ]),
   )[0]!;
-  const AN = successorId(NS, NAME, L, "alternating"); // the alternating rotation after L
+  const AN = successorId(NS, NAME, "u1", L, "alternating"); // the alternating rotation after L
   const SN = N; // the single-user one after L
   const role = (name: string, rotationId?: string): SecretObject => ({
     name,
@@ -341,6 +344,7 @@ describe("decide: alternating roles", () => {
     labels: {},
     annotations: rotationId ? { [ANNOTATIONS.rotationId]: rotationId } : {},
     data: { username: name.replace("-", "_"), password: "x" },
+    binaryKeys: [],
   });
   /** The consumer Secret, naming `user`, at rotation L (due) unless said otherwise. */
   const consumer = (user: string, annotations: Record<string, string> = {}): SecretObject => {
@@ -389,7 +393,7 @@ describe("decide: alternating roles", () => {
       o(consumer("app_blue", { [ANNOTATIONS.rolledBack]: AN }), [STORE["current-L"]]),
       newProgress(1),
       ROTATE,
-      `stage(0) ${successorId(NS, NAME, AN, "alternating")}`,
+      `stage(0) ${successorId(NS, NAME, "u1", AN, "alternating")}`,
     ],
     ["a single-user rotation staged → refused: finish it first", o(consumer("app"), [{ ...pendingAN, pending: { versionId: SN, rotationId: SN } }]), newProgress(1), ROTATE, "refuse InputError"],
     ["a manual rollback → refused (nothing is left merged)", o(consumer("app_blue"), [pendingAN]), newProgress(1), ROLLBACK, "refuse InputError"],

@@ -226,6 +226,19 @@ spec:
     expect(message).not.toContain("hunter2");
   });
 
+  it("warns about a Password that ESO reads differently: length <= 0 (means 24), multi-byte symbolCharacters (bytes)", () => {
+    for (const length of [0, -3]) {
+      const set = load(PASSWORD.replace("length: 42", `length: ${length}`).replace("  digits: 5\n  symbols: 5\n", ""));
+      expect(set.warnings).toEqual([expect.stringMatching(new RegExp(`\\(Password/gen\\): spec\\.length: ${length} means the default length, 24`))]);
+      expect(set.passwords[0]!.spec.length).toBe(24);
+    }
+    const set = load(PASSWORD.replace('symbolCharacters: "-_$@"', 'symbolCharacters: "-_é€$"'));
+    expect(set.warnings).toEqual([expect.stringMatching(/spec\.symbolCharacters: has multi-byte characters \(é €\): ESO's generator treats symbolCharacters as bytes/)]);
+    // ASCII symbols and an omitted length: nothing to say.
+    expect(load(PASSWORD).warnings).toEqual([]);
+    expect(load(PASSWORD.replace("  length: 42\n", "")).warnings).toEqual([]);
+  });
+
   it("warns where ESO would accept a field that has no effect here", () => {
     const set = load(es(`${GOOD_ES_SPEC}  secretStoreRef: {name: x, kind: SecretStore}\n`));
     expect(set.warnings[0]).toMatch(/spec\.secretStoreRef: has no effect/);

@@ -115,7 +115,7 @@ export class MemoryCluster {
   }
   put(name: string, data: Record<string, string>, labels: Record<string, string> = {}, annotations: Record<string, string> = {}): void {
     this.rv++;
-    const s: SecretObject = { name, namespace: "default", uid: name, resourceVersion: String(this.rv), type: "Opaque", labels, annotations, data };
+    const s: SecretObject = { name, namespace: "default", uid: name, resourceVersion: String(this.rv), type: "Opaque", labels, annotations, data, binaryKeys: [] };
     this.secrets.set(name, s);
     this.writes.push([name, annotations[ANNOTATIONS.rotationId], data.password ?? ""]);
     const role = this.roles.find((r) => r.passwordSecret === name);
@@ -170,6 +170,9 @@ export class MemoryCluster {
         return true;
       },
       async release() {
+        if (cluster.holder === holder) cluster.holder = undefined;
+      },
+      async restore() {
         if (cluster.holder === holder) cluster.holder = undefined;
       },
     };
