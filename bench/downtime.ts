@@ -123,13 +123,16 @@ async function scenario(s: {
   const application = async () => {
     let creds = await read();
     let failingSince: number | undefined;
-    let nextRead = Date.now() + Math.random() * s.intervalMs;
+    // Once per interval, at a moment of the interval chosen at random per application (its
+    // phase): a re-read at most one interval after the last, which is what the strategy promises
+    // to serve. (Drawing a new moment in every interval lets two reads lie almost two intervals
+    // apart, long enough for the role to rotate twice: such an application can fail.)
+    let nextRead = begun + Math.random() * s.intervalMs;
     while (!stop) {
       const started = Date.now();
       if (started >= nextRead) {
         creds = await read();
-        // Once per interval, at a random moment within the next one.
-        nextRead = Math.ceil(started / s.intervalMs) * s.intervalMs + Math.random() * s.intervalMs;
+        nextRead += s.intervalMs;
       }
       const ok = await connect(s.cluster, creds);
       logins++;
@@ -143,6 +146,7 @@ async function scenario(s: {
       await new Promise((r) => setTimeout(r, Math.max(0, s.connectEveryMs - (Date.now() - started))));
     }
   };
+  const begun = Date.now();
   const running = Array.from({ length: s.apps }, application);
   let failedRotations = 0;
   for (let i = 0; i < s.rotations; i++) {
