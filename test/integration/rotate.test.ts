@@ -387,12 +387,12 @@ function leaseOf(namespace: string): Promise<{ status: number; body: RawLease }>
   return kubeRequest<RawLease>(infra, `/apis/coordination.k8s.io/v1/namespaces/${namespace}/leases/cnpg-rotator-${SECRET}`);
 }
 
-/** The real store factory, with stagePending refusing the value as bad input, as a store refusing a name or a size does. */
+/** The real store factory, with stage refusing the value as bad input, as a store refusing a name or a size does. */
 const refusingStores: StoreFactory = async (store, context) => {
   const real = await storeFactory()(store, context);
   return new Proxy(real, {
     get(target, key) {
-      if (key === "stagePending") return () => Promise.reject(new InputError("the store refuses this value (test)"));
+      if (key === "stage") return () => Promise.reject(new InputError("the store refuses this value (test)"));
       const value = Reflect.get(target, key, target);
       return typeof value === "function" ? value.bind(target) : value;
     },
