@@ -19,7 +19,18 @@ export interface ConformanceTarget {
    * it does not exist (or is deleted and only recoverable).
    */
   inspect(key: string): Promise<{ current: string | undefined; owned: boolean } | undefined>;
+  /** Known departures of the emulator the suite runs against from its cloud; each weakens one check, and says why. */
+  readonly emulatorGaps?: {
+    /**
+     * A whitespace-only value is refused (lowkey-vault 7.1.13: HTTP 400, its request model's
+     * @NotBlank), where Key Vault stores any non-empty value; such values leave the text property.
+     */
+    readonly blankValuesRefused?: boolean;
+  };
 }
+
+/** Blank as Java's String.isBlank sees it (Character.isWhitespace also counts U+001C–U+001F). */
+const JAVA_BLANK = /^[\s\u001c-\u001f]*$/;
 
 /** Values whose bytes must survive a round trip unchanged. */
 export const AWKWARD_VALUES: readonly string[] = [
@@ -333,11 +344,16 @@ export function describeStoreConformance(name: string, setup: () => Promise<Conf
       it("round-trip arbitrary text (property)", async () => {
         const key = t.key();
         await fc.assert(
-          fc.asyncProperty(fc.string({ unit: "grapheme", minLength: 1, maxLength: 200 }), async (value) => {
-            await store.push(key, value);
-            expect((await store.getCurrent(key))?.value).toBe(value);
-            expect((await t.inspect(key))?.current).toBe(value);
-          }),
+          fc.asyncProperty(
+            fc
+              .string({ unit: "grapheme", minLength: 1, maxLength: 200 })
+              .filter((v) => !t.emulatorGaps?.blankValuesRefused || !JAVA_BLANK.test(v)),
+            async (value) => {
+              await store.push(key, value);
+              expect((await store.getCurrent(key))?.value).toBe(value);
+              expect((await t.inspect(key))?.current).toBe(value);
+            },
+          ),
           { numRuns: 25 },
         );
       });
