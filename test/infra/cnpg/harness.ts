@@ -81,6 +81,8 @@ function tagOwner(tag: string): number | undefined {
 const SUBNET_BASE = "10.213";
 const API_PORT_IN_NAMESPACE = 443;
 export const PHASE_HEALTHY = "Cluster in healthy state";
+/** CNPG's phase once an instance-creation Job failed (api/v1 PhaseUnrecoverable): nothing changes after it. */
+export const PHASE_UNRECOVERABLE = "Cluster is unrecoverable and needs manual intervention";
 
 // ---------------------------------------------------------------------------------------
 // Requirements
@@ -402,7 +404,10 @@ export interface CnpgHarness {
    * a rollout) gets a new sandbox and a new address: read it again after such a change.
    */
   clusterInfo(namespace: string, name: string): Promise<CnpgClusterInfo>;
-  /** Polls the Cluster until `check` holds; on timeout says `what` did not happen and shows the status. */
+  /**
+   * Polls the Cluster until `check` holds; on timeout, or as soon as CNPG calls the Cluster
+   * unrecoverable, says `what` did not happen and shows the status and the logs' ends.
+   */
   waitForCluster(
     namespace: string,
     name: string,
@@ -822,6 +827,13 @@ class Harness {
     for (;;) {
       last = await this.getCluster(namespace, name).catch(() => last);
       if (last && check(last)) return last;
+      // The operator gives up on such a Cluster for good: fail now with why, not at the timeout.
+      if (last?.status?.phase === PHASE_UNRECOVERABLE) {
+        throw new Error(
+          `Cluster ${namespace}/${name}: ${what} cannot happen: ${PHASE_UNRECOVERABLE} (${last.status.phaseReason ?? "no reason given"})` +
+            `\n${await this.diagnostics()}`,
+        );
+      }
       if (Date.now() > deadline) {
         throw new Error(
           `Cluster ${namespace}/${name}: ${what} did not happen within ${timeoutMs / 1000}s; status: ${JSON.stringify(summarizeStatus(last))}` +
