@@ -80,6 +80,9 @@ function tagOwner(tag: string): number | undefined {
 /** The /16 the harness takes a /24 of per run, inside network namespaces it creates. */
 const SUBNET_BASE = "10.213";
 const API_PORT_IN_NAMESPACE = 443;
+/** PATH of the sandbox scripts and of the nsenter that starts them. */
+const SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin";
+const SETPRIV = "/usr/bin/setpriv";
 export const PHASE_HEALTHY = "Cluster in healthy state";
 /** CNPG's phase once an instance-creation Job failed (api/v1 PhaseUnrecoverable): nothing changes after it. */
 export const PHASE_UNRECOVERABLE = "Cluster is unrecoverable and needs manual intervention";
@@ -91,19 +94,24 @@ export const PHASE_UNRECOVERABLE = "Cluster is unrecoverable and needs manual in
 export function missingRequirements(): string[] {
   const missing: string[] = [];
   if (process.getuid?.() !== 0) missing.push("root (network and mount namespaces need it)");
-  for (const tool of ["ip", "nsenter", "unshare", "setpriv", "chroot", "mount", "openssl", "kubectl"]) {
-    if (!onPath(tool)) missing.push(`the \`${tool}\` command`);
+  // Run from this process (its PATH), and inside sandboxes (SYSTEM_PATH; setpriv by its path).
+  for (const tool of ["ip", "nsenter", "openssl", "kubectl"]) {
+    if (!onPath(tool, process.env.PATH ?? "")) missing.push(`the \`${tool}\` command on PATH`);
   }
+  for (const tool of ["nsenter", "unshare", "chroot", "mount", "hostname"]) {
+    if (!onPath(tool, SYSTEM_PATH)) missing.push(`the \`${tool}\` command in ${SYSTEM_PATH}`);
+  }
+  if (!existsSync(SETPRIV)) missing.push(`${SETPRIV} (util-linux)`);
   const binDir = postgresBinDir();
   if (!binDir) missing.push("PostgreSQL server binaries (/usr/lib/postgresql/<major>/bin)");
   if (!userIds("postgres")) missing.push("a `postgres` user to run PostgreSQL as");
   return missing;
 }
 
-function onPath(tool: string): boolean {
-  return (process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin")
+function onPath(tool: string, searchPath: string): boolean {
+  return searchPath
     .split(":")
-    .concat(["/usr/sbin", "/sbin"])
+    .filter(Boolean)
     .some((dir) => existsSync(path.join(dir, tool)));
 }
 
@@ -771,7 +779,7 @@ class Harness {
           cwd: dir,
           stdio: ["ignore", fd, fd],
           env: {
-            PATH: "/usr/sbin:/usr/bin:/sbin:/bin",
+            PATH: SYSTEM_PATH,
             HOME: dir,
             KUBECONFIG: kubeconfig,
             OPERATOR_NAMESPACE: this.operatorNamespace,
@@ -1329,7 +1337,7 @@ class Harness {
           mountsFile,
           spec.hostname ?? r.name,
         ],
-        { stdio: ["ignore", "pipe", "pipe"], env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" } },
+        { stdio: ["ignore", "pipe", "pipe"], env: { PATH: SYSTEM_PATH } },
       ),
       this.children,
     );
@@ -1400,7 +1408,7 @@ class Harness {
           "--root",
           container.workingDir ? `--wd=${container.workingDir}` : "--wd",
           "--",
-          "/usr/bin/setpriv",
+          SETPRIV,
           `--reuid=${uid}`,
           `--regid=${gid}`,
           "--init-groups",
