@@ -4,7 +4,8 @@
 // leaves nothing behind. Everything checked here is done by CNPG itself, not by the harness.
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
+import path from "node:path";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { kubeRequest } from "../infra/kube-client.ts";
@@ -239,6 +240,25 @@ describe("the real CloudNativePG, run by the harness", () => {
     expect(owner.rows?.[0]).toEqual({ tableowner: "app" });
     expect((await login(paired, "app_green", green, "INSERT INTO made_by_blue VALUES (2)")).result).toBe("ok");
     expect((await login(paired, "app_blue", blue, "SELECT count(*)::int AS n FROM made_by_blue")).rows?.[0]).toEqual({ n: 2 });
+  });
+
+  it("fails CNPG's initdb when postInitApplicationSQL alters the managed roles without creating them first (they do not exist yet then)", async () => {
+    const ns = cnpg.namespace;
+    const spec = {
+      bootstrap: { initdb: { database: "app", owner: "app", postInitApplicationSQL: ROLES.map((role) => `ALTER ROLE ${role} SET role = app`) } },
+      managed: {
+        roles: ROLES.map((role) => ({ name: role, ensure: "present", login: true, inherit: true, inRoles: ["app"], passwordSecret: { name: secretOf(role) } })),
+      },
+    };
+    // The harness stops waiting as soon as CNPG marks the Cluster unrecoverable.
+    await expect(cnpg.createCluster(ns, "alter-only", spec)).rejects.toThrow(/unrecoverable.*alter-only-1-initdb/);
+    const job = await kubeRequest<{ status?: { failed?: number; succeeded?: number } }>(infra, `/apis/batch/v1/namespaces/${ns}/jobs/alter-only-1-initdb`);
+    expect(job.body.status).toMatchObject({ failed: 1 });
+    expect(job.body.status?.succeeded).toBeUndefined();
+    const initLog = readFileSync(path.join(cnpg.logDir, `${ns}_alter-only-1-initdb_initdb.log`), "utf8");
+    // PostgreSQL's own error, inside the instance manager's JSON log lines.
+    expect(initLog).toMatch(/role \\?"app_blue\\?" does not exist/);
+    await cnpg.deleteCluster(ns, "alter-only");
   });
 
   it("deleteCluster stops the instance and removes its sandbox; stop() leaves no process, namespace, link or temp dir", async () => {

@@ -80,7 +80,12 @@ function tagOwner(tag: string): number | undefined {
 /** The /16 the harness takes a /24 of per run, inside network namespaces it creates. */
 const SUBNET_BASE = "10.213";
 const API_PORT_IN_NAMESPACE = 443;
+/** PATH of the sandbox scripts and of the nsenter that starts them. */
+const SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin";
+const SETPRIV = "/usr/bin/setpriv";
 export const PHASE_HEALTHY = "Cluster in healthy state";
+/** CNPG's phase once an instance-creation Job failed (api/v1 PhaseUnrecoverable): nothing changes after it. */
+export const PHASE_UNRECOVERABLE = "Cluster is unrecoverable and needs manual intervention";
 
 // ---------------------------------------------------------------------------------------
 // Requirements
@@ -89,19 +94,24 @@ export const PHASE_HEALTHY = "Cluster in healthy state";
 export function missingRequirements(): string[] {
   const missing: string[] = [];
   if (process.getuid?.() !== 0) missing.push("root (network and mount namespaces need it)");
-  for (const tool of ["ip", "nsenter", "unshare", "setpriv", "chroot", "mount", "openssl", "kubectl"]) {
-    if (!onPath(tool)) missing.push(`the \`${tool}\` command`);
+  // Run from this process (its PATH), and inside sandboxes (SYSTEM_PATH; setpriv by its path).
+  for (const tool of ["ip", "nsenter", "openssl", "kubectl"]) {
+    if (!onPath(tool, process.env.PATH ?? "")) missing.push(`the \`${tool}\` command on PATH`);
   }
+  for (const tool of ["nsenter", "unshare", "chroot", "mount", "hostname"]) {
+    if (!onPath(tool, SYSTEM_PATH)) missing.push(`the \`${tool}\` command in ${SYSTEM_PATH}`);
+  }
+  if (!existsSync(SETPRIV)) missing.push(`${SETPRIV} (util-linux)`);
   const binDir = postgresBinDir();
   if (!binDir) missing.push("PostgreSQL server binaries (/usr/lib/postgresql/<major>/bin)");
   if (!userIds("postgres")) missing.push("a `postgres` user to run PostgreSQL as");
   return missing;
 }
 
-function onPath(tool: string): boolean {
-  return (process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin")
+function onPath(tool: string, searchPath: string): boolean {
+  return searchPath
     .split(":")
-    .concat(["/usr/sbin", "/sbin"])
+    .filter(Boolean)
     .some((dir) => existsSync(path.join(dir, tool)));
 }
 
@@ -402,7 +412,10 @@ export interface CnpgHarness {
    * a rollout) gets a new sandbox and a new address: read it again after such a change.
    */
   clusterInfo(namespace: string, name: string): Promise<CnpgClusterInfo>;
-  /** Polls the Cluster until `check` holds; on timeout says `what` did not happen and shows the status. */
+  /**
+   * Polls the Cluster until `check` holds; on timeout, or as soon as CNPG calls the Cluster
+   * unrecoverable, says `what` did not happen and shows the status and the logs' ends.
+   */
   waitForCluster(
     namespace: string,
     name: string,
@@ -766,7 +779,7 @@ class Harness {
           cwd: dir,
           stdio: ["ignore", fd, fd],
           env: {
-            PATH: "/usr/sbin:/usr/bin:/sbin:/bin",
+            PATH: SYSTEM_PATH,
             HOME: dir,
             KUBECONFIG: kubeconfig,
             OPERATOR_NAMESPACE: this.operatorNamespace,
@@ -822,6 +835,13 @@ class Harness {
     for (;;) {
       last = await this.getCluster(namespace, name).catch(() => last);
       if (last && check(last)) return last;
+      // The operator gives up on such a Cluster for good: fail now with why, not at the timeout.
+      if (last?.status?.phase === PHASE_UNRECOVERABLE) {
+        throw new Error(
+          `Cluster ${namespace}/${name}: ${what} cannot happen: ${PHASE_UNRECOVERABLE} (${last.status.phaseReason ?? "no reason given"})` +
+            `\n${await this.diagnostics()}`,
+        );
+      }
       if (Date.now() > deadline) {
         throw new Error(
           `Cluster ${namespace}/${name}: ${what} did not happen within ${timeoutMs / 1000}s; status: ${JSON.stringify(summarizeStatus(last))}` +
@@ -1317,7 +1337,7 @@ class Harness {
           mountsFile,
           spec.hostname ?? r.name,
         ],
-        { stdio: ["ignore", "pipe", "pipe"], env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" } },
+        { stdio: ["ignore", "pipe", "pipe"], env: { PATH: SYSTEM_PATH } },
       ),
       this.children,
     );
@@ -1388,7 +1408,7 @@ class Harness {
           "--root",
           container.workingDir ? `--wd=${container.workingDir}` : "--wd",
           "--",
-          "/usr/bin/setpriv",
+          SETPRIV,
           `--reuid=${uid}`,
           `--regid=${gid}`,
           "--init-groups",
