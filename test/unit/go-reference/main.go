@@ -1,6 +1,7 @@
-// Writes the reference outputs the template unit tests compare against, from Go itself:
-// printf.json (text/template's printf for the verbs our templates keep) and base32.json
-// (encoding/base32.StdEncoding, as sprig's b32enc/b32dec use it). Run it from this folder
+// Writes the reference outputs the unit tests compare against, from Go itself:
+// printf.json (text/template's printf for the verbs our templates keep), base32.json
+// (encoding/base32.StdEncoding, as sprig's b32enc/b32dec use it) and durations.json
+// (time.ParseDuration, as ESO reads refreshInterval). Run it from this folder
 // with `go run main.go` when a case is added; it needs only Go's standard library.
 package main
 
@@ -9,8 +10,10 @@ import (
 	"encoding/json"
 	"math/rand"
 	"os"
+	"strconv"
 	"strings"
 	"text/template"
+	"time"
 )
 
 // Kinds survive a JSON round trip: ints stay integral, floats are not, nil is null.
@@ -138,6 +141,24 @@ func main() {
 		}
 	}
 	write("base32.json", map[string]any{"encode": encoded, "decode": decoded})
+
+	var durations []pair
+	for _, s := range []string{
+		"24h", "1h30m", "1.1h", "1.5s", "0", "-0", "+0", "", "1", "1h30", "-1h", ".5h", "1.h", ".h", "h",
+		"1.0000000001h", "300ms", "2µs", "2μs", "2us", "1ns", "0.5ns", "1.9ns", "9223372036854775807ns",
+		"9223372036854775808ns", "-9223372036854775808ns", "2562047h", "2562048h", "1hx", "1H", "24h0m0s",
+		" 24h", "24h ", "1e3s", "1.123456789123456789s", "0.1s", "1.00000000000000000000000000001h", "10.5m",
+		"5m30.5s", "+5m", "--5m", "1.2.3s", "3000000000000000000000ns", "0h", "00h", "1h-1m", "0.333333333333h",
+		"2562047.788015215h", "7m0.000000001s",
+	} {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			durations = append(durations, pair{s, "error"})
+		} else {
+			durations = append(durations, pair{s, strconv.FormatInt(int64(d), 10)})
+		}
+	}
+	write("durations.json", durations)
 }
 
 func hexOf(b []byte) string {
