@@ -9,7 +9,7 @@ import { TemplateError } from "../errors.ts";
 import { type GoMap, isNil, kindOf, mapGet, numberOf, sortedKeys, typeName, utf8Bytes } from "./values.ts";
 
 /** The verbs printf keeps; %X is %x's upper-case sibling, as Go pairs them. */
-export const PRINTF_VERBS = ["s", "d", "v", "q", "x", "X"] as const;
+const PRINTF_VERBS = ["s", "d", "v", "q", "x", "X"] as const;
 const KEPT: ReadonlySet<string> = new Set(PRINTF_VERBS);
 const SUPPORTED = "printf here supports %s %d %v %q %x %X and %%";
 
