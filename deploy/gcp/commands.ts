@@ -1,5 +1,5 @@
 // Prints the gcloud commands that deploy cnpg-rotator to Google Cloud, derived from
-// the manifests the functions ship with (as serverless/derive.cjs does for AWS):
+// the manifests the functions ship with (as deploy/aws/derive.ts does for AWS):
 // one Cloud Scheduler job per ExternalSecret, from its refreshInterval, and one per
 // PushSecret; Secret Manager notifications for the secrets gcpsm stores write.
 //

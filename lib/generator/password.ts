@@ -1,3 +1,4 @@
+import { base32 } from "rfc4648";
 import { GeneratorError } from "../errors.ts";
 import { cryptoRandom, type RandomSource } from "./random.ts";
 
@@ -174,26 +175,6 @@ export function generatePassword(spec: ResolvedPasswordSpec, random: RandomSourc
   return out.join("");
 }
 
-const BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-
-/** RFC 4648 base32 with padding, as Go's base32.StdEncoding writes it. */
-export function base32(bytes: Uint8Array): string {
-  let out = "";
-  let bits = 0;
-  let value = 0;
-  for (const b of bytes) {
-    value = (value << 8) | b;
-    bits += 8;
-    while (bits >= 5) {
-      out += BASE32[(value >>> (bits - 5)) & 31];
-      bits -= 5;
-    }
-  }
-  if (bits > 0) out += BASE32[(value << (5 - bits)) & 31];
-  while (out.length % 8 !== 0) out += "=";
-  return out;
-}
-
 export function encodePassword(password: string, encoding: Encoding): string {
   const bytes = Buffer.from(password, "utf8");
   switch (encoding) {
@@ -205,7 +186,8 @@ export function encodePassword(password: string, encoding: Encoding): string {
       // Go's base64.URLEncoding keeps the padding; Node's "base64url" drops it.
       return bytes.toString("base64").replaceAll("+", "-").replaceAll("/", "_");
     case "base32":
-      return base32(bytes);
+      // RFC 4648 with padding, as Go's base32.StdEncoding writes it.
+      return base32.stringify(bytes);
     case "hex":
       return bytes.toString("hex");
   }

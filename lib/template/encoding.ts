@@ -3,6 +3,7 @@
 // html and js escapers.
 
 import { Buffer } from "node:buffer";
+import { base32 } from "rfc4648";
 import { isPrint } from "./format.ts";
 import { utf8Bytes } from "./values.ts";
 
@@ -19,7 +20,6 @@ function decodeMap(alphabet: string): Uint8Array {
 }
 
 const B64_MAP = decodeMap(B64_ALPHABET);
-const B32_MAP = decodeMap(B32_ALPHABET);
 
 /** The outcome of a Go decoder: the bytes decoded so far and an error message, if any. */
 export interface Decoded {
@@ -85,65 +85,51 @@ export function base64Decode(s: string): Decoded {
 }
 
 export function base32Encode(s: string): string {
-  const src = utf8Bytes(s);
-  let out = "";
-  for (let i = 0; i < src.length; i += 5) {
-    const chunk = src.subarray(i, i + 5);
-    let bits = 0n;
-    for (let k = 0; k < 5; k++) bits = (bits << 8n) | BigInt(chunk[k] ?? 0);
-    const chars = [0, 2, 4, 5, 7][chunk.length] ?? 8;
-    const encoded = chunk.length === 5 ? 8 : chars;
-    for (let k = 0; k < 8; k++) {
-      out += k < encoded ? B32_ALPHABET[Number((bits >> BigInt(35 - 5 * k)) & 31n)] : "=";
-    }
-  }
-  return out;
+  return base32.stringify(utf8Bytes(s));
 }
 
-/** base32.StdEncoding.DecodeString: CR and LF are removed first, padding required. */
+/**
+ * Where Go's base32.StdEncoding decoder stops on s (newlines already removed): the
+ * length it decodes, or the offset its CorruptInputError names. This is Go's own
+ * acceptance rule, which no library shares: padding is recognised only in the last
+ * quantum, and whatever follows a complete padded quantum is ignored.
+ */
+function goBase32Extent(src: Uint8Array): { end: number } | { corruptAt: number } {
+  const olen = src.length;
+  for (let at = 0; at < olen; ) {
+    for (let j = 0; j < 8; j++) {
+      if (at === olen) return { corruptAt: olen - j };
+      const c = src[at++] as number;
+      const left = olen - at;
+      if (c === PAD && j >= 2 && left < 8) {
+        if (left + j < 7) return { corruptAt: olen };
+        for (let k = 0; k < 7 - j; k++) if (left > k && src[at + k] !== PAD) return { corruptAt: at + k - 1 };
+        // 1, 3 and 6 characters carry no whole byte (RFC 4648 §6).
+        if (j === 1 || j === 3 || j === 6) return { corruptAt: at - 1 };
+        return { end: at + 7 - j };
+      }
+      if (!B32_ALPHABET.includes(String.fromCharCode(c))) return { corruptAt: at - 1 };
+    }
+  }
+  return { end: olen };
+}
+
+/**
+ * base32.StdEncoding.DecodeString: CR and LF are removed first, padding is required,
+ * and the error is Go's (sprig's b32dec prints it). rfc4648 does the decoding, once
+ * the unused low bits of a final partial quantum are cleared: Go ignores them, rfc4648
+ * rejects them.
+ */
 export function base32Decode(s: string): Decoded {
   const src = utf8Bytes(s).filter((c) => c !== CR && c !== LF);
-  const olen = src.length;
-  const out: number[] = [];
-  let at = 0;
-  let end = false;
-  const remaining = () => olen - at;
-  while (remaining() > 0 && !end) {
-    const dbuf = [0, 0, 0, 0, 0, 0, 0, 0];
-    let dlen = 8;
-    for (let j = 0; j < 8; ) {
-      if (remaining() === 0) return { bytes: Uint8Array.from(out), error: corrupt("base32", olen - j) };
-      const c = src[at++] as number;
-      if (c === PAD && j >= 2 && remaining() < 8) {
-        if (remaining() + j < 7) return { bytes: Uint8Array.from(out), error: corrupt("base32", olen) };
-        for (let k = 0; k < 7 - j; k++) {
-          if (remaining() > k && src[at + k] !== PAD) {
-            return { bytes: Uint8Array.from(out), error: corrupt("base32", at + k - 1) };
-          }
-        }
-        dlen = j;
-        end = true;
-        if (dlen === 1 || dlen === 3 || dlen === 6) {
-          return { bytes: Uint8Array.from(out), error: corrupt("base32", at - 1) };
-        }
-        break;
-      }
-      const v = B32_MAP[c] as number;
-      if (v === 0xff) return { bytes: Uint8Array.from(out), error: corrupt("base32", at - 1) };
-      dbuf[j++] = v;
-    }
-    const d = dbuf as [number, number, number, number, number, number, number, number];
-    const bytes = [
-      ((d[0] << 3) | (d[1] >> 2)) & 0xff,
-      ((d[1] << 6) | (d[2] << 1) | (d[3] >> 4)) & 0xff,
-      ((d[3] << 4) | (d[4] >> 1)) & 0xff,
-      ((d[4] << 7) | (d[5] << 2) | (d[6] >> 3)) & 0xff,
-      ((d[6] << 5) | d[7]) & 0xff,
-    ];
-    const count = { 8: 5, 7: 4, 5: 3, 4: 2, 2: 1 }[dlen] ?? 0;
-    out.push(...bytes.slice(0, count));
-  }
-  return { bytes: Uint8Array.from(out) };
+  const extent = goBase32Extent(src);
+  if ("corruptAt" in extent) return { bytes: new Uint8Array(), error: corrupt("base32", extent.corruptAt) };
+  const text = new TextDecoder().decode(src.subarray(0, extent.end));
+  const data = text.replace(/=+$/, "");
+  const unused = (data.length * 5) % 8;
+  const last = B32_ALPHABET.indexOf(data[data.length - 1] ?? "A");
+  const canonical = data.slice(0, -1) + (B32_ALPHABET[last & ~((1 << unused) - 1)] ?? "") + text.slice(data.length);
+  return { bytes: base32.parse(unused === 0 ? text : canonical) };
 }
 
 const HEX = "0123456789ABCDEF";

@@ -1,36 +1,31 @@
 // The part of Go's fmt and strconv that templates can observe: %v printing of
-// values, Sprint/Sprintln/Sprintf, and strconv.Quote.
+// values (print, println, quote, ...), strconv.Quote, and printf with the verbs
+// ESO templates use — %s %d %v %q %x %X and %% — with Go's flags, width and
+// precision. Any other verb, %#v, argument indexes and `*` widths are refused:
+// when the template is parsed if the format is a literal (checkFormat), else when
+// printf runs. Every output kept is Go's, checked against go-reference/printf.json.
 
-import {
-  type GoMap,
-  isNil,
-  kindOf,
-  numberOf,
-  sortedKeys,
-  mapGet,
-  typeName,
-  utf8Bytes,
-} from "./values.ts";
+import { TemplateError } from "../errors.ts";
+import { type GoMap, isNil, kindOf, mapGet, numberOf, sortedKeys, typeName, utf8Bytes } from "./values.ts";
+
+/** The verbs printf keeps; %X is %x's upper-case sibling, as Go pairs them. */
+const PRINTF_VERBS = ["s", "d", "v", "q", "x", "X"] as const;
+const KEPT: ReadonlySet<string> = new Set(PRINTF_VERBS);
+const SUPPORTED = "printf here supports %s %d %v %q %x %X and %%";
 
 interface Flags {
-  plus: boolean;
-  minus: boolean;
-  sharp: boolean;
-  space: boolean;
-  zero: boolean;
-  /** %#v: Go syntax. Approximated by %v, except that strings are quoted. */
-  sharpV: boolean;
+  readonly plus: boolean;
+  readonly minus: boolean;
+  readonly sharp: boolean;
+  readonly space: boolean;
+  readonly zero: boolean;
   /** -1 when absent. */
-  wid: number;
+  readonly wid: number;
   /** -1 when absent. */
-  prec: number;
+  readonly prec: number;
 }
 
-function newFlags(): Flags {
-  return { plus: false, minus: false, sharp: false, space: false, zero: false, sharpV: false, wid: -1, prec: -1 };
-}
-
-const PLAIN: Flags = Object.freeze(newFlags());
+const PLAIN: Flags = Object.freeze({ plus: false, minus: false, sharp: false, space: false, zero: false, wid: -1, prec: -1 });
 
 const LOWER_HEX = "0123456789abcdef";
 const UPPER_HEX = "0123456789ABCDEF";
@@ -88,14 +83,10 @@ export function goQuote(s: string, asciiOnly = false): string {
   return out + '"';
 }
 
-/** strconv.QuoteRune (or QuoteRuneToASCII). */
-export function goQuoteRune(cp: number, asciiOnly = false): string {
-  const r = validRune(cp);
+/** strconv.QuoteRune (or QuoteRuneToASCII); an invalid code point quotes as U+FFFD. */
+function goQuoteRune(cp: number, asciiOnly: boolean): string {
+  const r = cp < 0 || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) ? 0xfffd : cp;
   return "'" + escapeRune(r, 0x27, asciiOnly) + "'";
-}
-
-function validRune(cp: number): number {
-  return cp < 0 || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) ? 0xfffd : cp;
 }
 
 function canBackquote(s: string): boolean {
@@ -106,121 +97,6 @@ function canBackquote(s: string): boolean {
   return true;
 }
 
-// ---------------------------------------------------------------- floats
-
-interface Digits {
-  /** Significant decimal digits without trailing zeros ("" for zero). */
-  d: string;
-  /** Position of the decimal point relative to d. */
-  dp: number;
-}
-
-/** Decimal digits of |x|: the shortest that round-trip, or rounded to `sig` significant digits. */
-function digitsOf(x: number, sig?: number): Digits {
-  if (x === 0) return { d: "", dp: 0 };
-  const [mant, exp] = Math.abs(x).toExponential(sig === undefined ? undefined : sig - 1).split("e") as [string, string];
-  const d = mant.replace(".", "").replace(/0+$/, "");
-  return { d, dp: Number(exp) + 1 };
-}
-
-function fmtE(dg: Digits, prec: number, upper: boolean): string {
-  let s = dg.d[0] ?? "0";
-  if (prec > 0) s += "." + dg.d.slice(1, 1 + prec).padEnd(prec, "0");
-  const exp = dg.d === "" ? 0 : dg.dp - 1;
-  const abs = Math.abs(exp);
-  return s + (upper ? "E" : "e") + (exp < 0 ? "-" : "+") + (abs < 10 ? "0" + abs : String(abs));
-}
-
-function fmtF(dg: Digits, prec: number): string {
-  let s = dg.dp > 0 ? dg.d.slice(0, dg.dp).padEnd(dg.dp, "0") : "0";
-  if (prec > 0) {
-    s += ".";
-    for (let i = 0; i < prec; i++) {
-      const j = dg.dp + i;
-      s += j >= 0 && j < dg.d.length ? dg.d[j] : "0";
-    }
-  }
-  return s;
-}
-
-/** strconv.FormatFloat(|x|, verb, prec, 64) without the sign; prec -1 means shortest. */
-function formatAbsFloat(x: number, verb: string, prec: number): string {
-  const ax = Math.abs(x);
-  switch (verb) {
-    case "e":
-    case "E":
-      return fmtE(prec < 0 ? digitsOf(ax) : digitsOf(ax, prec + 1), prec < 0 ? Math.max(digitsOf(ax).d.length - 1, 0) : prec, verb === "E");
-    case "f":
-    case "F": {
-      if (prec < 0) {
-        const dg = digitsOf(ax);
-        return fmtF(dg, Math.max(dg.d.length - dg.dp, 0));
-      }
-      // Numbers this large are integers; BigInt prints them exactly.
-      if (ax >= 1e21) return BigInt(ax).toString() + (prec > 0 ? "." + "0".repeat(prec) : "");
-      return ax.toFixed(prec);
-    }
-    default: {
-      // g, G
-      if (ax === 0) return "0";
-      const shortest = prec < 0;
-      let p = prec === 0 ? 1 : prec;
-      const dg = shortest ? digitsOf(ax) : digitsOf(ax, p);
-      const nd = dg.d.length;
-      if (shortest) p = nd;
-      let eprec = p;
-      if (eprec > nd && nd >= dg.dp) eprec = nd;
-      if (shortest) eprec = 6;
-      const exp = dg.dp - 1;
-      if (exp < -4 || exp >= eprec) {
-        return fmtE(dg, Math.min(p, nd) - 1, verb === "G");
-      }
-      return fmtF(dg, p > dg.dp ? Math.max(nd - dg.dp, 0) : 0);
-    }
-  }
-}
-
-/** %v of a float64: strconv 'g' with the shortest digits, as fmt prints it. */
-export function formatFloatV(x: number): string {
-  return fmtFloat(x, "g", -1, PLAIN);
-}
-
-function fmtFloat(x: number, verb: string, defaultPrec: number, f: Flags): string {
-  const prec = f.prec >= 0 ? f.prec : defaultPrec;
-  let sign: string;
-  let body: string;
-  if (Number.isNaN(x)) {
-    sign = f.plus ? "+" : f.space ? " " : "";
-    return padSpaces("" + sign + "NaN", f);
-  }
-  const negative = x < 0 || Object.is(x, -0);
-  if (!Number.isFinite(x)) {
-    sign = negative ? "-" : f.space && !f.plus ? " " : "+";
-    return padSpaces(sign + "Inf", f);
-  }
-  body = formatAbsFloat(x, verb, prec);
-  if (f.sharp) body = sharpFloat(body, verb, prec);
-  sign = negative ? "-" : f.plus ? "+" : f.space ? " " : "";
-  if (sign !== "" && f.zero && !f.minus && f.wid > sign.length + body.length) {
-    return sign + "0".repeat(f.wid - sign.length - body.length) + body;
-  }
-  return pad(sign + body, f);
-}
-
-/** The # flag: always print a decimal point, and keep %g's trailing zeros. */
-function sharpFloat(body: string, verb: string, prec: number): string {
-  const ePos = body.search(/[eE]/);
-  let mant = ePos < 0 ? body : body.slice(0, ePos);
-  const tail = ePos < 0 ? "" : body.slice(ePos);
-  if (!mant.includes(".")) mant += ".";
-  if (verb === "g" || verb === "G") {
-    const want = prec < 0 ? 6 : prec === 0 ? 1 : prec;
-    const sig = mant.replace(".", "").replace(/^0+/, "").length || 1;
-    if (sig < want) mant += "0".repeat(want - sig);
-  }
-  return mant + tail;
-}
-
 // ---------------------------------------------------------------- padding
 
 function runeCount(s: string): number {
@@ -229,12 +105,15 @@ function runeCount(s: string): number {
   return n;
 }
 
+/** fmt's writePadding: zeros only on the left, and only when asked for. */
+function padding(n: number, f: Flags): string {
+  return n <= 0 ? "" : (f.zero && !f.minus ? "0" : " ").repeat(n);
+}
+
 function pad(s: string, f: Flags): string {
-  if (f.wid < 0) return s;
-  const n = runeCount(s);
-  if (n >= f.wid) return s;
-  if (f.minus) return s + " ".repeat(f.wid - n);
-  return (f.zero ? "0" : " ").repeat(f.wid - n) + s;
+  if (f.wid <= 0) return s;
+  const fill = padding(f.wid - runeCount(s), f);
+  return f.minus ? s + fill : fill + s;
 }
 
 function padSpaces(s: string, f: Flags): string {
@@ -252,39 +131,135 @@ function truncate(s: string, f: Flags): string {
   return out;
 }
 
-// ---------------------------------------------------------------- integers
+// ---------------------------------------------------------------- numbers
 
-function fmtInteger(v: number | bigint, base: number, verb: string, f: Flags): string {
+function fmtInteger(v: number | bigint, base: 10 | 16, verb: string, f: Flags): string {
   let big = typeof v === "bigint" ? v : BigInt(Math.trunc(v));
   const negative = big < 0n;
   if (negative) big = -big;
+  // Two ways to ask for leading zeros: %.3d and %03d; with both, the width pads with spaces.
   let prec = 0;
   if (f.prec >= 0) {
     prec = f.prec;
-    if (prec === 0 && big === 0n) return padSpaces("", f);
+    if (prec === 0 && big === 0n) return padding(f.wid, { ...f, zero: false });
   } else if (f.zero && !f.minus && f.wid >= 0) {
     prec = f.wid;
     if (negative || f.plus || f.space) prec--;
   }
   let digits = big.toString(base);
   if (verb === "X") digits = digits.toUpperCase();
-  if (digits.length < prec) digits = "0".repeat(prec - digits.length) + digits;
-  if (f.sharp) {
-    if (base === 2) digits = "0b" + digits;
-    else if (base === 8 && digits[0] !== "0") digits = "0" + digits;
-    else if (base === 16) digits = (verb === "X" ? "0X" : "0x") + digits;
-  }
-  if (verb === "O") digits = "0o" + digits;
+  digits = digits.padStart(prec, "0");
+  if (f.sharp && base === 16) digits = (verb === "X" ? "0X" : "0x") + digits;
   const sign = negative ? "-" : f.plus ? "+" : f.space ? " " : "";
   return padSpaces(sign + digits, f);
 }
 
-function fmtUnicode(cp: number, f: Flags): string {
-  let hex = Math.trunc(cp).toString(16).toUpperCase();
-  hex = hex.padStart(Math.max(4, f.prec), "0");
-  let s = "U+" + hex;
-  if (f.sharp && cp >= 0 && cp <= 0x10ffff && isPrint(cp)) s += " '" + String.fromCodePoint(cp) + "'";
-  return padSpaces(s, f);
+interface Digits {
+  /** Significant decimal digits without trailing zeros ("" for zero). */
+  readonly d: string;
+  /** Position of the decimal point relative to d. */
+  readonly dp: number;
+}
+
+/** The exact decimal digits of a finite x > 0: x is m·2^e, and m·2^e = m·5^-e / 10^-e when e < 0. */
+function exactDigits(x: number): Digits {
+  const view = new DataView(new ArrayBuffer(8));
+  view.setFloat64(0, x);
+  const bits = view.getBigUint64(0);
+  const biased = Number((bits >> 52n) & 0x7ffn);
+  const fraction = bits & ((1n << 52n) - 1n);
+  const m = biased === 0 ? fraction : fraction | (1n << 52n);
+  const e = biased === 0 ? -1074 : biased - 1075;
+  const d = e >= 0 ? (m << BigInt(e)).toString() : (m * 5n ** BigInt(-e)).toString();
+  return { d: d.replace(/0+$/, ""), dp: e >= 0 ? d.length : d.length + e };
+}
+
+/**
+ * Decimal digits of x > 0: the shortest that round-trip, or `sig` significant digits
+ * rounded half to even from the exact value, as strconv does (JavaScript's
+ * toExponential rounds a tie such as 2.5 up, and stops at 100 digits).
+ */
+function digitsOf(x: number, sig?: number): Digits {
+  if (sig === undefined) {
+    const [mant, exp] = x.toExponential().split("e") as [string, string];
+    return { d: mant.replace(".", "").replace(/0+$/, ""), dp: Number(exp) + 1 };
+  }
+  const exact = exactDigits(x);
+  if (exact.d.length <= sig) return exact;
+  const next = exact.d[sig] as string;
+  const kept = exact.d.slice(0, sig);
+  const tie = next === "5" && exact.d.length === sig + 1;
+  const up = next > "5" || (next === "5" && (!tie || Number(kept[sig - 1]) % 2 === 1));
+  if (!up) return { d: kept.replace(/0+$/, ""), dp: exact.dp };
+  const rounded = (BigInt(kept) + 1n).toString();
+  // 999 rounds up to 1000: one more digit before the point.
+  return { d: rounded.slice(0, sig).replace(/0+$/, ""), dp: exact.dp + rounded.length - sig };
+}
+
+function fmtE(dg: Digits, prec: number): string {
+  let s = dg.d[0] ?? "0";
+  if (prec > 0) s += "." + dg.d.slice(1, 1 + prec).padEnd(prec, "0");
+  const exp = dg.d === "" ? 0 : dg.dp - 1;
+  const abs = Math.abs(exp);
+  return s + "e" + (exp < 0 ? "-" : "+") + (abs < 10 ? "0" + abs : String(abs));
+}
+
+function fmtF(dg: Digits, prec: number): string {
+  let s = dg.dp > 0 ? dg.d.slice(0, dg.dp).padEnd(dg.dp, "0") : "0";
+  if (prec > 0) {
+    s += ".";
+    for (let i = 0; i < prec; i++) {
+      const j = dg.dp + i;
+      s += j >= 0 && j < dg.d.length ? dg.d[j] : "0";
+    }
+  }
+  return s;
+}
+
+/** strconv.FormatFloat(x, 'g', prec, 64) of x >= 0; prec -1 means the shortest digits. */
+function formatG(x: number, prec: number): string {
+  if (x === 0) return "0";
+  const shortest = prec < 0;
+  let p = prec === 0 ? 1 : prec;
+  const dg = shortest ? digitsOf(x) : digitsOf(x, p);
+  const nd = dg.d.length;
+  if (shortest) p = nd;
+  let eprec = p;
+  if (eprec > nd && nd >= dg.dp) eprec = nd;
+  // %e is used if the exponent is less than -4 or at least the precision (6 for the shortest).
+  if (shortest) eprec = 6;
+  const exp = dg.dp - 1;
+  if (exp < -4 || exp >= eprec) return fmtE(dg, Math.min(p, nd) - 1);
+  return fmtF(dg, p > dg.dp ? Math.max(nd - dg.dp, 0) : 0);
+}
+
+/** The # flag: always a decimal point, and %g's trailing zeros kept. */
+function sharpG(body: string, prec: number): string {
+  const ePos = body.indexOf("e");
+  let mant = ePos < 0 ? body : body.slice(0, ePos);
+  const tail = ePos < 0 ? "" : body.slice(ePos);
+  if (!mant.includes(".")) mant += ".";
+  const want = prec < 0 ? 6 : prec === 0 ? 1 : prec;
+  const sig = mant.replace(".", "").replace(/^0+/, "").length || 1;
+  return mant + "0".repeat(Math.max(want - sig, 0)) + tail;
+}
+
+/**
+ * %v of a float64: %g with the shortest digits unless a precision is given. Flags that
+ * %v clears (+, #) still reach here from %!verb(float64=...), as they do in Go.
+ */
+function fmtFloat(x: number, f: Flags): string {
+  if (Number.isNaN(x)) return padSpaces(f.plus ? "+NaN" : f.space ? " NaN" : "NaN", f);
+  const negative = x < 0 || Object.is(x, -0);
+  // Go keeps the sign of an infinity even for %v, and never pads it with zeros.
+  if (!Number.isFinite(x)) return padSpaces((negative ? "-" : f.space && !f.plus ? " " : "+") + "Inf", f);
+  let body = formatG(Math.abs(x), f.prec);
+  if (f.sharp) body = sharpG(body, f.prec);
+  const sign = negative ? "-" : f.plus ? "+" : f.space ? " " : "";
+  if (sign !== "" && f.zero && !f.minus && f.wid > sign.length + body.length) {
+    return sign + "0".repeat(f.wid - sign.length - body.length) + body;
+  }
+  return pad(sign + body, f);
 }
 
 // ---------------------------------------------------------------- strings and bytes
@@ -293,7 +268,7 @@ function fmtHex(bytes: Uint8Array, upper: boolean, f: Flags): string {
   const digits = upper ? UPPER_HEX : LOWER_HEX;
   const prefix = upper ? "0X" : "0x";
   const length = f.prec >= 0 && f.prec < bytes.length ? f.prec : bytes.length;
-  if (length === 0) return f.wid > 0 ? (f.zero ? "0" : " ").repeat(f.wid) : "";
+  if (length === 0) return padding(f.wid, f);
   let out = f.sharp ? prefix : "";
   for (let i = 0; i < length; i++) {
     if (f.space && i > 0) out += f.sharp ? " " + prefix : " ";
@@ -309,81 +284,59 @@ function fmtQ(s: string, f: Flags): string {
   return pad(goQuote(t, f.plus), f);
 }
 
-function fmtString(s: string, verb: string, f: Flags, arg: unknown): string {
-  switch (verb) {
-    case "v":
-      return f.sharpV ? fmtQ(s, f) : pad(truncate(s, f), f);
-    case "s":
-      return pad(truncate(s, f), f);
-    case "x":
-    case "X":
-      return fmtHex(utf8Bytes(s), verb === "X", f);
-    case "q":
-      return fmtQ(s, f);
-    default:
-      return badVerb(verb, arg);
-  }
-}
-
 // ---------------------------------------------------------------- any value
 
-function badVerb(verb: string, arg: unknown): string {
+/** Go's %!verb(type=value), the value printed with the directive's flags, as Go does. */
+function badVerb(verb: string, arg: unknown, f: Flags): string {
   if (isNil(arg)) return "%!" + verb + "(<nil>)";
-  return "%!" + verb + "(" + typeName(arg) + "=" + printArg(arg, "v", PLAIN, 0) + ")";
+  return "%!" + verb + "(" + typeName(arg) + "=" + printArg(arg, "v", f, 0) + ")";
 }
 
 function printArg(arg: unknown, verb: string, f: Flags, depth: number): string {
   if (isNil(arg)) {
     if (depth > 0) return "<nil>";
-    return verb === "v" || verb === "T" ? pad("<nil>", f) : badVerb(verb, arg);
+    return verb === "v" ? pad("<nil>", f) : badVerb(verb, arg, f);
   }
-  if (verb === "T") return pad(truncate(typeName(arg), f), f);
   switch (kindOf(arg)) {
     case "bool":
-      return verb === "t" || verb === "v" ? pad(arg ? "true" : "false", f) : badVerb(verb, arg);
+      return verb === "v" ? pad(arg ? "true" : "false", f) : badVerb(verb, arg, f);
     case "int": {
-      const v = typeof arg === "bigint" ? arg : (arg as number);
+      const v = arg as number | bigint;
       switch (verb) {
         case "v":
         case "d":
           return fmtInteger(v, 10, verb, f);
-        case "b":
-          return fmtInteger(v, 2, verb, f);
-        case "o":
-        case "O":
-          return fmtInteger(v, 8, verb, f);
         case "x":
         case "X":
           return fmtInteger(v, 16, verb, f);
-        case "c":
-          return padSpaces(String.fromCodePoint(validRune(Number(v))), f);
         case "q":
-          return padSpaces(goQuoteRune(Number(v), f.plus), f);
-        case "U":
-          return fmtUnicode(Number(v), f);
+          return pad(goQuoteRune(Number(v), f.plus), f);
         default:
-          return badVerb(verb, arg);
+          return badVerb(verb, arg, f);
       }
     }
-    case "float": {
-      const x = numberOf(arg);
+    case "float":
+      if (verb === "v") return fmtFloat(numberOf(arg), f);
+      // Go prints a hexadecimal float (0x1.4p+01); nothing a connection string wants.
+      if (verb === "x" || verb === "X") {
+        throw new TemplateError(`%${verb} of a float64 is not supported (Go prints a hexadecimal float); %x takes integers and strings`);
+      }
+      return badVerb(verb, arg, f);
+    case "string": {
+      const s = arg as string;
       switch (verb) {
         case "v":
-          return fmtFloat(x, "g", -1, f);
-        case "g":
-        case "G":
-          return fmtFloat(x, verb, -1, f);
-        case "e":
-        case "E":
-        case "f":
-        case "F":
-          return fmtFloat(x, verb, 6, f);
+        case "s":
+          return pad(truncate(s, f), f);
+        case "x":
+        case "X":
+          return fmtHex(utf8Bytes(s), verb === "X", f);
+        case "q":
+          return fmtQ(s, f);
         default:
-          return badVerb(verb, arg);
+          return badVerb(verb, arg, f);
       }
     }
-    case "string":
-      return fmtString(arg as string, verb, f, arg);
     case "bytes": {
       const bytes = arg as Uint8Array;
       switch (verb) {
@@ -436,145 +389,112 @@ export function sprintln(args: readonly unknown[]): string {
   return args.map(formatValue).join(" ") + "\n";
 }
 
-function parseNum(format: string, start: number, end: number): [num: number, found: boolean, next: number] {
+// ---------------------------------------------------------------- printf
+
+interface Directive {
+  readonly verb: string;
+  readonly flags: Flags;
+}
+
+/** A format that ends inside a directive: Go prints %!(NOVERB). */
+const NO_VERB: unique symbol = Symbol("NOVERB");
+
+/** Literal text, one verb, or the end of a format inside a directive. */
+type Piece = string | Directive | typeof NO_VERB;
+
+/** Why a format is refused: `at` is the UTF-16 offset in the format of what is refused. */
+export interface Refusal {
+  readonly at: number;
+  readonly message: string;
+}
+
+function parseNum(format: string, start: number): [num: number, found: boolean, next: number] {
   let i = start;
   let num = 0;
-  while (i < end && format.charCodeAt(i) >= 0x30 && format.charCodeAt(i) <= 0x39) {
-    if (num > 1e6) return [0, false, end]; // Go's tooLarge: the verb is then malformed
+  while (i < format.length && format.charCodeAt(i) >= 0x30 && format.charCodeAt(i) <= 0x39) {
+    if (num > 1e6) return [0, false, format.length]; // Go's tooLarge: the directive then has no verb
     num = num * 10 + format.charCodeAt(i) - 0x30;
     i++;
   }
   return [num, i > start, i];
 }
 
-/** fmt.Sprintf with Go's flags, width, precision, [n] argument indexes and error forms. */
-export function sprintf(format: string, args: readonly unknown[]): string {
+function refusal(format: string, at: number, what: string): Refusal {
+  const character = runeCount(format.slice(0, at)) + 1;
+  return { at, message: `${what} at character ${character} of the format is not supported; ${SUPPORTED}` };
+}
+
+/** Splits a format as Go's doPrintf reads it, or says what in it is refused. */
+function scanFormat(format: string): Piece[] | Refusal {
   const end = format.length;
-  let out = "";
-  let argNum = 0;
-  let reordered = false;
-  let goodArgNum = true;
-  let afterIndex = false;
-
-  const argNumber = (i: number): number => {
-    if (i >= end || format[i] !== "[") return i;
-    reordered = true;
-    const close = format.indexOf("]", i + 1);
-    if (close < 0) {
-      goodArgNum = false;
-      afterIndex = false;
-      return i + 1;
-    }
-    const [n, ok, next] = parseNum(format, i + 1, close);
-    if (ok && next === close && n >= 1 && n <= args.length) {
-      argNum = n - 1;
-      afterIndex = true;
-    } else {
-      goodArgNum = false;
-      afterIndex = ok && next === close;
-    }
-    return close + 1;
-  };
-  const intFromArg = (): [number, boolean] => {
-    if (argNum >= args.length) return [0, false];
-    const a = args[argNum++];
-    if (kindOf(a) !== "int") return [0, false];
-    const n = Number(a);
-    return Math.abs(n) > 1e6 ? [0, false] : [n, true];
-  };
-
+  const pieces: Piece[] = [];
   let i = 0;
   while (i < end) {
-    goodArgNum = true;
     const pct = format.indexOf("%", i);
     if (pct < 0) {
-      out += format.slice(i);
+      pieces.push(format.slice(i));
       break;
     }
-    out += format.slice(i, pct);
+    if (pct > i) pieces.push(format.slice(i, pct));
     i = pct + 1;
-    const f = newFlags();
-    flags: for (; i < end; i++) {
-      switch (format[i]) {
-        case "#":
-          f.sharp = true;
-          break;
-        case "0":
-          f.zero = !f.minus;
-          break;
-        case "+":
-          f.plus = true;
-          break;
-        case "-":
-          f.minus = true;
-          f.zero = false;
-          break;
-        case " ":
-          f.space = true;
-          break;
-        default:
-          break flags;
-      }
+    let plus = false;
+    let minus = false;
+    let sharp = false;
+    let space = false;
+    let zero = false;
+    for (; i < end; i++) {
+      const c = format[i];
+      if (c === "#") sharp = true;
+      else if (c === "0") zero = true;
+      else if (c === "+") plus = true;
+      else if (c === "-") minus = true;
+      else if (c === " ") space = true;
+      else break;
     }
-    afterIndex = false;
-    i = argNumber(i);
-    if (i < end && format[i] === "*") {
-      i++;
-      const [w, ok] = intFromArg();
-      if (!ok) out += "%!(BADWIDTH)";
-      else if (w < 0) {
-        f.wid = -w;
-        f.minus = true;
-        f.zero = false;
-      } else f.wid = w;
-      afterIndex = false;
-    } else {
-      const [w, ok, next] = parseNum(format, i, end);
-      if (ok) f.wid = w;
-      i = next;
-      if (afterIndex && ok) goodArgNum = false;
-    }
+    const [wid, widFound, afterWid] = parseNum(format, i);
+    i = afterWid;
+    let prec = -1;
     if (i + 1 < end && format[i] === ".") {
       i++;
-      if (afterIndex) goodArgNum = false;
-      afterIndex = false;
-      i = argNumber(i);
-      if (i < end && format[i] === "*") {
-        i++;
-        const [p, ok] = intFromArg();
-        if (ok && p >= 0) f.prec = p;
-        else out += "%!(BADPREC)";
-        afterIndex = false;
-      } else {
-        const [p, , next] = parseNum(format, i, end);
-        f.prec = p;
-        i = next;
-      }
+      // No digits is precision 0, as in Go.
+      if (format[i] !== "*" && format[i] !== "[") [prec, , i] = parseNum(format, i);
     }
-    if (!afterIndex) i = argNumber(i);
+    if (format[i] === "[") return refusal(format, i, "an argument index (%[n]verb)");
+    if (format[i] === "*") return refusal(format, i, "a width or precision taken from an argument (*)");
     if (i >= end) {
-      out += "%!(NOVERB)";
+      pieces.push(NO_VERB);
       break;
     }
     const verb = String.fromCodePoint(format.codePointAt(i) as number);
+    if (verb === "%") pieces.push("%");
+    else if (!KEPT.has(verb)) return refusal(format, i, `the verb %${verb}`);
+    else if (verb === "v" && sharp) return refusal(format, i, "%#v (Go-syntax values)");
+    // %v takes + to mean field names, which plain values do not have.
+    else pieces.push({ verb, flags: { plus: plus && verb !== "v", minus, sharp, space, zero, wid: widFound ? wid : -1, prec } });
     i += verb.length;
-    if (verb === "%") {
-      out += "%";
-    } else if (!goodArgNum) {
-      out += "%!" + verb + "(BADINDEX)";
-    } else if (argNum >= args.length) {
-      out += "%!" + verb + "(MISSING)";
-    } else {
-      if (verb === "v") {
-        f.sharpV = f.sharp;
-        f.sharp = false;
-        f.plus = false;
-      }
-      out += printArg(args[argNum], verb, f, 0);
-      argNum++;
-    }
   }
-  if (!reordered && argNum < args.length) {
+  return pieces;
+}
+
+/** Why printf would refuse this format, or undefined; the parser asks when the format is a literal. */
+export function checkFormat(format: string): Refusal | undefined {
+  const scanned = scanFormat(format);
+  return Array.isArray(scanned) ? undefined : scanned;
+}
+
+/** fmt.Sprintf for the verbs kept, with Go's flags, width, precision and error forms. */
+export function sprintf(format: string, args: readonly unknown[]): string {
+  const scanned = scanFormat(format);
+  if (!Array.isArray(scanned)) throw new TemplateError(scanned.message);
+  let out = "";
+  let argNum = 0;
+  for (const piece of scanned) {
+    if (piece === NO_VERB) out += "%!(NOVERB)";
+    else if (typeof piece === "string") out += piece;
+    else if (argNum >= args.length) out += "%!" + piece.verb + "(MISSING)";
+    else out += printArg(args[argNum++], piece.verb, piece.flags, 0);
+  }
+  if (argNum < args.length) {
     const extra = args.slice(argNum).map((a) => (isNil(a) ? "<nil>" : typeName(a) + "=" + formatValue(a)));
     out += "%!(EXTRA " + extra.join(", ") + ")";
   }

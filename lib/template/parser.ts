@@ -8,6 +8,7 @@ import {
   REMOVED_FOR_SECURITY,
   isEscaper,
 } from "./functions.ts";
+import { checkFormat } from "./format.ts";
 import { type Fail, lex, type Token, type TokenKind } from "./lexer.ts";
 import { GoFloat, fromUtf8, utf8Bytes } from "./values.ts";
 
@@ -241,7 +242,19 @@ class Parser {
       break;
     }
     if (args.length === 0) this.#fail(pos, "empty command");
+    this.#checkPrintf(args);
     return { args, pos, end };
+  }
+
+  /** A literal printf format is checked now, so a refused verb fails at load time, not mid-rotation. */
+  #checkPrintf(args: Operand[]): void {
+    const [fn, format] = args;
+    if (fn?.type !== "identifier" || fn.name !== "printf" || format?.type !== "string") return;
+    const refused = checkFormat(format.value);
+    if (!refused) return;
+    // Point at the refused character itself when the literal has no escapes to shift it.
+    const exact = this.#src.slice(format.pos + 1, format.end - 1) === format.value;
+    this.#fail(exact ? format.pos + 1 + refused.at : format.pos, `printf: ${refused.message}`);
   }
 
   #operand(): Operand | undefined {

@@ -177,6 +177,14 @@ describe("manifests: malformed input gives the specific error", () => {
       /spec\.target\.template\.data\.password: .*env/,
     ],
     [
+      "a printf verb templates do not use",
+      es(GOOD_ES_SPEC.replace(
+        "    creationPolicy: Merge\n",
+        '    creationPolicy: Merge\n    template:\n      data:\n        port: "{{ printf \\"%05.1f\\" 5432.0 }}"\n',
+      )),
+      /spec\.target\.template\.data\.port: template: port:1:\d+: printf: the verb %f at character 6 of the format is not supported/,
+    ],
+    [
       "reading from a store",
       es(GOOD_ES_SPEC + "  data:\n    - secretKey: x\n      remoteRef: {key: y}\n"),
       /spec\.data: reading values from a SecretStore is not supported/,

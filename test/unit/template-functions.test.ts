@@ -22,34 +22,25 @@ function table(cases: [string, string][]) {
   });
 }
 
+// More printf cases, against Go's own output, and what printf refuses: template-printf.test.ts.
 describe("printf", () => {
   table([
     ['{{ printf "%s-x" "pw" }}', "pw-x"],
     ['{{ "pw" | printf "%s-x" }}', "pw-x"],
     ['{{ printf "%d|%5d|%-5d|%05d|%+d" 42 42 42 -42 5 }}', "42|   42|42   |-0042|+5"],
-    ['{{ printf "%x %X %#x %o %#o %O %b" 255 255 255 8 8 8 5 }}', "ff FF 0xff 10 010 0o10 101"],
-    ['{{ printf "%c %q %U %#U" 65 65 128512 65 }}', "A 'A' U+1F600 U+0041 'A'"],
+    ['{{ printf "%x %X %#x %q %v" 255 255 255 65 true }}', "ff FF 0xff 'A' true"],
     ['{{ printf "%v %v %d" .list .m .nums }}', "[a b] map[a:x b:2] [1 2]"],
     ['{{ printf "%s %d" 5 "x" }}', "%!s(int=5) %!d(string=x)"],
     ['{{ printf "%q|%+q|%#q" "a\\"b\\n" "é" "abc" }}', '"a\\"b\\n"|"\\u00e9"|`abc`'],
     ['{{ printf "%x|% x|%#x|%X" "hi" "hi" "hi" "hi" }}', "6869|68 69|0x6869|6869"],
     ['{{ printf "%5s|%-5s|%.2s|%5.1s" "ab" "ab" "abcdef" "xyz" }}', "   ab|ab   |ab|    x"],
-    ['{{ printf "%t %v" true false }}', "true false"],
-    ['{{ printf "%f|%.2f|%8.3f|%6.2f" 3.14159 3.14159 3.14159 -1.5 }}', "3.141590|3.14|   3.142| -1.50"],
-    ['{{ printf "%e|%E|%.2e" 123456.789 123456.789 0.000123 }}', "1.234568e+05|1.234568E+05|1.23e-04"],
-    ['{{ printf "%g|%g|%g|%.3g|%g|%g" 0.0001 0.00001 1e21 1234.5678 100000.0 1e6 }}', "0.0001|1e-05|1e+21|1.23e+03|100000|1e+06"],
-    ['{{ printf "%T %T %T %T %T" "s" 1 1.5 .list .m }}', "string int float64 []interface {} map[string]interface {}"],
     ['{{ printf "100%%" }}', "100%"],
     ['{{ printf "%" }}', "%!(NOVERB)"],
     ['{{ printf "%s %s" "a" }}', "a %!s(MISSING)"],
     ['{{ printf "%s" "a" "b" }}', "a%!(EXTRA string=b)"],
-    ['{{ printf "%[2]s %[1]s" "a" "b" }}', "b a"],
-    ['{{ printf "%[3]s" "a" }}', "%!s(BADINDEX)"],
-    ['{{ printf "%*d|%-*d|" 5 42 4 7 }}', "   42|7   |"],
     ['{{ printf "%v %s" nil nil }}', "<nil> %!s(<nil>)"],
     ['{{ printf "%d" 1.5 }}', "%!d(float64=1.5)"],
     ['{{ printf "%v|%v|%v" 1e100 -0.0 .f }}', "1e+100|-0|2.5"],
-    ['{{ printf "%z" 1 }}', "%!z(int=1)"],
   ]);
 });
 
