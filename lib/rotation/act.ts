@@ -205,6 +205,10 @@ export async function act(run: Run, step: Exclude<Step, { kind: "done" | "refuse
         annotations: {
           ...rendered.annotations,
           ...rotationAnnotations(run, step.rotationId, values.password),
+          // The moment applications start moving off the other role: its password must live a
+          // whole interval from now, so the next rotation is due an interval after this, not after
+          // the start of this run (which waited for CNPG meanwhile).
+          [ANNOTATIONS.rotatedAt]: new Date(Math.max(run.now.getTime(), Date.now())).toISOString(),
           [ANNOTATIONS.externalSecret]: `${es.metadata.namespace}/${es.metadata.name}`,
           [ANNOTATIONS.strategy]: "alternating",
         },

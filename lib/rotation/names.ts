@@ -87,8 +87,11 @@ export function dueCheck(
         : { due: true, reason: "refreshPolicy OnChange: the ExternalSecret changed" };
     case "Periodic": {
       if (es.refreshIntervalMs === 0) return { due: false, reason: "refreshInterval 0: generated once already" };
-      // Schedulers fire at about, not exactly, the interval: a run slightly early still counts.
-      const slack = Math.min(es.refreshIntervalMs * 0.1, 5 * 60_000);
+      // Schedulers fire at about, not exactly, the interval: a run slightly early still counts —
+      // except for the alternating strategy, whose promise is that a role's password lives one
+      // whole interval after applications were switched off it (rotated-at is the switch).
+      const alternating = es.metadata.annotations[`${ANNOTATION_PREFIX}strategy`] === "alternating";
+      const slack = alternating ? 0 : Math.min(es.refreshIntervalMs * 0.1, 5 * 60_000);
       const nextDue = new Date(lastMs + es.refreshIntervalMs);
       return nextDue.getTime() - slack <= now.getTime()
         ? { due: true, reason: "refresh interval elapsed", nextDue }
