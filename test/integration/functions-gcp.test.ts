@@ -209,9 +209,11 @@ describe("GCP rotate: Cloud Scheduler → Pub/Sub → push → Functions Framewo
     expect(after.data.password).not.toBe(before.data.password);
     expect(after.data.password).toHaveLength(42);
     expect(after.labels["cnpg.io/reload"]).toBe("true");
-    // The function's own log says so, naming the rotation it wrote on the Secret.
-    const finished = child.lines.find((l) => l.includes('"msg":"rotation finished"') && l.includes('"outcome":"rotated"'));
-    expect(finished).toContain(after.annotations[ANNOTATIONS.rotationId]);
+    // The function's own log says so, naming the rotation it wrote on the Secret (the line comes
+    // after the promote, which follows the merge the wait above saw).
+    const finishedLine = () => child.lines.find((l) => l.includes('"msg":"rotation finished"') && l.includes('"outcome":"rotated"'));
+    await until("the rotation's log line", async () => finishedLine() !== undefined, 30_000, child);
+    expect(finishedLine()).toContain(after.annotations[ANNOTATIONS.rotationId]);
   });
 
   it("a failed scheduled run answers 500, Pub/Sub redelivers, and the redelivery rotates", async () => {
