@@ -49,6 +49,19 @@ export class StoreError extends RotatorError {
   override name = "StoreError";
 }
 
+/**
+ * A fenced write found its target no longer in the state the caller observed and decided on:
+ * nothing was written. The engine observes again and decides again; it never re-applies.
+ */
+export class ConflictError extends RotatorError {
+  override name = "ConflictError";
+}
+
+/** A remote secret's current or pending version moved since it was observed. */
+export class StoreConflictError extends ConflictError {
+  override name = "StoreConflictError";
+}
+
 /** The target Secret does not exist and the creation policy forbids creating it. */
 export class SecretMissingError extends RotatorError {
   override name = "SecretMissingError";

@@ -1,41 +1,42 @@
-// The one contract every secret store implements. A store knows nothing of
-// the rotation protocol that drives it: it keeps, per remote key, a *current*
-// value (what consumers read), at most one *pending* value (staged by a
-// rotation, keyed by its rotation id) and remembers the *previous* current.
+// The one contract every secret store implements (see docs/STORE-DESIGN.md). A store knows
+// nothing of the rotation protocol that drives it: it keeps, per remote key, a *current* value
+// (what consumers read), at most one *pending* value (staged by a rotation, keyed by its
+// rotation id) and remembers the *previous* current.
 
-/** One version of a remote secret. `value` is the whole remote value (a JSON object text for whole-Secret pushes). */
-export interface StoredVersion {
-  /**
-   * The version's id. A version written by a rotation is identified by its rotation id on
-   * every store (AWS makes it the VersionId; the others only number a version when promote
-   * writes it); a pushed version by the provider's own id (GCP / KV v2 version number,
-   * Azure version, file counter).
-   */
-  readonly versionId: string;
-  readonly value: string;
-  /**
-   * Set on versions written by a rotation. (AWS keeps no per-version metadata:
-   * there it is the VersionId, absent only on our direct pushes.)
-   */
-  readonly rotationId?: string;
-}
-
-/** A version named without its value: what `describe` reports. */
+/** One version of a remote secret, named. */
 export interface VersionRef {
+  /**
+   * A version written by a rotation is identified by its rotation id on every store (AWS: the
+   * VersionId; elsewhere the protocol records it). A pushed version: the provider's own id.
+   */
   readonly versionId: string;
+  /** Set on versions written by a rotation. */
   readonly rotationId?: string;
 }
 
-/** A remote secret's state without its values (`describe`). */
+/** A version with its whole remote value (a JSON object text for whole-Secret pushes). */
+export interface StoredVersion extends VersionRef {
+  readonly value: string;
+}
+
+/**
+ * What one observation of a remote key saw, without values: enough for the engine to decide
+ * the next step, and the fence the next write is checked against.
+ */
 export interface RemoteState {
-  /** Whether the remote secret exists; one deleted but still recoverable does not (as `exists`). */
+  /** False also for a secret deleted but still recoverable. */
   readonly exists: boolean;
-  /** Whether it carries our ownership marker (also for a deleted one). */
+  /** Carries our ownership marker (also reported for a deleted one). */
   readonly owned: boolean;
-  /** The version `getCurrent` would return. */
   readonly current?: VersionRef;
-  /** The version `getPending` would return. */
   readonly pending?: VersionRef;
+}
+
+export interface StoreCapabilities {
+  /** The service keeps pending/current/previous itself (AWS staging labels); else the `<key>-pending` sibling. */
+  readonly nativeStaging: boolean;
+  /** Writes are conditional on what was read (AWS RemoveFromVersionId, GCP etag, Vault cas); else a re-read just before the write is the only fence. */
+  readonly compareAndSwap: boolean;
 }
 
 export interface PushResult {
@@ -44,77 +45,65 @@ export interface PushResult {
   readonly versionId?: string;
 }
 
+/**
+ * FENCES. Every write takes `seen`, the RemoteState the caller decided on. At write time the
+ * write goes ahead only if the remote is still in that state (current and pending the same
+ * versions; "the same" includes "already done by this very call's rotation", which makes each
+ * write idempotent). Otherwise it throws StoreConflictError (a new RotatorError subclass in
+ * lib/errors.ts) and writes nothing; the engine then observes again and decides again — it never
+ * re-applies. Use the service's own compare-and-swap where it has one; else re-read and compare
+ * immediately before the write (capabilities.compareAndSwap = false says so).
+ */
 export interface SecretStoreClient {
   /** Provider name as in `spec.provider` ("file", "aws", "gcpsm", "azurekv", "vault"). */
   readonly provider: string;
-  /** Human description for logs and status, e.g. `aws secretsmanager us-east-1`. Never holds a credential. */
+  /** For logs and status, e.g. `aws secretsmanager us-east-1`. Never holds a credential. */
   readonly description: string;
+  readonly capabilities: StoreCapabilities;
 
-  /**
-   * Stages `value` as pending for `rotationId` (32 to 64 characters, e.g. a
-   * UUID: AWS takes it as ClientRequestToken). Idempotent: staging again with
-   * the same rotation id returns the version already staged, with the value
-   * first staged (a different `value` is ignored), and never makes a second
-   * one; if that rotation is already current, returns the current version.
-   * A pending value of another rotation id is replaced.
-   * Creates the remote secret (with our ownership marker) if it is missing.
-   * Throws OwnershipError if the remote secret exists without our marker.
-   */
-  stagePending(key: string, value: string, rotationId: string): Promise<StoredVersion>;
+  /** The remote key's state, no values; one request where the service allows. */
+  observe(key: string): Promise<RemoteState>;
 
-  /**
-   * Optional: the state `getCurrent` + `getPending` give, without reading any value, in
-   * (at most) one request. The engine prefers it and reads a value only when it needs one.
-   * A store may remember what it saw for the `stagePending` / `promote` that follow, as
-   * long as a stale memory can never make it write wrongly.
-   */
-  describe?(key: string): Promise<RemoteState>;
-
-  /** The pending version, if any. */
-  getPending(key: string): Promise<StoredVersion | undefined>;
-
-  /**
-   * Makes the pending version of `rotationId` current; the old current
-   * becomes previous. Idempotent: if that rotation is already current, returns it.
-   * Throws StoreStateError if there is no pending version of that rotation.
-   */
-  promote(key: string, rotationId: string): Promise<StoredVersion>;
-
-  /**
-   * Drops the pending version of `rotationId`, if it is still pending (rollback).
-   * A remote secret that never had a current value is deleted with it, so no
-   * consumer is left reading a value nobody accepted.
-   */
-  discardPending(key: string, rotationId: string): Promise<void>;
-
-  /** The current version, if the remote secret exists and has one. */
   getCurrent(key: string): Promise<StoredVersion | undefined>;
-
-  /** The version before the current one, if kept. */
+  getPending(key: string): Promise<StoredVersion | undefined>;
   getPrevious(key: string): Promise<StoredVersion | undefined>;
 
   /**
-   * Writes `value` as the new current version directly (PushSecret without a
-   * rotation). No new version if the current value is equal. With
-   * `ifNotExists`, writes only when the remote secret does not exist (an
-   * existing one, ours or not, is left alone: `changed: false`, as ESO does).
-   * Leaves a pending version pending. Throws OwnershipError for a remote
-   * secret without our marker.
+   * Stages `value` as pending for `rotationId` (32–64 chars; AWS takes it as ClientRequestToken).
+   * Already staged (or already current) under this rotation id → returns that version WITH THE
+   * VALUE FIRST STAGED (the caller must use the returned value, not its own). A pending value of
+   * another rotation id that `seen.pending` names is replaced. Creates the remote secret (with our
+   * marker) when `seen.exists` is false. OwnershipError for a secret without our marker.
+   * StoreConflictError when current or pending moved since `seen`.
    */
-  push(key: string, value: string, options?: { ifNotExists?: boolean }): Promise<PushResult>;
-
-  /** Whether the remote secret exists (with or without our marker); one deleted but still recoverable does not. */
-  exists(key: string): Promise<boolean>;
+  stage(key: string, value: string, rotationId: string, seen: RemoteState): Promise<StoredVersion>;
 
   /**
-   * Deletes the remote secret (AWS: with the SecretStore's recovery window; a
-   * later write restores it). Throws OwnershipError without our marker; a
-   * missing secret is not an error.
+   * Makes the pending version of `rotationId` current; the old current becomes previous.
+   * Already current → returns it. StoreStateError when that rotation is not pending;
+   * StoreConflictError when current moved since `seen`.
    */
-  delete(key: string): Promise<void>;
+  promote(key: string, rotationId: string, seen: RemoteState): Promise<StoredVersion>;
 
-  /** Releases clients / sockets. */
-  close?(): Promise<void>;
+  /**
+   * Drops the pending version of `rotationId` if it is still pending (rollback). A remote secret
+   * that never had a current value is deleted with it. Nothing pending under that id → no-op.
+   */
+  discard(key: string, rotationId: string, seen: RemoteState): Promise<void>;
+
+  /**
+   * Writes `value` as the new current version directly (PushSecret, and the engine publishing
+   * the Secret as it now is). No new version when the current value is equal. `ifNotExists`:
+   * writes only when the remote secret does not exist (as ESO). Leaves a pending version pending.
+   * With `seen`: StoreConflictError when current moved since.
+   */
+  push(key: string, value: string, options?: { ifNotExists?: boolean; seen?: RemoteState }): Promise<PushResult>;
+
+  exists(key: string): Promise<boolean>;
+  /** Deletes (AWS: with the SecretStore's recovery window). OwnershipError without our marker; missing is fine. */
+  delete(key: string): Promise<void>;
+  /** Releases clients, agents and sockets. */
+  close(): Promise<void>;
 }
 
 /** The ownership marker on every remote secret we create: a tag, label or custom_metadata entry. */
@@ -131,3 +120,115 @@ export interface StoreDeps {
    */
   readonly token?: string;
 }
+
+// ---- Primitives: all a provider implements (lib/stores/<provider>.ts). The protocol above them
+// (pending / current / previous, fences, ownership, error wrapping and retries) is written once,
+// in lib/stores/protocol.ts. Primitives read and write what the service has, nothing more; they
+// throw the SDK's own errors, which the protocol wraps (every call goes through `StoreCalls`).
+
+/** Tags, labels, annotations or custom_metadata: our ownership marker and our bookkeeping. */
+export type Marks = Readonly<Record<string, string>>;
+
+/** One version as a provider reads it: its own id, the rotation that wrote it (as recorded) and the value. */
+export interface RawVersion {
+  readonly versionId: string;
+  readonly rotationId?: string;
+  readonly value: string;
+}
+
+/** What is common to both kinds of primitives. */
+export interface PrimitivesBase {
+  readonly provider: string;
+  /** As SecretStoreClient.description. */
+  readonly description: string;
+  /** What the service calls the marker, for OwnershipError: "tag", "label", "custom_metadata entry". */
+  readonly markKind: string;
+  /** Whether the writes below are conditional in the service itself (else the protocol's re-read is the fence). */
+  readonly compareAndSwap: boolean;
+  /**
+   * The service's name for a remote key, and for its staging sibling where the protocol keeps
+   * one (undefined when no sibling name fits: such a key can be pushed, not rotated).
+   * InputError for a key the service cannot name, before any request.
+   */
+  names(key: string): { readonly key: string; readonly pending?: string };
+  close(): Promise<void>;
+}
+
+/** A version holding staging labels (AWSCURRENT, AWSPENDING, AWSPREVIOUS and ours). */
+export interface LabelledVersion {
+  readonly versionId: string;
+  readonly rotationId?: string;
+  readonly labels: readonly string[];
+}
+
+/** One secret's metadata as a service with native staging reports it (no values). */
+export interface LabelledSecret {
+  /** Deleted but recoverable (AWS's recovery window). */
+  readonly deleted: boolean;
+  readonly marks: Marks;
+  /** Every version that holds a label. */
+  readonly versions: readonly LabelledVersion[];
+}
+
+/** A service that keeps pending / current / previous itself, as labels on versions (AWS, file). */
+export interface NativePrimitives extends PrimitivesBase {
+  readonly staging: "native";
+  /** One request: the secret's metadata and labels; undefined when there is no such secret. */
+  describe(name: string): Promise<LabelledSecret | undefined>;
+  /** The version holding `label`, or the version `versionId`; undefined when none (or the secret is deleted). */
+  read(name: string, which: { readonly label: string } | { readonly versionId: string }): Promise<(RawVersion & { readonly labels: readonly string[] }) | undefined>;
+  /** Creates the secret with our marker and no value (`first`: with that value as its current version); false when it exists. */
+  create(name: string, first?: { readonly value: string }): Promise<false | { readonly versionId?: string }>;
+  /**
+   * Writes a version carrying `labels` (none given: the service's default, current). Its id is
+   * `rotationId` where given; a repeat of the same write, or a rotation id already used with
+   * another value, writes nothing and returns the version that id names, labelled as it is now.
+   * `replaces` is the current version, for the idempotency key of a push. Returns the version
+   * with the value it holds.
+   */
+  put(
+    name: string,
+    value: string,
+    options: { readonly rotationId?: string; readonly labels?: readonly string[]; readonly replaces?: string },
+  ): Promise<LabelledVersion & { readonly value: string }>;
+  /** Moves `label` to version `to` and/or off version `from`; StoreConflictError when `from` does not hold it. */
+  move(name: string, label: string, change: { readonly to?: string; readonly from?: string }): Promise<void>;
+  /** Undeletes a secret in its recovery window. */
+  restore(name: string): Promise<void>;
+  /** Deletes: "recoverable" with the SecretStore's recovery window, "now" without one. */
+  remove(name: string, how: "recoverable" | "now"): Promise<void>;
+}
+
+/** One secret's metadata as a service without native staging reports it (no values). */
+export interface SecretHead {
+  /** Deleted but recoverable (Azure's soft delete). */
+  readonly deleted: boolean;
+  readonly marks: Marks;
+  /** The version consumers read (the latest readable one), without its value. */
+  readonly latest?: { readonly versionId: string; readonly rotationId?: string };
+  /** The service's compare-and-swap token (GCP etag, Vault version), opaque to the protocol. */
+  readonly revision?: string;
+}
+
+/** A service whose consumers read the latest version: the protocol stages in a `<key>-pending` sibling (GCP, Azure, Vault). */
+export interface SiblingPrimitives extends PrimitivesBase {
+  readonly staging: "sibling";
+  /** The secret's metadata; undefined when there is no such secret (a soft-deleted one is `deleted`). */
+  head(name: string): Promise<SecretHead | undefined>;
+  /** The latest readable version, or the one before it; undefined when none. */
+  read(name: string, which: "latest" | "previous"): Promise<RawVersion | undefined>;
+  /** Creates the secret with `marks` and no version, where the service can (false: it exists). */
+  createEmpty?(name: string, marks: Marks): Promise<boolean>;
+  /**
+   * Adds a version recorded as `rotationId`'s (none: a plain version), conditional on `head` (what
+   * was just read; undefined: create-only, with `marks`) where the service can. StoreConflictError
+   * when that condition fails. Returns the version's own id.
+   */
+  write(name: string, value: string, options: { readonly head: SecretHead | undefined; readonly marks: Marks; readonly rotationId?: string }): Promise<string>;
+  /** Records that the latest version (`head.latest`, written but not recorded) is `rotationId`'s. */
+  adopt(name: string, head: SecretHead, rotationId: string): Promise<void>;
+  /** Deletes the secret and all its versions (conditional on `head` where the service can); `purge`: leave no soft-deleted copy where allowed. */
+  remove(name: string, options: { readonly head?: SecretHead; readonly purge: boolean }): Promise<void>;
+}
+
+export type StorePrimitives = NativePrimitives | SiblingPrimitives;
