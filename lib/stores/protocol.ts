@@ -98,6 +98,31 @@ export const PREVIOUS = "AWSPREVIOUS";
 /** Ours: on a first version that the service made current although it was only staged (AWS does). */
 export const UNPROMOTED = "CNPG_ROTATOR_UNPROMOTED";
 
+/**
+ * Where a service keeps no metadata per version (GCP annotations, Vault custom_metadata), the
+ * secret's metadata records which versions rotations wrote: `<rotation id>@<version>` for the
+ * current rotation's version and the one before it.
+ */
+export const CURRENT_ROTATION = "cnpg-rotator-current-rotation";
+export const PREVIOUS_ROTATION = "cnpg-rotator-previous-rotation";
+
+/** The marks recording `versionId` as `rotationId`'s; the record of another rotation it replaces becomes the previous one. */
+export function recordRotation(marks: Marks, versionId: string, rotationId: string): Record<string, string> {
+  const next: Record<string, string> = { ...marks, [CURRENT_ROTATION]: `${rotationId}@${versionId}` };
+  const before = marks[CURRENT_ROTATION];
+  if (before !== undefined && !before.startsWith(`${rotationId}@`)) next[PREVIOUS_ROTATION] = before;
+  return next;
+}
+
+/** The rotation the marks record as having written `versionId`, if any. */
+export function recordedRotation(marks: Marks, versionId: string): string | undefined {
+  for (const record of [marks[CURRENT_ROTATION], marks[PREVIOUS_ROTATION]]) {
+    const at = record?.lastIndexOf("@") ?? -1;
+    if (at > 0 && record!.slice(at + 1) === versionId) return record!.slice(0, at);
+  }
+  return undefined;
+}
+
 /** The client the engine uses, over a provider's primitives. */
 export function createClient(primitives: StorePrimitives): SecretStoreClient {
   return primitives.staging === "native" ? new NativeStore(primitives) : new SiblingStore(primitives);
@@ -224,19 +249,19 @@ class NativeStore extends Protocol<NativePrimitives> implements SecretStoreClien
     return nativeState(await this.p.describe(this.p.names(key).key));
   }
 
-  getCurrent(key: string): Promise<StoredVersion | undefined> {
+  async getCurrent(key: string): Promise<StoredVersion | undefined> {
     return this.#byLabel(key, CURRENT);
   }
 
-  getPending(key: string): Promise<StoredVersion | undefined> {
+  async getPending(key: string): Promise<StoredVersion | undefined> {
     return this.#byLabel(key, PENDING);
   }
 
-  getPrevious(key: string): Promise<StoredVersion | undefined> {
+  async getPrevious(key: string): Promise<StoredVersion | undefined> {
     return this.#byLabel(key, PREVIOUS);
   }
 
-  stage(key: string, value: string, rotationId: string, seen: RemoteState): Promise<StoredVersion> {
+  async stage(key: string, value: string, rotationId: string, seen: RemoteState): Promise<StoredVersion> {
     const name = this.p.names(key).key;
     this.checkRotationId(name, rotationId);
     return this.serialized(name, async () => {
@@ -261,7 +286,7 @@ class NativeStore extends Protocol<NativePrimitives> implements SecretStoreClien
     });
   }
 
-  promote(key: string, rotationId: string, seen: RemoteState): Promise<StoredVersion> {
+  async promote(key: string, rotationId: string, seen: RemoteState): Promise<StoredVersion> {
     const name = this.p.names(key).key;
     return this.serialized(name, async () => {
       const secret = await this.p.describe(name);
@@ -285,7 +310,7 @@ class NativeStore extends Protocol<NativePrimitives> implements SecretStoreClien
     });
   }
 
-  discard(key: string, rotationId: string, _seen: RemoteState): Promise<void> {
+  async discard(key: string, rotationId: string, _seen: RemoteState): Promise<void> {
     const name = this.p.names(key).key;
     return this.serialized(name, async () => {
       const secret = await this.p.describe(name);
@@ -299,7 +324,7 @@ class NativeStore extends Protocol<NativePrimitives> implements SecretStoreClien
     });
   }
 
-  push(key: string, value: string, options: { ifNotExists?: boolean; seen?: RemoteState } = {}): Promise<PushResult> {
+  async push(key: string, value: string, options: { ifNotExists?: boolean; seen?: RemoteState } = {}): Promise<PushResult> {
     const name = this.p.names(key).key;
     return this.serialized(name, async (): Promise<PushResult> => {
       let secret = await this.p.describe(name);
@@ -408,7 +433,7 @@ class SiblingStore extends Protocol<SiblingPrimitives> implements SecretStoreCli
     return v && storedOf(v);
   }
 
-  stage(key: string, value: string, rotationId: string, seen: RemoteState): Promise<StoredVersion> {
+  async stage(key: string, value: string, rotationId: string, seen: RemoteState): Promise<StoredVersion> {
     const names = this.#rotatable(key);
     this.checkRotationId(names.key, rotationId);
     return this.serialized(names.key, async () => {
@@ -442,7 +467,7 @@ class SiblingStore extends Protocol<SiblingPrimitives> implements SecretStoreCli
     });
   }
 
-  promote(key: string, rotationId: string, seen: RemoteState): Promise<StoredVersion> {
+  async promote(key: string, rotationId: string, seen: RemoteState): Promise<StoredVersion> {
     const names = this.p.names(key);
     return this.serialized(names.key, async () => {
       const [k, s] = await this.#heads(names);
@@ -474,7 +499,7 @@ class SiblingStore extends Protocol<SiblingPrimitives> implements SecretStoreCli
     });
   }
 
-  discard(key: string, rotationId: string, _seen: RemoteState): Promise<void> {
+  async discard(key: string, rotationId: string, _seen: RemoteState): Promise<void> {
     const names = this.p.names(key);
     return this.serialized(names.key, async () => {
       const [k, s] = await this.#heads(names);
@@ -486,7 +511,7 @@ class SiblingStore extends Protocol<SiblingPrimitives> implements SecretStoreCli
     });
   }
 
-  push(key: string, value: string, options: { ifNotExists?: boolean; seen?: RemoteState } = {}): Promise<PushResult> {
+  async push(key: string, value: string, options: { ifNotExists?: boolean; seen?: RemoteState } = {}): Promise<PushResult> {
     const names = this.p.names(key);
     return this.serialized(names.key, async (): Promise<PushResult> => {
       const k = await this.p.head(names.key);
