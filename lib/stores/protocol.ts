@@ -473,6 +473,7 @@ class SiblingStore extends Protocol<SiblingPrimitives> implements SecretStoreCli
       const [k, s] = await this.#heads(names);
       if (k) this.assertOwned(names.key, k.marks, "promote a version of");
       const ours = rotationOf(s) === rotationId ? s : undefined;
+      const marked = s && !s.deleted && isOwned(s.marks) && s.marks[ROTATION_ID] === rotationId;
       if (k && !k.deleted && k.latest?.rotationId === rotationId) {
         // Promoted before, maybe by a call that stopped before deleting the sibling: finish that.
         if (ours) await this.p.remove(names.pending!, { head: ours, purge: true });
@@ -480,6 +481,7 @@ class SiblingStore extends Protocol<SiblingPrimitives> implements SecretStoreCli
         if (current) return current;
       }
       if (!ours) {
+        if (marked) throw this.notPending(names.key, rotationId, `"${names.pending}" without a staged value`);
         const other = rotationOf(s);
         throw this.notPending(names.key, rotationId, !k && !s ? "no such secret" : other ? `rotation ${other} pending` : "nothing pending");
       }
@@ -492,7 +494,13 @@ class SiblingStore extends Protocol<SiblingPrimitives> implements SecretStoreCli
         await this.p.adopt(names.key, live, rotationId);
       } else {
         this.fence("promote a version of", names.key, siblingState(k, s), seen, "current");
-        await this.p.write(names.key, staged.value, { head: k, marks: k?.marks ?? OURS, rotationId });
+        try {
+          await this.p.write(names.key, staged.value, { head: k, marks: k?.marks ?? OURS, rotationId });
+        } catch (error) {
+          // Lost to a concurrent promote of this same rotation: what this promote would have made.
+          const again = error instanceof StoreConflictError ? await this.p.head(names.key) : undefined;
+          if (again?.latest?.rotationId !== rotationId) throw error;
+        }
       }
       await this.p.remove(names.pending!, { head: ours, purge: true });
       return { versionId: rotationId, value: staged.value, rotationId };
