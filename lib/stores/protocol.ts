@@ -436,6 +436,7 @@ class SiblingStore extends Protocol<SiblingPrimitives> implements SecretStoreCli
   async stage(key: string, value: string, rotationId: string, seen: RemoteState): Promise<StoredVersion> {
     const names = this.#rotatable(key);
     this.checkRotationId(names.key, rotationId);
+    this.p.checkValue?.(names.pending, value);
     return this.serialized(names.key, async () => {
       const [k, s] = await this.#heads(names);
       // A soft-deleted <key> is recovered at promote: find out now if it is not ours, not after the database changed.
@@ -521,6 +522,7 @@ class SiblingStore extends Protocol<SiblingPrimitives> implements SecretStoreCli
 
   async push(key: string, value: string, options: { ifNotExists?: boolean; seen?: RemoteState } = {}): Promise<PushResult> {
     const names = this.p.names(key);
+    this.p.checkValue?.(names.key, value);
     return this.serialized(names.key, async (): Promise<PushResult> => {
       const k = await this.p.head(names.key);
       // Like ESO's updatePolicy IfNotExists: an existing secret, ours or not, is left alone (and its value unread).

@@ -151,6 +151,8 @@ export interface PrimitivesBase {
    * InputError for a key the service cannot name, before any request.
    */
   names(key: string): { readonly key: string; readonly pending?: string };
+  /** InputError for a value the service cannot hold (Azure: over 25 KB), before any request. */
+  checkValue?(name: string, value: string): void;
   close(): Promise<void>;
 }
 
