@@ -234,7 +234,7 @@ export async function rollbackLocked(
   }
 
   // discard: the rolled-back value must never become current.
-  for (const s of pendingHere) await s.store.discardPending(s.publication.remoteKey, rotationId);
+  for (const s of pendingHere) await s.store.discard(s.publication.remoteKey, rotationId, await s.store.observe(s.publication.remoteKey));
   await options.afterStep?.("discard", target);
 
   // publish: a key changed by someone else since the rotation read the Secret would

@@ -8,7 +8,7 @@ import { SecretMissingError, StoreStateError } from "../errors.ts";
 import type { KubernetesClient, SecretObject } from "../kubernetes/index.ts";
 import type { Logger } from "../log.ts";
 import type { ExternalSecret } from "../manifests/index.ts";
-import type { SecretStoreClient, StoredVersion, VersionRef } from "../stores/types.ts";
+import type { RemoteState, SecretStoreClient, StoredVersion, VersionRef } from "../stores/types.ts";
 import { type Publication, type RotationTarget, readRemoteValue, remoteValue, targetName } from "./plan.ts";
 import { fingerprint, generateValues, type RenderedTarget, renderTarget } from "./render.ts";
 
@@ -137,6 +137,8 @@ interface Staged {
   readonly publication: Publication;
   readonly store: SecretStoreClient;
   version?: StoredVersion;
+  /** The store's state as last observed or written by this run: what its next write is fenced on. */
+  seen?: RemoteState;
 }
 
 /** A version the engine knows of; its value only once read (`describe` names versions without values). */
@@ -148,17 +150,14 @@ interface KnownVersion extends VersionRef {
 interface StoreView {
   current?: KnownVersion | undefined;
   pending?: KnownVersion | undefined;
+  /** The observation the next write to this store is fenced on. */
+  seen: RemoteState;
 }
 
-/** A store's state: one `describe` where the store offers it (no values), else both versions with values. */
+/** A store's state: one `observe` (no values). */
 async function readView(s: Staged): Promise<StoreView> {
-  const key = s.publication.remoteKey;
-  if (s.store.describe) {
-    const { current, pending } = await s.store.describe(key);
-    return { current, pending };
-  }
-  const [current, pending] = await Promise.all([s.store.getCurrent(key), s.store.getPending(key)]);
-  return { current, pending };
+  const seen = await s.store.observe(s.publication.remoteKey);
+  return { current: seen.current, pending: seen.pending, seen };
 }
 
 /** Whether `remoteValue` reads the remote current value: a `property` entry merges into it, unless an earlier entry replaced it. */
@@ -241,6 +240,7 @@ async function runLocked(
     target.publications.map(async (publication) => ({ publication, store: await deps.storeFor(publication) })),
   );
   const states = await Promise.all(staged.map(readView));
+  for (const [i, s] of staged.entries()) s.seen = states[i]!.seen;
   const lastId = secret?.annotations[ANNOTATIONS.rotationId];
   const previousFingerprint = secret?.data.password !== undefined ? fingerprint(secret.data.password) : undefined;
 
@@ -307,12 +307,13 @@ async function complete(
     staged.map(async (s, i) => {
       if (run.secret && !run.states[i]!.current && !run.states[i]!.pending) {
         const value = remoteValue(s.publication, run.secret.data, undefined);
-        const pushed = await s.store.push(s.publication.remoteKey, value);
+        const pushed = await s.store.push(s.publication.remoteKey, value, { seen: run.states[i]!.seen });
         run.states[i] = {
           current:
             pushed.versionId !== undefined
               ? { versionId: pushed.versionId, value }
               : await s.store.getCurrent(s.publication.remoteKey),
+          seen: await s.store.observe(s.publication.remoteKey),
         };
       }
     }),
@@ -324,7 +325,9 @@ async function complete(
   await Promise.all(
     staged.map(async (s, i) => {
       const value = remoteValue(s.publication, after, await currentValueFor(s, run.states[i]!));
-      s.version = await s.store.stagePending(s.publication.remoteKey, value, rotationId);
+      const seen = run.states[i]!.seen;
+      s.version = await s.store.stage(s.publication.remoteKey, value, rotationId, seen);
+      s.seen = { ...seen, exists: true, owned: true, pending: { versionId: s.version.versionId, rotationId } };
     }),
   );
   await deps.afterStep?.("stage", target);
@@ -408,7 +411,7 @@ async function finish(
   await deps.afterStep?.("test", target);
 
   for (const s of staged) {
-    s.version = await s.store.promote(s.publication.remoteKey, rotationId);
+    s.version = await s.store.promote(s.publication.remoteKey, rotationId, s.seen ?? (await s.store.observe(s.publication.remoteKey)));
   }
   // A write to another key between stage and merge is in the Secret but not in
   // the staged value: publish the Secret as it is now, so the store never lags it.

@@ -209,10 +209,13 @@ export function filePrimitives(config: FileProvider, deps: StoreDeps = {}, optio
   };
   return primitives;
 
+  /** A rotation's version is named by its rotation id (as on AWS); any other by the file's counter. */
   function newVersion(state: State, value: string, rotationId?: string): FileVersion {
-    state.lastVersionId += 1;
-    return { versionId: String(state.lastVersionId), value, ...(rotationId === undefined ? {} : { rotationId }), createdAt: new Date().toISOString() };
+    if (rotationId === undefined) state.lastVersionId += 1;
+    const versionId = rotationId ?? String(state.lastVersionId);
+    return { versionId, value, ...(rotationId === undefined ? {} : { rotationId }), createdAt: new Date().toISOString() };
   }
+
 }
 
 /** The secret's versions with the labels their slots give them. */

@@ -276,12 +276,12 @@ class NativeStore extends Protocol<NativePrimitives> implements SecretStoreClien
       } else if (secret.deleted) {
         await this.p.restore(name);
       }
-      const live = secret?.deleted ? undefined : secret;
       // AWS makes a secret's first version current whatever it is asked: ours marks it as not promoted.
-      const labels = holder(live, CURRENT) ? [PENDING] : [PENDING, UNPROMOTED];
+      // (A secret restored from its recovery window keeps its labels.)
+      const labels = holder(secret, CURRENT) ? [PENDING] : [PENDING, UNPROMOTED];
       const put = await this.p.put(name, value, { rotationId, labels });
       // A version of this rotation staged and discarded before: the service does not relabel it on a repeat.
-      if (!has(put, PENDING)) await this.p.move(name, PENDING, { to: put.versionId, ...from(holder(live, PENDING)) });
+      if (!has(put, PENDING)) await this.p.move(name, PENDING, { to: put.versionId, ...from(holder(secret, PENDING)) });
       return this.#remember(name, put, put.value);
     });
   }
@@ -289,6 +289,24 @@ class NativeStore extends Protocol<NativePrimitives> implements SecretStoreClien
   async promote(key: string, rotationId: string, seen: RemoteState): Promise<StoredVersion> {
     const name = this.p.names(key).key;
     return this.serialized(name, async () => {
+      if (seen.owned && seen.current && seen.pending?.rotationId === rotationId) {
+        // As observed, without a second look: moving the current label off the version seen holding
+        // it is the service's compare-and-swap (refused: look, and go on from what is there).
+        const promoted = await this.p.move(name, CURRENT, { to: rotationId, from: seen.current.versionId }).then(
+          () => true,
+          (error: unknown) => (error instanceof StoreConflictError ? false : Promise.reject(error)),
+        );
+        if (promoted) {
+          const wasPending = await this.p.move(name, PENDING, { from: rotationId }).then(
+            () => true,
+            (error: unknown) => (error instanceof StoreConflictError ? false : Promise.reject(error)),
+          );
+          if (wasPending) return this.#version(name, { versionId: rotationId, rotationId, labels: [CURRENT] });
+          // Discarded or replaced since observed: never leave it current.
+          await this.p.move(name, CURRENT, { to: seen.current.versionId, from: rotationId });
+          throw this.notPending(name, rotationId, "it was discarded or replaced since observed");
+        }
+      }
       const secret = await this.p.describe(name);
       if (!secret || secret.deleted) throw this.notPending(name, rotationId, "no such secret");
       this.assertOwned(name, secret.marks, "promote a version of");

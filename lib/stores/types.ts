@@ -172,7 +172,11 @@ export interface LabelledSecret {
   readonly versions: readonly LabelledVersion[];
 }
 
-/** A service that keeps pending / current / previous itself, as labels on versions (AWS, file). */
+/**
+ * A service that keeps pending / current / previous itself, as labels on versions (AWS, file).
+ * A rotation's version has the rotation id as its id, so what `observe` reports names versions
+ * as the service does, and a promote can move labels straight from the observation.
+ */
 export interface NativePrimitives extends PrimitivesBase {
   readonly staging: "native";
   /** One request: the secret's metadata and labels; undefined when there is no such secret. */

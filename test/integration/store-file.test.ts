@@ -217,7 +217,9 @@ describe("file store", () => {
     }
     const raw = await readRaw(path);
     expect(Object.keys(raw!.secrets)).toHaveLength(41);
-    expect(raw!.lastVersionId).toBe(41); // One version per push and one staged version: no write was lost or doubled.
+    // One version per push (the staged one is named by its rotation id): no write was lost or doubled.
+    expect(raw!.lastVersionId).toBe(40);
+    expect(raw!.secrets.shared).toMatchObject({ pending: { versionId: rid, rotationId: rid } });
   });
 
   it("serialises 5 concurrent writers in one process", async () => {

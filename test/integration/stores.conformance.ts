@@ -308,6 +308,22 @@ export function describeStoreConformance(name: string, setup: () => Promise<Conf
         expect((await store.getPrevious(key))?.value).toBe("pushed meanwhile");
       });
 
+      it("a promote of a rotation discarded since the observation is refused and leaves current as it was", async () => {
+        const key = t.key();
+        await store.push(key, "old");
+        const current = await store.getCurrent(key);
+        const rid = rotationId();
+        await stage(key, "never accepted", rid);
+        const stale = await store.observe(key);
+        await discard(key, rid);
+        await expect(store.promote(key, rid, stale)).rejects.toSatisfy(
+          (e) => e instanceof StoreStateError || e instanceof StoreConflictError,
+        );
+        expect(await store.getCurrent(key)).toEqual(current);
+        expect(await store.getPending(key)).toBeUndefined();
+        expect((await t.inspect(key))?.current).toBe("old");
+      });
+
       it("a push decided before current moved is a StoreConflictError, unless it already holds the value", async () => {
         const key = t.key();
         await store.push(key, "old");
