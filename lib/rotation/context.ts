@@ -6,7 +6,7 @@ import { createLogger, type Logger } from "../log.ts";
 import type { Engine } from "./engine.ts";
 import { manifestsFromEnvironment } from "./files.ts";
 import { rollbackOnVerifyFailure } from "./rollback.ts";
-import { storeFactory } from "./stores.ts";
+import { readStoredSecret, storeFactory } from "./stores.ts";
 import { verificationFromEnvironment } from "./verify.ts";
 
 export interface EngineConfig {
@@ -48,7 +48,7 @@ export async function engineFromEnvironment(config: EngineConfig = {}): Promise<
   });
   return {
     manifests,
-    kube: config.kube ?? (await connectClusterFromEnvironment({ env, log })),
+    kube: config.kube ?? (await connectClusterFromEnvironment({ env, log, readStoredSecret })),
     log,
     createStore: storeFactory({
       ...(env.CNPG_ROTATOR_STATE_DIR ? { baseDir: env.CNPG_ROTATOR_STATE_DIR } : {}),

@@ -170,8 +170,8 @@ export function azurePrimitives(config: AzureProvider, _deps: StoreDeps = {}, se
     },
 
     async read(name, which) {
-      const latest = await get(name);
-      if (which === "latest" || !latest) return latest && versionOf(latest);
+      const latest = await get(name, typeof which === "object" ? which.versionId : undefined);
+      if (which !== "previous" || !latest) return latest && versionOf(latest);
       const previous = latest.properties.tags?.[PREVIOUS_VERSION_TAG];
       const version = previous ? await get(name, previous) : undefined;
       return version && versionOf(version);

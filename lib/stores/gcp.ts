@@ -226,7 +226,9 @@ function primitivesOf(client: SecretManagerServiceClient, parent: string, region
     async read(id, which) {
       const [secret, version] = await Promise.all([
         getSecret(id),
-        which === "latest" ? access(id, "latest") : enabled(id, 2).then((v) => (v[1] === undefined ? undefined : access(id, v[1]))),
+        which !== "previous"
+          ? access(id, which === "latest" ? "latest" : which.versionId)
+          : enabled(id, 2).then((v) => (v[1] === undefined ? undefined : access(id, v[1]))),
       ]);
       if (!secret || !version) return undefined;
       const rotationId = recordedRotation(secret.annotations ?? {}, version.versionId);

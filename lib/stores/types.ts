@@ -221,8 +221,8 @@ export interface SiblingPrimitives extends PrimitivesBase {
   readonly staging: "sibling";
   /** The secret's metadata; undefined when there is no such secret (a soft-deleted one is `deleted`). */
   head(name: string): Promise<SecretHead | undefined>;
-  /** The latest readable version, or the one before it; undefined when none. */
-  read(name: string, which: "latest" | "previous"): Promise<RawVersion | undefined>;
+  /** The latest readable version, the one before it, or a given one; undefined when none. */
+  read(name: string, which: "latest" | "previous" | { readonly versionId: string }): Promise<RawVersion | undefined>;
   /** Creates the secret with `marks` and no version, where the service can (false: it exists). */
   createEmpty?(name: string, marks: Marks): Promise<boolean>;
   /**

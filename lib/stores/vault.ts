@@ -243,6 +243,7 @@ export function vaultPrimitives(config: VaultProvider, deps: StoreDeps = {}): Si
     },
 
     async read(name, which) {
+      if (typeof which === "object") return readData(name, Number(which.versionId));
       const latest = await readData(name);
       if (which === "latest" || !latest || Number(latest.versionId) <= 1) return which === "latest" ? latest : undefined;
       // Gone when max_versions trimmed it or someone deleted it.
