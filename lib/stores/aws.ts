@@ -23,7 +23,7 @@ import * as z from "zod";
 import { InputError, StoreConflictError, StoreStateError } from "../errors.ts";
 import type { AwsProvider } from "../manifests/schema.ts";
 import { isNetworkError, isTransientStatus } from "../retry.ts";
-import { createClient, OURS, requestTimeoutMs, StoreCalls, unless } from "./protocol.ts";
+import { createClient, OURS, requestTimeoutMs, storeCalls, unless } from "./protocol.ts";
 import { MANAGED_BY_KEY, MANAGED_BY_VALUE, type NativePrimitives, type SecretStoreClient, type StoreDeps } from "./types.ts";
 
 export { CURRENT, PENDING, PREVIOUS, UNPROMOTED } from "./protocol.ts";
@@ -68,7 +68,7 @@ export function awsPrimitives(config: AwsProvider, _deps: StoreDeps = {}): Nativ
   }
   const timeout = requestTimeoutMs();
   // Endpoint (AWS_ENDPOINT_URL_SECRETS_MANAGER, AWS_ENDPOINT_URL) and credentials come from the SDK's own
-  // chain. One attempt per call: StoreCalls retries, so retries never multiply; a request that hangs
+  // chain. One attempt per call: storeCalls retries, so retries never multiply; a request that hangs
   // (a blackholed connection) fails after the timeout instead of holding the function to its end.
   const client = new SecretsManagerClient({
     region: config.region,
@@ -83,13 +83,12 @@ export function awsPrimitives(config: AwsProvider, _deps: StoreDeps = {}): Nativ
       ? {}
       : { RecoveryWindowInDays: options.recoveryWindowInDays };
   const description = `aws secretsmanager ${config.region}${prefix ? ` prefix ${prefix}` : ""}`;
-  const calls = new StoreCalls(description, {
+  const send = storeCalls(description, {
     transient: (e) =>
       isNetworkError(e) ||
       isTransientStatus((e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode) ||
       is("ThrottlingException", "InternalServiceError")(e),
   });
-  const send = <T>(call: string, name: string, fn: () => Promise<T>) => calls.send(call, name, fn);
   const versionOf = (out: GetSecretValueCommandOutput) => {
     if (out.SecretString === undefined || out.VersionId === undefined) {
       throw new StoreStateError(`secret "${out.Name ?? "?"}" version ${out.VersionId ?? "?"} holds a binary value; expected a string`);

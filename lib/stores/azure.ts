@@ -33,7 +33,7 @@ import { isRestError, type KeyVaultSecret, SecretClient, type SecretClientOption
 import { InputError, StoreConflictError, StoreStateError } from "../errors.ts";
 import type { AzureProvider } from "../manifests/schema.ts";
 import { isNetworkError, isTransientStatus, withRetry } from "../retry.ts";
-import { createClient, OURS, PENDING_SUFFIX, ROTATION_ID, requestTimeoutMs, StoreCalls, unless } from "./protocol.ts";
+import { createClient, OURS, PENDING_SUFFIX, ROTATION_ID, requestTimeoutMs, storeCalls, unless } from "./protocol.ts";
 import type { RawVersion, SecretHead, SecretStoreClient, SiblingPrimitives, StoreDeps } from "./types.ts";
 
 export { PENDING_SUFFIX } from "./protocol.ts";
@@ -82,7 +82,7 @@ export function azurePrimitives(config: AzureProvider, _deps: StoreDeps = {}, se
   }
   const credential = seam.credential ?? defaultCredential(config);
   const timeout = requestTimeoutMs();
-  // No SDK retries (StoreCalls retries, so retries never multiply), and a deadline on every request.
+  // No SDK retries (storeCalls retries, so retries never multiply), and a deadline on every request.
   const client = new SecretClient(url.origin, credential, {
     ...seam.clientOptions,
     retryOptions: { maxRetries: 0 },
@@ -101,7 +101,7 @@ export function azurePrimitives(config: AzureProvider, _deps: StoreDeps = {}, se
     ],
   });
   const description = `azure keyvault ${url.origin}`;
-  const calls = new StoreCalls(description, {
+  const send = storeCalls(description, {
     transient: (e) => isNetworkError(e) || isTransientStatus(statusOf(e)) || (isRestError(e) && e.code === "REQUEST_SEND_ERROR"),
     detail: (e) => {
       const status = statusOf(e);
@@ -114,9 +114,9 @@ export function azurePrimitives(config: AzureProvider, _deps: StoreDeps = {}, se
     },
   });
   const get = (name: string, version?: string) =>
-    calls.send("GetSecret", name, () => client.getSecret(name, version ? { version } : {}).catch(unless(is(404), undefined)));
+    send("GetSecret", name, () => client.getSecret(name, version ? { version } : {}).catch(unless(is(404), undefined)));
   const getDeleted = (name: string) =>
-    calls.send("GetDeletedSecret", name, () => client.getDeletedSecret(name).catch(unless(is(404), undefined)));
+    send("GetDeletedSecret", name, () => client.getDeletedSecret(name).catch(unless(is(404), undefined)));
   const versionOf = (secret: KeyVaultSecret): RawVersion => {
     const version = secret.properties.version;
     if (version === undefined || secret.value === undefined) {
@@ -131,7 +131,7 @@ export function azurePrimitives(config: AzureProvider, _deps: StoreDeps = {}, se
   };
   /** Waits out a soft-delete transition of `name`, then runs `call` again. */
   const afterTransition = <T>(call: string, name: string, fn: () => Promise<T>) =>
-    calls.send(call, name, () => withRetry(fn, { what: `${call} "${name}" (being deleted, purged or recovered)`, isTransient: is(409), ...TRANSITION }));
+    send(call, name, () => withRetry(fn, { what: `${call} "${name}" (being deleted, purged or recovered)`, isTransient: is(409), ...TRANSITION }));
 
   const primitives: SiblingPrimitives = {
     staging: "sibling",
@@ -186,7 +186,7 @@ export function azurePrimitives(config: AzureProvider, _deps: StoreDeps = {}, se
         ...(head?.latest?.versionId ? { [PREVIOUS_VERSION_TAG]: head.latest.versionId } : {}),
       };
       const set = () => client.setSecret(name, value, { contentType: contentTypeOf(value), tags });
-      const written = await calls.send("SetSecret", name, () => set().catch(unless(is(409), undefined)));
+      const written = await send("SetSecret", name, () => set().catch(unless(is(409), undefined)));
       if (written) return versionOf(written).versionId;
       // The name is held by a soft-deleted secret (ours: the protocol checked its head), or one in transition.
       if (await getDeleted(name)) await recover(name);
@@ -194,17 +194,17 @@ export function azurePrimitives(config: AzureProvider, _deps: StoreDeps = {}, se
     },
 
     async adopt(name, head, rotationId) {
-      await calls.send("UpdateSecretProperties", name, () =>
+      await send("UpdateSecretProperties", name, () =>
         client.updateSecretProperties(name, head.latest!.versionId, { tags: { ...head.marks, [ROTATION_ID]: rotationId } }),
       );
     },
 
     async remove(name, { purge }) {
-      const poller = await calls.send("DeleteSecret", name, () =>
+      const poller = await send("DeleteSecret", name, () =>
         client.beginDeleteSecret(name, { intervalInMs: POLL_MS }).catch(unless(is(404), undefined)),
       );
       if (!poller || !purge) return;
-      await calls.send("DeleteSecret", name, () => poller.pollUntilDone({ abortSignal: AbortSignal.timeout(LRO_TIMEOUT_MS) }).catch(unless(is(404), undefined)));
+      await send("DeleteSecret", name, () => poller.pollUntilDone({ abortSignal: AbortSignal.timeout(LRO_TIMEOUT_MS) }).catch(unless(is(404), undefined)));
       const properties = poller.getResult()?.properties;
       // No recovery id: soft delete is off and the secret is gone. No "Purgeable" in the recovery
       // level: purge protection is on; the next stage recovers the sibling and writes over it.
@@ -217,7 +217,7 @@ export function azurePrimitives(config: AzureProvider, _deps: StoreDeps = {}, se
   };
 
   async function recover(name: string): Promise<void> {
-    await calls.send("RecoverDeletedSecret", name, async () => {
+    await send("RecoverDeletedSecret", name, async () => {
       try {
         const poller = await client.beginRecoverDeletedSecret(name, { intervalInMs: POLL_MS });
         if (!poller.isDone()) await poller.pollUntilDone({ abortSignal: AbortSignal.timeout(LRO_TIMEOUT_MS) });

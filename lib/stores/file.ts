@@ -12,7 +12,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import * as z from "zod";
 import { StoreConflictError, StoreError, StoreStateError } from "../errors.ts";
 import type { FileProvider } from "../manifests/schema.ts";
-import { CURRENT, createClient, OURS, PENDING, PREVIOUS, StoreCalls } from "./protocol.ts";
+import { CURRENT, createClient, OURS, PENDING, PREVIOUS, storeCalls } from "./protocol.ts";
 import type { LabelledVersion, NativePrimitives, SecretStoreClient, StoreDeps } from "./types.ts";
 
 export interface FileStoreOptions {
@@ -73,11 +73,11 @@ export function filePrimitives(config: FileProvider, deps: StoreDeps = {}, optio
   const description = `file ${path}`;
   const lock = new FileLock(`${path}.lock`, options.staleLockMs ?? 10_000, options.lockTimeoutMs ?? 30_000);
   // A local file: nothing is transient, a failed read or write fails the call.
-  const calls = new StoreCalls(description, { transient: () => false });
+  const send = storeCalls(description, { transient: () => false });
 
   /** Runs `change` on the file's content under the lock and writes the result if it changed anything. */
   const transact = <T>(call: string, key: string, change: (state: State) => T): Promise<T> =>
-    calls.send(call, key, async () => {
+    send(call, key, async () => {
       await fs.mkdir(dirname(path), { recursive: true, mode: 0o700 });
       return lock.hold(async () => {
         const state = await read();
@@ -87,7 +87,7 @@ export function filePrimitives(config: FileProvider, deps: StoreDeps = {}, optio
       });
     });
   const look = <T>(call: string, key: string, view: (secret: FileSecret | undefined) => T): Promise<T> =>
-    calls.send(call, key, async () => view((await read()).secrets.get(key)));
+    send(call, key, async () => view((await read()).secrets.get(key)));
 
   const read = async (): Promise<State> => {
     let text: string;

@@ -25,7 +25,7 @@ import {
   recordedRotation,
   recordRotation,
   requestTimeoutMs,
-  StoreCalls,
+  storeCalls,
   unless,
 } from "./protocol.ts";
 import { MANAGED_BY_KEY, type Marks, type SecretHead, type SecretStoreClient, type SiblingPrimitives, type StoreDeps } from "./types.ts";
@@ -108,25 +108,25 @@ function parseHostPort(endpoint: string): { host: string; port: number } {
 }
 
 function primitivesOf(client: SecretManagerServiceClient, parent: string, regional: boolean, description: string): SiblingPrimitives {
-  // One attempt per call with a deadline: StoreCalls retries, so retries never multiply.
+  // One attempt per call with a deadline: storeCalls retries, so retries never multiply.
   const options = { timeout: requestTimeoutMs(), retry: { retryCodes: [] } };
-  const calls = new StoreCalls(description, { transient: (e) => isNetworkError(e) || is(...TRANSIENT)(e) });
+  const send = storeCalls(description, { transient: (e) => isNetworkError(e) || is(...TRANSIENT)(e) });
   const path = (id: string) => `${parent}/secrets/${id}`;
   const etagLost = (id: string, what: string) => (e: unknown) => {
     if (!is(FAILED_PRECONDITION, ABORTED)(e)) throw e;
     throw new StoreConflictError(`${what} "${id}" in ${description}: it changed since observed (etag); ${what === "record" ? "the version added stays" : "nothing was written"}`, { cause: e });
   };
   const getSecret = (id: string) =>
-    calls.send("GetSecret", id, () => client.getSecret({ name: path(id) }, options).then(([s]) => s, unless(is(NOT_FOUND), undefined)));
+    send("GetSecret", id, () => client.getSecret({ name: path(id) }, options).then(([s]) => s, unless(is(NOT_FOUND), undefined)));
   const updateAnnotations = (id: string, secret: Secret, annotations: Record<string, string>, what: string) =>
-    calls.send("UpdateSecret", id, () =>
+    send("UpdateSecret", id, () =>
       client
         .updateSecret({ secret: { name: secret.name!, annotations, etag: secret.etag ?? "" }, updateMask: { paths: ["annotations"] } }, options)
         .then(([s]) => s, etagLost(id, what)),
     );
   /** Numbers of the newest enabled versions, newest first. */
   const enabled = async (id: string, count: number) => {
-    const [list] = await calls.send("ListSecretVersions", id, () =>
+    const [list] = await send("ListSecretVersions", id, () =>
       client
         .listSecretVersions({ parent: path(id), pageSize: count, filter: "state:ENABLED" }, { ...options, autoPaginate: false })
         .catch(unless(is(NOT_FOUND), [[]] as never)),
@@ -134,7 +134,7 @@ function primitivesOf(client: SecretManagerServiceClient, parent: string, region
     return (list ?? []).slice(0, count).map((v) => versionNumber(v.name!));
   };
   const access = async (id: string, version: string) => {
-    const [out] = await calls.send("AccessSecretVersion", id, () =>
+    const [out] = await send("AccessSecretVersion", id, () =>
       client
         .accessSecretVersion({ name: `${path(id)}/versions/${version}` }, options)
         .catch(unless(is(NOT_FOUND, FAILED_PRECONDITION), [undefined] as never)),
@@ -149,14 +149,14 @@ function primitivesOf(client: SecretManagerServiceClient, parent: string, region
     }
   };
   const addVersion = (id: string, value: string) =>
-    calls.send("AddSecretVersion", id, () =>
+    send("AddSecretVersion", id, () =>
       client.addSecretVersion({ parent: path(id), payload: { data: Buffer.from(value, "utf8") } }, options).then(([v]) => versionNumber(v.name!)),
     );
   const create = (id: string, marks: Marks) => {
     const { [MANAGED_BY_KEY]: owner, ...annotations } = marks;
     const labels = { ...(owner ? { [MANAGED_BY_KEY]: owner } : {}), ...(marks[ROTATION_ID] ? { [ROLE_LABEL]: "pending" } : {}) };
     const secret: Secret = { labels, ...(Object.keys(annotations).length ? { annotations } : {}), ...(regional ? {} : { replication: { automatic: {} } }) };
-    return calls.send("CreateSecret", id, () =>
+    return send("CreateSecret", id, () =>
       client.createSecret({ parent, secretId: id, secret }, options).then(([s]) => s, unless(is(ALREADY_EXISTS), undefined)),
     );
   };
@@ -176,7 +176,7 @@ function primitivesOf(client: SecretManagerServiceClient, parent: string, region
       if (current.slice(0, at) !== rotationId) throw error;
       const other = current.slice(at + 1);
       const newer = Number(version) > Number(other);
-      await calls.send("DisableSecretVersion", id, () =>
+      await send("DisableSecretVersion", id, () =>
         client.disableSecretVersion({ name: `${path(id)}/versions/${newer ? other : version}` }, options).catch(unless(is(NOT_FOUND, FAILED_PRECONDITION), undefined)),
       );
       if (newer) await record(id, fresh!, version, rotationId);
@@ -260,7 +260,7 @@ function primitivesOf(client: SecretManagerServiceClient, parent: string, region
     async remove(id, { head }) {
       // Secret Manager deletes at once, versions and all; there is no recovery window.
       const etag = (head as GcpHead | undefined)?.secret.etag ?? "";
-      await calls.send("DeleteSecret", id, () =>
+      await send("DeleteSecret", id, () =>
         client
           .deleteSecret({ name: path(id), etag }, options)
           .catch(unless(is(NOT_FOUND), undefined))

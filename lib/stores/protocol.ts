@@ -5,24 +5,9 @@
 import { InputError, OwnershipError, RotatorError, StoreConflictError, StoreError, StoreStateError } from "../errors.ts";
 import { parseDuration } from "../manifests/duration.ts";
 import { withRetry } from "../retry.ts";
-import {
-  type LabelledSecret,
-  type LabelledVersion,
-  MANAGED_BY_KEY,
-  MANAGED_BY_VALUE,
-  type Marks,
-  type NativePrimitives,
-  type PushResult,
-  type RawVersion,
-  type RemoteState,
-  type SecretHead,
-  type SecretStoreClient,
-  type SiblingPrimitives,
-  type StoreCapabilities,
-  type StoredVersion,
-  type StorePrimitives,
-  type VersionRef,
-} from "./types.ts";
+import { MANAGED_BY_KEY, MANAGED_BY_VALUE } from "./types.ts";
+import type { LabelledSecret, LabelledVersion, Marks, NativePrimitives, PushResult, RawVersion, RemoteState } from "./types.ts";
+import type { SecretHead, SecretStoreClient, SiblingPrimitives, StoreCapabilities, StoredVersion, StorePrimitives, VersionRef } from "./types.ts";
 
 // ---- Calls: the one place a provider error becomes a StoreError, and a transient one is retried.
 
@@ -50,30 +35,21 @@ export interface CallRules {
   detail?(error: unknown): string;
 }
 
-/** Sends a provider's requests: transient failures retried with lib/retry.ts, the rest wrapped in a StoreError naming the call, the secret and the store. */
-export class StoreCalls {
-  readonly description: string;
-  readonly #rules: CallRules;
+/** What a provider sends every request through. */
+export type Send = <T>(call: string, name: string, fn: () => Promise<T>) => Promise<T>;
 
-  constructor(description: string, rules: CallRules) {
-    this.description = description;
-    this.#rules = rules;
-  }
-
-  async send<T>(call: string, name: string, fn: () => Promise<T>): Promise<T> {
+/** Transient failures retried with lib/retry.ts, any other wrapped in a StoreError naming the call, the secret and the store. */
+export function storeCalls(description: string, rules: CallRules): Send {
+  return async (call, name, fn) => {
     try {
-      return await withRetry(fn, { what: `${call} "${name}" in ${this.description}`, isTransient: this.#rules.transient });
+      return await withRetry(fn, { what: `${call} "${name}" in ${description}`, isTransient: rules.transient });
     } catch (error) {
       if (error instanceof RotatorError) throw error;
-      const detail = this.#rules.detail?.(error) ?? errorLine(error);
-      throw new StoreError(`${call} of "${name}" in ${this.description} failed: ${detail}`, { cause: error });
+      const e = error as Error;
+      const detail = rules.detail?.(error) ?? `${e.name && e.name !== "Error" ? `${e.name}: ` : ""}${String(e.message).split("\n")[0]}`;
+      throw new StoreError(`${call} of "${name}" in ${description} failed: ${detail}`, { cause: error });
     }
-  }
-}
-
-function errorLine(error: unknown): string {
-  if (!(error instanceof Error)) return String(error);
-  return `${error.name && error.name !== "Error" ? `${error.name}: ` : ""}${error.message.split("\n")[0]}`;
+  };
 }
 
 /** Resolves to `fallback` when `error` is one the caller expects (e.g. not found); rethrows anything else. */
@@ -153,10 +129,7 @@ abstract class Protocol<P extends StorePrimitives> {
 
   protected async serialized<T>(name: string, body: () => Promise<T>): Promise<T> {
     const run = (this.#queues.get(name) ?? Promise.resolve()).then(body);
-    const tail = run.then(
-      () => {},
-      () => {},
-    );
+    const tail = run.then(noop, noop);
     this.#queues.set(name, tail);
     try {
       return await run;
@@ -202,19 +175,25 @@ abstract class Protocol<P extends StorePrimitives> {
   }
 }
 
-function showState(s: RemoteState): string {
-  if (!s.exists) return "no secret";
-  const v = (r: VersionRef | undefined) => (r ? `version ${r.versionId}` : "none");
-  return `current ${v(s.current)}, pending ${v(s.pending)}`;
-}
+const noop = () => {};
+const showVersion = (r: VersionRef | undefined) => (r ? `version ${r.versionId}` : "none");
+const showState = (s: RemoteState) => (s.exists ? `current ${showVersion(s.current)}, pending ${showVersion(s.pending)}` : "no secret");
+/** True when `write` went ahead, false when it lost its compare-and-swap; other errors pass. */
+const wentAhead = (write: Promise<unknown>) =>
+  write.then(
+    () => true,
+    (error: unknown) => (error instanceof StoreConflictError ? false : Promise.reject(error)),
+  );
 
 /** A version as the engine names it: a rotation's by its rotation id, any other by the provider's id. */
 function refOf(v: { readonly versionId: string; readonly rotationId?: string }): VersionRef {
   return v.rotationId === undefined ? { versionId: v.versionId } : { versionId: v.rotationId, rotationId: v.rotationId };
 }
 
-function storedOf(v: RawVersion): StoredVersion {
-  return { ...refOf(v), value: v.value };
+function storedOf(v: RawVersion): StoredVersion;
+function storedOf(v: RawVersion | undefined): StoredVersion | undefined;
+function storedOf(v: RawVersion | undefined): StoredVersion | undefined {
+  return v && { ...refOf(v), value: v.value };
 }
 
 // ---- Native staging (AWS, file): labels on versions, moved by the service.
@@ -249,17 +228,9 @@ class NativeStore extends Protocol<NativePrimitives> implements SecretStoreClien
     return nativeState(await this.p.describe(this.p.names(key).key));
   }
 
-  async getCurrent(key: string): Promise<StoredVersion | undefined> {
-    return this.#byLabel(key, CURRENT);
-  }
-
-  async getPending(key: string): Promise<StoredVersion | undefined> {
-    return this.#byLabel(key, PENDING);
-  }
-
-  async getPrevious(key: string): Promise<StoredVersion | undefined> {
-    return this.#byLabel(key, PREVIOUS);
-  }
+  getCurrent = (key: string) => this.#byLabel(key, CURRENT);
+  getPending = (key: string) => this.#byLabel(key, PENDING);
+  getPrevious = (key: string) => this.#byLabel(key, PREVIOUS);
 
   async stage(key: string, value: string, rotationId: string, seen: RemoteState): Promise<StoredVersion> {
     const name = this.p.names(key).key;
@@ -292,16 +263,10 @@ class NativeStore extends Protocol<NativePrimitives> implements SecretStoreClien
       if (seen.owned && seen.current && seen.pending?.rotationId === rotationId) {
         // As observed, without a second look: moving the current label off the version seen holding
         // it is the service's compare-and-swap (refused: look, and go on from what is there).
-        const promoted = await this.p.move(name, CURRENT, { to: rotationId, from: seen.current.versionId }).then(
-          () => true,
-          (error: unknown) => (error instanceof StoreConflictError ? false : Promise.reject(error)),
-        );
-        if (promoted) {
-          const wasPending = await this.p.move(name, PENDING, { from: rotationId }).then(
-            () => true,
-            (error: unknown) => (error instanceof StoreConflictError ? false : Promise.reject(error)),
-          );
-          if (wasPending) return this.#version(name, { versionId: rotationId, rotationId, labels: [CURRENT] });
+        if (await wentAhead(this.p.move(name, CURRENT, { to: rotationId, from: seen.current.versionId }))) {
+          if (await wentAhead(this.p.move(name, PENDING, { from: rotationId }))) {
+            return this.#version(name, { versionId: rotationId, rotationId, labels: [CURRENT] });
+          }
           // Discarded or replaced since observed: never leave it current.
           await this.p.move(name, CURRENT, { to: seen.current.versionId, from: rotationId });
           throw this.notPending(name, rotationId, "it was discarded or replaced since observed");
@@ -436,19 +401,11 @@ class SiblingStore extends Protocol<SiblingPrimitives> implements SecretStoreCli
     return siblingState(k, s);
   }
 
-  async getCurrent(key: string): Promise<StoredVersion | undefined> {
-    const v = await this.p.read(this.p.names(key).key, "latest");
-    return v && storedOf(v);
-  }
-
+  getCurrent = async (key: string) => storedOf(await this.p.read(this.p.names(key).key, "latest"));
+  getPrevious = async (key: string) => storedOf(await this.p.read(this.p.names(key).key, "previous"));
   async getPending(key: string): Promise<StoredVersion | undefined> {
     const { pending } = this.p.names(key);
     return pending === undefined ? undefined : this.#staged(pending, await this.p.head(pending));
-  }
-
-  async getPrevious(key: string): Promise<StoredVersion | undefined> {
-    const v = await this.p.read(this.p.names(key).key, "previous");
-    return v && storedOf(v);
   }
 
   async stage(key: string, value: string, rotationId: string, seen: RemoteState): Promise<StoredVersion> {

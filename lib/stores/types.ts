@@ -124,7 +124,7 @@ export interface StoreDeps {
 // ---- Primitives: all a provider implements (lib/stores/<provider>.ts). The protocol above them
 // (pending / current / previous, fences, ownership, error wrapping and retries) is written once,
 // in lib/stores/protocol.ts. Primitives read and write what the service has, nothing more; they
-// throw the SDK's own errors, which the protocol wraps (every call goes through `StoreCalls`).
+// throw the SDK's own errors, which the protocol wraps (every request goes through `storeCalls`).
 
 /** Tags, labels, annotations or custom_metadata: our ownership marker and our bookkeeping. */
 export type Marks = Readonly<Record<string, string>>;
@@ -192,11 +192,7 @@ export interface NativePrimitives extends PrimitivesBase {
    * `replaces` is the current version, for the idempotency key of a push. Returns the version
    * with the value it holds.
    */
-  put(
-    name: string,
-    value: string,
-    options: { readonly rotationId?: string; readonly labels?: readonly string[]; readonly replaces?: string },
-  ): Promise<LabelledVersion & { readonly value: string }>;
+  put(name: string, value: string, options: { rotationId?: string; labels?: readonly string[]; replaces?: string }): Promise<LabelledVersion & { value: string }>;
   /** Moves `label` to version `to` and/or off version `from`; StoreConflictError when `from` does not hold it. */
   move(name: string, label: string, change: { readonly to?: string; readonly from?: string }): Promise<void>;
   /** Undeletes a secret in its recovery window. */

@@ -16,7 +16,7 @@ import * as z from "zod";
 import { InputError, StoreConflictError, StoreError } from "../errors.ts";
 import type { VaultProvider } from "../manifests/schema.ts";
 import { isNetworkError, isTransientStatus } from "../retry.ts";
-import { createClient, PENDING_SUFFIX, recordedRotation, recordRotation, requestTimeoutMs, StoreCalls } from "./protocol.ts";
+import { createClient, PENDING_SUFFIX, recordedRotation, recordRotation, requestTimeoutMs, storeCalls } from "./protocol.ts";
 import type { Marks, SecretHead, SecretStoreClient, SiblingPrimitives, StoreDeps } from "./types.ts";
 
 export { CURRENT_ROTATION, PREVIOUS_ROTATION, ROTATION_ID } from "./protocol.ts";
@@ -93,7 +93,7 @@ export function vaultPrimitives(config: VaultProvider, deps: StoreDeps = {}): Si
   // The SecretStore's caBundle is the only CA trusted (as ESO does); verification stays on.
   const ca = config.caBundle !== undefined && server.protocol === "https:" ? decodeCaBundle(config.caBundle) : undefined;
   const agent = new Agent({ connect: { timeout, ...(ca ? { ca } : {}) }, headersTimeout: timeout, bodyTimeout: timeout });
-  const calls = new StoreCalls(description, {
+  const calls = storeCalls(description, {
     transient: (e) => isNetworkError(e) || (e instanceof VaultStatus && isTransientStatus(e.status)),
     detail: (e) => {
       if (!(e instanceof Error)) return String(e);
@@ -103,7 +103,7 @@ export function vaultPrimitives(config: VaultProvider, deps: StoreDeps = {}): Si
   });
   let mountChecked: Promise<void> | undefined;
 
-  const send = async (call: Call): Promise<{ status: number; json: unknown }> => {
+  const exchange = async (call: Call): Promise<{ status: number; json: unknown }> => {
     const url = `${base}${call.path.split("/").map(encodeURIComponent).join("/")}${call.query ? `?${call.query}` : ""}`;
     const body = call.body === undefined ? undefined : JSON.stringify(call.body);
     // No redirects: the token header would follow them to wherever they point.
@@ -144,7 +144,7 @@ export function vaultPrimitives(config: VaultProvider, deps: StoreDeps = {}): Si
 
   const request = async (name: string, call: Call): Promise<{ status: number; json: unknown }> => {
     if (call.method !== "GET") await checkMount();
-    return calls.send(`${call.method} ${call.path}`, `${mount}/${name}`, () => send(call));
+    return calls(`${call.method} ${call.path}`, `${mount}/${name}`, () => exchange(call));
   };
 
   const parse = <S extends z.ZodType>(schema: S, json: unknown, call: string): z.infer<S> => {
@@ -171,7 +171,7 @@ export function vaultPrimitives(config: VaultProvider, deps: StoreDeps = {}): Si
   };
   const preflight = async (): Promise<void> => {
     const path = `sys/internal/ui/mounts/${mount}`;
-    const reply = await calls.send(`GET ${path}`, mount, () => send({ method: "GET", path, capability: '"read"', expected: [403, 404] }));
+    const reply = await calls(`GET ${path}`, mount, () => exchange({ method: "GET", path, capability: '"read"', expected: [403, 404] }));
     if (reply.status === 404) return; // A server without the endpoint: nothing to check against.
     if (reply.status === 403) {
       throw new StoreError(
