@@ -11,7 +11,7 @@ import { createInterface } from "node:readline";
 import { GetSecretValueCommand } from "@aws-sdk/client-secrets-manager";
 import { loadManifests } from "../lib/manifests/index.ts";
 import { planRotations } from "../lib/rotation/plan.ts";
-import { ANNOTATIONS } from "../lib/rotation/rotate.ts";
+import { ANNOTATIONS } from "../lib/rotation/names.ts";
 import { type Bench, createTargets, manifestFiles } from "./fixtures.ts";
 import { minimumRequests } from "./minimum.ts";
 import { childCpuMs, cpuDelta } from "./procs.ts";

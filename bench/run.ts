@@ -10,6 +10,7 @@ import { parseArgs } from "node:util";
 import { type ClientCosts, benchClientCosts } from "./clients.ts";
 import { type Artifact, type ColdStartResult, ROOT, benchColdStart, buildArtifact } from "./cold-start.ts";
 import { type Bench, startBench } from "./fixtures.ts";
+import { type DowntimeRow, benchDowntime } from "./downtime.ts";
 import { type GeneratorResult, benchGenerator } from "./generator.ts";
 import { type RotationResultRow, benchRotation } from "./rotation.ts";
 import { round } from "./stats.ts";
@@ -21,7 +22,9 @@ const usage = `npm run bench -- [options]
   --generator-seconds=2     per measured round, each side
   --generator-rounds=3      alternating rounds (median)
   --artifact=PATH           use this rotate.zip instead of running serverless package
-  --only=LIST               some of: generator,coldStart,clients,rotation
+  --only=LIST               some of: generator,coldStart,clients,rotation,downtime
+                            (downtime: simulated applications against the real CNPG while it
+                            rotates, single-user and alternating side by side; not in the default)
   --no-breakdown            skip the per-dependency import times
   --cpu-prof                write bench/results/rotation-<n>.cpuprofile of each measured rotate()
   --timeout-minutes=40      give up (and clean up) after this long
@@ -65,7 +68,7 @@ const generatorRounds = positiveInt("generator-rounds", args["generator-rounds"]
 const timeoutMinutes = Number(args["timeout-minutes"]);
 const sections = new Set(args.only.split(",").filter(Boolean));
 for (const s of sections) {
-  if (!["generator", "coldStart", "clients", "rotation"].includes(s)) {
+  if (!["generator", "coldStart", "clients", "rotation", "downtime"].includes(s)) {
     console.error(`--only: unknown section "${s}"\n\n${usage}`);
     process.exit(2);
   }
@@ -86,6 +89,7 @@ interface Results {
   generator?: GeneratorResult;
   coldStart?: ColdStartResult;
   clientCosts?: ClientCosts;
+  downtime?: DowntimeRow[];
   rotation: RotationResultRow[];
   targets: Target[];
   errors: Record<string, string>;
@@ -205,6 +209,12 @@ if (bench && sections.has("rotation")) {
       log(`rotation n=${n}: ${row.seconds} s, ${row.rotationsPerSecond}/s, ${row.cpuMsPerRotation} ms CPU and ${row.requestsPerRotation} requests per rotation`);
     });
   }
+}
+
+if (sections.has("downtime")) {
+  await section("downtime", async () => {
+    results.downtime = await benchDowntime({ log });
+  });
 }
 
 await cleanup();
@@ -334,6 +344,16 @@ function printTable(): void {
     out.push(
       "Generator (seed spec: length 42, digits 5, symbols 5, \"-_$@\", allowRepeat)",
       table(["ours /s", "go-password /s", "ratio"], [[g.oursPerSecond, g.goPasswordPerSecond ?? "n/a", g.ratio ?? "n/a"]]),
+      "",
+    );
+  }
+  if (results.downtime) {
+    out.push(
+      "Downtime: applications re-reading their Secret once per interval, a new connection every 50 ms (real CNPG, PostgreSQL 15)",
+      table(
+        ["strategy", "apps", "rotations", "interval ms", "logins", "failed logins", "longest window ms", "failed rotations"],
+        results.downtime.map((r) => [r.strategy, r.apps, r.rotations, r.intervalMs, r.logins, r.failedLogins, r.longestWindowMs, r.failedRotations]),
+      ),
       "",
     );
   }

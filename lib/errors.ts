@@ -34,6 +34,21 @@ export class ConnectionStringError extends InputError {
   override name = "ConnectionStringError";
 }
 
+/**
+ * A PushSecret would copy Secret keys whose bytes are not UTF-8 text: a store value (and a
+ * whole-Secret push's JSON object) holds text, so they would arrive with U+FFFD in place of
+ * their bytes. Refused rather than corrupted; `keys` names them. Not an InputError: it is the
+ * state of one Secret, so it fails that target and the others run.
+ */
+export class BinaryKeyError extends RotatorError {
+  override name = "BinaryKeyError";
+  readonly keys: readonly string[];
+  constructor(message: string, keys: readonly string[]) {
+    super(message);
+    this.keys = keys;
+  }
+}
+
 /** A remote secret exists but lacks our ownership marker: we never touch it. */
 export class OwnershipError extends RotatorError {
   override name = "OwnershipError";
@@ -50,16 +65,30 @@ export class StoreError extends RotatorError {
 }
 
 /**
- * A fenced write found its target no longer in the state the caller observed and decided on:
- * nothing was written. The engine observes again and decides again; it never re-applies.
+ * A fenced write found its target no longer in the state the run observed and decided on (a
+ * Secret's resourceVersion, a store's current or pending version): nothing was written. The
+ * engine observes again and decides again; it never re-applies the old decision.
  */
 export class ConflictError extends RotatorError {
   override name = "ConflictError";
 }
 
+/** The Secret changed since it was read (409 Conflict on its resourceVersion), or was created or deleted meanwhile. */
+export class SecretConflictError extends ConflictError {
+  override name = "SecretConflictError";
+}
+
 /** A remote secret's current or pending version moved since it was observed. */
 export class StoreConflictError extends ConflictError {
   override name = "StoreConflictError";
+}
+
+/**
+ * The run no longer holds its target's Lease (taken over, or about to lapse because renewals
+ * failed): it stops before its next write, so a stalled run can never write over a newer one.
+ */
+export class LeaseLostError extends RotatorError {
+  override name = "LeaseLostError";
 }
 
 /** The target Secret does not exist and the creation policy forbids creating it. */

@@ -1,6 +1,6 @@
 // AWS Lambda: PushSecret schedules and manual payloads
 // (`{"target": "namespace/pushsecret-name", "dryRun": true}`).
-import { invokePush, type PushResponse } from "../../lib/rotation/invoke.ts";
+import { invokePush, type PushResponse } from "../../triggers/invoke.ts";
 
 export type { PushResponse };
 

@@ -1,6 +1,6 @@
 // AWS Lambda: EventBridge schedules and manual `serverless invoke` payloads
 // (`{"target": "namespace/name", "force": true, "dryRun": true}`).
-import { invokeRotate, type RotateResponse } from "../../lib/rotation/invoke.ts";
+import { invokeRotate, type RotateResponse } from "../../triggers/invoke.ts";
 
 export type { RotateResponse };
 

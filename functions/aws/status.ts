@@ -1,5 +1,5 @@
 // AWS Lambda: where each rotation stands (`{"target": "namespace/name"}` or all). Read-only.
-import { invokeStatus, type StatusResponse } from "../../lib/rotation/invoke.ts";
+import { invokeStatus, type StatusResponse } from "../../triggers/invoke.ts";
 
 export type { StatusResponse };
 

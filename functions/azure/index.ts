@@ -7,9 +7,9 @@
 // throws, so the retry policy below runs it again (each step is safe to re-run).
 import { app, type HttpRequest, type RetryOptions, type Timer } from "@azure/functions";
 import { createLogger } from "../../lib/log.ts";
-import { answerHttp, deliver, rotateFromEventGrid, timerTick } from "../../lib/rotation/events.ts";
+import { answerHttp, deliver, rotateFromEventGrid, timerTick } from "../../triggers/events.ts";
 import { manifestsFromEnvironment } from "../../lib/rotation/files.ts";
-import { invokePush, invokeRotate, invokeStatus } from "../../lib/rotation/invoke.ts";
+import { invokePush, invokeRotate, invokeStatus } from "../../triggers/invoke.ts";
 
 const log = createLogger().child({ platform: "azure" });
 // The manifests the engine reads (as context.ts finds them), to map a Key Vault secret to its

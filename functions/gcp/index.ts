@@ -7,9 +7,9 @@
 // Unwrapping lives in lib/rotation/events.ts; the engine call is the same as on AWS.
 import * as functions from "@google-cloud/functions-framework";
 import { createLogger } from "../../lib/log.ts";
-import { answerHttp, deliver, pushFromPubSub, rotateFromPubSub } from "../../lib/rotation/events.ts";
+import { answerHttp, deliver, pushFromPubSub, rotateFromPubSub } from "../../triggers/events.ts";
 import { manifestsFromEnvironment } from "../../lib/rotation/files.ts";
-import { invokePush, invokeRotate, invokeStatus } from "../../lib/rotation/invoke.ts";
+import { invokePush, invokeRotate, invokeStatus } from "../../triggers/invoke.ts";
 
 const log = createLogger().child({ platform: "gcp" });
 // The manifests the engine reads (as context.ts finds them), to map a Secret Manager secret to its

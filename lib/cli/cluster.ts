@@ -28,7 +28,8 @@ const common = `  -f, --filename PATH     manifests: a file, a directory of *.ya
       --context NAME      kubeconfig context (default: its current-context)
   -o, --output FORMAT     table (default) or json
       --concurrency N     targets at once (default 8)
-  -v, --verbose           engine logs on stderr (JSON lines; never secret values)`;
+  -v, --verbose           engine logs on stderr at $CNPG_ROTATOR_LOG_LEVEL (default info;
+                          JSON lines, never secret values)`;
 
 export const rotateHelp = `Usage: cnpg-rotator rotate -f manifests.yaml [--force] [--dry-run] [--verify] [flags]
 
@@ -82,7 +83,8 @@ async function buildEngine(
   }
   const concurrency = integer("concurrency", v.concurrency);
   if (concurrency !== undefined && concurrency < 1) throw new InputError("--concurrency: expected at least 1");
-  const log = createLogger({ level: v.verbose ? "info" : "silent" });
+  // -v shows the engine's logs at CNPG_ROTATOR_LOG_LEVEL (default info), as a deployed function logs.
+  const log = v.verbose ? createLogger() : createLogger({ level: "silent" });
   // An explicit --kubeconfig wins; otherwise the same environment a deployed function reads.
   const kube = v.kubeconfig
     ? connectCluster({ kubeconfigPath: v.kubeconfig, ...(v.context ? { context: v.context } : {}) })

@@ -13,8 +13,8 @@ Flags (named after the Password spec; omitted ones take ESO's defaults):
   --length N              length (default 24; <= 0 means 24)
   --digits N              digits (default length/4)
   --symbols N             symbols (default length/4)
-  --symbol-characters=S   symbol set (default ~!@#$%^&*()_+\`-={}|[]\\:"<>?,./);
-                          use the = form when S starts with "-"
+  --symbol-characters S   symbol set (default ~!@#$%^&*()_+\`-={}|[]\\:"<>?,./);
+                          a value may start with "-", e.g. '-_$@'
   --no-upper              no upper-case letters
   --allow-repeat          allow a character more than once
   --encoding E            raw | base64 | base64url | base32 | hex

@@ -1,4 +1,5 @@
 import { InputError, RotatorError } from "../errors.ts";
+import { redact } from "../redact.ts";
 import { generateCommand } from "./generate.ts";
 import { renderCommand } from "./render.ts";
 import { validateCommand } from "./validate.ts";
@@ -47,6 +48,12 @@ export async function main(
   out: (text: string) => void = (t) => process.stdout.write(t.endsWith("\n") ? t : `${t}\n`),
   err: (text: string) => void = (t) => process.stderr.write(t.endsWith("\n") ? t : `${t}\n`),
 ): Promise<number> {
+  // The one secret boundary (lib/redact.ts): nothing the engine handled leaves unmasked.
+  // (`generate` prints the password asked for: it is never remembered as a secret.)
+  const write = out;
+  const writeErr = err;
+  out = (t) => write(redact(t));
+  err = (t) => writeErr(redact(t));
   const [name, ...rest] = argv;
   if (name === undefined || name === "--help" || name === "-h" || name === "help") {
     (name === undefined ? err : out)(mainHelp);

@@ -1,10 +1,14 @@
+import { planRotations } from "../rotation/plan.ts";
 import { manifestOptions, parse, readManifestFlags } from "./args.ts";
 
 export const validateHelp = `Usage: cnpg-rotator validate -f manifests.yaml [-n NS]
 
 Loads and checks the manifests (YAML, kinds and fields, references between
-them, generator limits, templates and their functions) without writing
-anything. Exit code 0 when valid, 2 with every problem listed when not.
+them, generator limits, templates and their functions), then runs the checks
+a rotation runs before it writes: each ExternalSecret's template rendered with
+a generated sample password and every connection string read back, a store
+to stage in, and a pushed key a rotation can resume from. Writes nothing.
+Exit code 0 when rotate would accept the manifests, 2 with the problem when not.
 `;
 
 export function validateCommand(argv: string[], out: (line: string) => void): number {
@@ -14,6 +18,7 @@ export function validateCommand(argv: string[], out: (line: string) => void): nu
     return 0;
   }
   const set = readManifestFlags(v.filename, v.namespace);
+  planRotations(set);
   const count = (n: number, what: string) => `${n} ${what}${n === 1 ? "" : "s"}`;
   for (const w of set.warnings) out(`warning: ${w}`);
   out(

@@ -669,6 +669,73 @@ export function rewritePassword(
   return rewritten;
 }
 
+/**
+ * The existing value of a derived key with both its user and password replaced (the
+ * alternating strategy switching the consumer Secret from one role to the other): everything
+ * else — host, port, dbname, other parameters and their order — stays as it is. Every place a
+ * client would read the user or password from is rewritten, then read back and checked.
+ */
+export function rewriteCredentials(key: string, existingValue: string, user: string, password: string): string {
+  if (!isDerivedKey(key)) {
+    throw new ConnectionStringError(`${key}: not a derived key of the CNPG application Secret (expected one of ${DERIVED_KEYS.join(", ")})`);
+  }
+  const kind = derivedKeyKind(key);
+  if (password === "") throw new ConnectionStringError(`${key}: the new password is empty`);
+  if (user === "") throw new ConnectionStringError(`${key}: the new user is empty`);
+  assertUsable(`${key}: the new password`, password, kind);
+  assertUsable(`${key}: the new user`, user, kind);
+  let rewritten: string;
+  if (kind === "pgpass") {
+    const edits: Edit[] = [];
+    for (const layout of scanPgpassEntries(existingValue, key)) {
+      edits.push({ span: layout.fields[3], text: pgpassField(user) }, { span: layout.fields[4], text: pgpassField(password) });
+    }
+    rewritten = applyEdits(existingValue, edits);
+    if (readPgpassEntries(rewritten, key).some((e) => e.user !== user || e.password !== password)) {
+      throw new ConnectionStringError(`${key}: rewriting the credentials did not read back intact`);
+    }
+    return rewritten;
+  }
+  if (kind === "uri") {
+    const layout = scanUri(existingValue, key);
+    const edits: Edit[] = [];
+    for (const param of layout.params) {
+      const name = libpqDecode(existingValue.slice(param.key.start, param.key.end), `${key}: a query key`);
+      if (name === "user") edits.push({ span: param.value, text: pgQuery(user) });
+      if (name === "password") edits.push({ span: param.value, text: pgQuery(password) });
+    }
+    const userinfo = `${pgUserinfo(user)}:${pgUserinfo(password)}`;
+    if (layout.user) {
+      edits.push({ span: { start: layout.user.start, end: (layout.password ?? layout.user).end }, text: userinfo });
+    } else {
+      edits.push({ span: { start: layout.prefix.end, end: layout.prefix.end }, text: `${userinfo}@` });
+    }
+    rewritten = applyEdits(existingValue, edits);
+  } else {
+    const edits: Edit[] = [];
+    const seen = new Set<string>();
+    for (const param of scanJdbc(existingValue, key).params) {
+      const name = existingValue.slice(param.key.start, param.key.end);
+      if (name !== "user" && name !== "password") continue;
+      seen.add(name);
+      const text = pgQuery(name === "user" ? user : password);
+      if (param.value) edits.push({ span: param.value, text });
+      else edits.push({ span: param.key, text: `${name}=${text}` });
+    }
+    rewritten = applyEdits(existingValue, edits);
+    for (const [name, value] of [["password", password], ["user", user]] as const) {
+      if (seen.has(name)) continue;
+      const sep = !rewritten.includes("?") ? "?" : /[?&]$/.test(rewritten) ? "" : "&";
+      rewritten = `${rewritten}${sep}${name}=${pgQuery(value)}`;
+    }
+  }
+  const after = (kind === "uri" ? readUri : readJdbc)(rewritten, key);
+  if (after.user !== user || after.password !== password) {
+    throw new ConnectionStringError(`${key}: rewriting the credentials did not read back intact`);
+  }
+  return rewritten;
+}
+
 /** Replaces the userinfo password and every `password` query value (which libpq prefers). */
 function rewriteUri(key: string, value: string, password: string, username?: string): string {
   const layout = scanUri(value, key);

@@ -24,6 +24,7 @@ export {
   readPgpassEntries,
   readsAsUser,
   readUri,
+  rewriteCredentials,
   rewritePassword,
   type Span,
   scanJdbc,

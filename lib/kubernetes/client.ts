@@ -4,18 +4,21 @@ import {
   AuthorizationV1Api,
   CoordinationV1Api,
   CoreV1Api,
+  CustomObjectsApi,
   type KubeConfig,
   PatchStrategy,
   setHeaderOptions,
   type V1Secret,
 } from "@kubernetes/client-node";
-import { KubernetesError, SecretMissingError } from "../errors.ts";
+import { KubernetesError, SecretConflictError, SecretMissingError } from "../errors.ts";
+import { isNetworkError, isTransientStatus, withRetry } from "../retry.ts";
 import { describeAccess } from "./access.ts";
 import { type ApiOperation, apiConfiguration, apiError, httpStatus, RequestLog } from "./api.ts";
 import { acquireLease, type LeaseCall } from "./leases.ts";
 import { emptySecret, encodeData, mergePatchFor, presentAnnotations, toSecretObject } from "./secrets.ts";
 import type {
   AccessCheck,
+  CnpgCluster,
   LeaseHandle,
   NewSecret,
   RequestRecord,
@@ -42,6 +45,7 @@ export class KubernetesClient {
   readonly #core: CoreV1Api;
   readonly #coordination: CoordinationV1Api;
   readonly #authorization: AuthorizationV1Api;
+  readonly #custom: CustomObjectsApi;
   readonly #log = new RequestLog();
 
   constructor(kubeConfig: KubeConfig, options: KubernetesClientOptions = {}) {
@@ -50,6 +54,7 @@ export class KubernetesClient {
     this.#core = new CoreV1Api(config);
     this.#coordination = new CoordinationV1Api(config);
     this.#authorization = new AuthorizationV1Api(config);
+    this.#custom = new CustomObjectsApi(config);
   }
 
   /** HTTP requests sent so far. */
@@ -72,10 +77,7 @@ export class KubernetesClient {
   /** One GET; undefined when the Secret does not exist. */
   async readSecret(namespace: string, name: string): Promise<SecretObject | undefined> {
     const raw = await this.#readRawSecret(namespace, name);
-    if (!raw) return undefined;
-    const secret = toSecretObject(raw, namespace, name);
-    this.#read.set(secret, raw);
-    return secret;
+    return raw && this.#remember(raw, namespace, name);
   }
 
   /** What readSecret read, so updateSecret can start from it without another GET. */
@@ -142,6 +144,53 @@ export class KubernetesClient {
       }
       await sleep(backoffMs(conflicts));
     }
+  }
+
+  /**
+   * One PATCH of `change` onto the Secret exactly as `observed` saw it: the patch carries its
+   * resourceVersion, so a write by anyone since is refused (SecretConflictError, nothing
+   * written) instead of being merged over. `observed` must come from this client (readSecret or
+   * an earlier write). Nothing differs → no request, `observed` is returned.
+   */
+  async patchSecret(observed: SecretObject, change: SecretChange): Promise<SecretObject> {
+    const { namespace, name } = observed;
+    const raw = this.#read.get(observed);
+    if (!raw) throw new KubernetesError(`Secret ${namespace}/${name}: patchSecret needs a Secret this client read`);
+    const patch = mergePatchFor(raw, change);
+    if (!patch) return observed;
+    if (raw.immutable) {
+      throw new KubernetesError(`cannot patch secrets "${name}" in namespace "${namespace}": the Secret is immutable; nothing was written`);
+    }
+    const patched = await this.#call({ verb: "patch", ...SECRET, namespace, name }, () =>
+      unless([404, 409], this.#core.patchNamespacedSecret({ namespace, name, body: patch, fieldManager: FIELD_MANAGER }, MERGE_PATCH)),
+    );
+    if (!patched) {
+      throw new SecretConflictError(
+        `Secret ${namespace}/${name} changed since resourceVersion ${observed.resourceVersion} was read (or was deleted); nothing was written`,
+      );
+    }
+    return this.#remember(patched, namespace, name);
+  }
+
+  /** One POST of a new Secret; SecretConflictError (nothing written) when it exists already. */
+  async createSecretIfMissing(namespace: string, name: string, init: NewSecret): Promise<SecretObject> {
+    const created = await this.#createRawSecret(namespace, name, init);
+    if (!created) throw new SecretConflictError(`Secret ${namespace}/${name} was created by someone else meanwhile; nothing was written`);
+    return this.#remember(created, namespace, name);
+  }
+
+  #remember(raw: V1Secret, namespace: string, name: string): SecretObject {
+    const secret = toSecretObject(raw, namespace, name);
+    this.#read.set(secret, raw);
+    return secret;
+  }
+
+  /** One GET of a CNPG Cluster (`postgresql.cnpg.io/v1`); undefined when it does not exist. */
+  async readCluster(namespace: string, name: string): Promise<CnpgCluster | undefined> {
+    const raw = (await this.#call({ verb: "get", group: "postgresql.cnpg.io", resource: "clusters", namespace, name }, () =>
+      unless([404], this.#custom.getNamespacedCustomObject({ group: "postgresql.cnpg.io", version: "v1", namespace, plural: "clusters", name })),
+    )) as { spec?: CnpgCluster["spec"]; status?: CnpgCluster["status"] } | undefined;
+    return raw && { name, namespace, spec: raw.spec ?? {}, status: raw.status ?? {} };
   }
 
   /** One POST. */
@@ -248,9 +297,17 @@ export class KubernetesClient {
     );
   }
 
+  /**
+   * One API call, sent again after a transient failure (reset, timeout, 429, 5xx). Safe for
+   * writes too: each carries a resourceVersion or creates by name, so a repeat of a write that
+   * did apply is refused with 409, which the caller reads as "observe again".
+   */
   async #call<T>(op: ApiOperation, fn: () => Promise<T>): Promise<T> {
     try {
-      return await fn();
+      return await withRetry(fn, {
+        what: `${op.verb} ${op.resource}${op.name ? `/${op.name}` : ""}`,
+        isTransient: (e) => isNetworkError(e) || isTransientStatus(httpStatus(e)),
+      });
     } catch (e) {
       throw apiError(e, op, this.server);
     }

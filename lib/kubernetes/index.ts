@@ -13,6 +13,7 @@ export { activeHolder, LEASE_SECRET_ANNOTATION, leaseNameFor } from "./leases.ts
 export type {
   AccessCheck,
   ClusterConnection,
+  CnpgCluster,
   LeaseHandle,
   NewSecret,
   RequestRecord,

@@ -3,6 +3,7 @@
 // renewTime + leaseDurationSeconds; every write carries the resourceVersion read.
 import { createHash } from "node:crypto";
 import { type CoordinationV1Api, type V1Lease, type V1LeaseSpec, V1MicroTime } from "@kubernetes/client-node";
+import { PermissionError } from "../errors.ts";
 import { httpStatus } from "./api.ts";
 import type { LeaseHandle } from "./types.ts";
 
@@ -40,7 +41,7 @@ function toDate(v: unknown): Date | undefined {
 }
 
 /** Runs one Lease call, mapping its failure (not 404/409, which the caller handles) to a typed error. */
-export type LeaseCall = <T>(verb: "get" | "create" | "update", name: string, fn: () => Promise<T>) => Promise<T>;
+export type LeaseCall = <T>(verb: "get" | "create" | "update" | "delete", name: string, fn: () => Promise<T>) => Promise<T>;
 
 interface LeaseContext {
   readonly api: CoordinationV1Api;
@@ -50,8 +51,10 @@ interface LeaseContext {
 
 /**
  * One GET, then one POST (no Lease yet) or one PUT (lapsed or free). Returns undefined
- * when another run holds it or wins the race (409). A Lease held by the same holder
- * string is not re-entered either: holder ids are meant to be unique per run.
+ * when another run holds it or wins the race (409). Holder ids are unique per run, so a
+ * Lease already held by `holder` is this run's own: its earlier create or update applied but
+ * the answer was lost (then retried). It is taken as held rather than left blocking the
+ * target for a whole TTL.
  */
 export async function acquireLease(
   ctx: LeaseContext,
@@ -73,16 +76,37 @@ export async function acquireLease(
     const created = await ctx.call("create", name, () =>
       unlessConflict(ctx.api.createNamespacedLease({ namespace, body, fieldManager: ctx.fieldManager })),
     );
-    return created && new HeldLease(ctx, created, holder, ttlSeconds, now);
+    return created ? new HeldLease(ctx, created, undefined, holder, ttlSeconds, now) : ownIfHeld(ctx, namespace, name, holder, ttlSeconds, undefined);
   }
-  if (activeHolder(existing.spec, now) !== undefined) return undefined;
+  const active = activeHolder(existing.spec, now);
+  if (active === holder) return new HeldLease(ctx, existing, undefined, holder, ttlSeconds, renewedAt(existing.spec) ?? now);
+  if (active !== undefined) return undefined;
   // Counted like client-go's leader election: every change of holder, a released Lease included.
   const transitions = (existing.spec?.leaseTransitions ?? 0) + (existing.spec?.holderIdentity !== holder ? 1 : 0);
   const body = withSpec(existing, heldSpec(holder, ttlSeconds, now, now, transitions));
   const updated = await ctx.call("update", name, () =>
     unlessConflict(ctx.api.replaceNamespacedLease({ namespace, name, body, fieldManager: ctx.fieldManager })),
   );
-  return updated && new HeldLease(ctx, updated, holder, ttlSeconds, now);
+  return updated ? new HeldLease(ctx, updated, existing, holder, ttlSeconds, now) : ownIfHeld(ctx, namespace, name, holder, ttlSeconds, existing);
+}
+
+/** After a 409: one GET; the Lease is ours if `holder` holds it (our own write, whose answer was lost). */
+async function ownIfHeld(
+  ctx: LeaseContext,
+  namespace: string,
+  name: string,
+  holder: string,
+  ttlSeconds: number,
+  found: V1Lease | undefined,
+): Promise<LeaseHandle | undefined> {
+  const now = new Date();
+  const fresh = await ctx.call("get", name, () => optional(ctx.api.readNamespacedLease({ namespace, name })));
+  if (!fresh || activeHolder(fresh.spec, now) !== holder) return undefined;
+  return new HeldLease(ctx, fresh, found, holder, ttlSeconds, renewedAt(fresh.spec) ?? now);
+}
+
+function renewedAt(spec: V1LeaseSpec | undefined): Date | undefined {
+  return toDate(spec?.renewTime) ?? toDate(spec?.acquireTime);
 }
 
 function heldSpec(holder: string, ttl: number, acquired: Date, renewed: Date, transitions: number): V1LeaseSpec {
@@ -137,11 +161,21 @@ class HeldLease implements LeaseHandle {
   expiresAt: Date;
   #ctx: LeaseContext;
   #lease: V1Lease;
+  /** The Lease as acquire found it; undefined when acquire created it. */
+  #found: V1Lease | undefined;
   #released = false;
 
-  constructor(ctx: LeaseContext, lease: V1Lease, holder: string, ttlSeconds: number, renewed: Date) {
+  constructor(
+    ctx: LeaseContext,
+    lease: V1Lease,
+    found: V1Lease | undefined,
+    holder: string,
+    ttlSeconds: number,
+    renewed: Date,
+  ) {
     this.#ctx = ctx;
     this.#lease = lease;
+    this.#found = found;
     this.namespace = lease.metadata?.namespace ?? "";
     this.name = lease.metadata?.name ?? "";
     this.holder = holder;
@@ -164,6 +198,38 @@ class HeldLease implements LeaseHandle {
     if (this.#released) return;
     this.#released = true;
     await this.#update(({ holderIdentity: _, ...rest }) => rest);
+  }
+
+  /**
+   * Puts the Lease back as acquire found it, for a run refused as bad input: one PUT of the
+   * spec it had, or one DELETE (preconditioned on our last write) of a Lease acquire created.
+   * Without the RBAC verb delete it is released instead. A Lease lost or gone is left alone.
+   */
+  async restore(): Promise<void> {
+    if (this.#released) return;
+    this.#released = true;
+    const found = this.#found;
+    if (found) {
+      await this.#update(() => found.spec ?? {});
+      return;
+    }
+    const { api, call } = this.#ctx;
+    const { namespace, name } = this;
+    const { uid, resourceVersion } = this.#lease.metadata ?? {};
+    try {
+      await call("delete", name, () =>
+        unlessGone(
+          api.deleteNamespacedLease({
+            namespace,
+            name,
+            body: { preconditions: { ...(uid ? { uid } : {}), ...(resourceVersion ? { resourceVersion } : {}) } },
+          }),
+        ),
+      );
+    } catch (e) {
+      if (!(e instanceof PermissionError)) throw e;
+      await this.#update(({ holderIdentity: _, ...rest }) => rest);
+    }
   }
 
   /**

@@ -1,10 +1,16 @@
 // Pure conversions between the API's Secret and ours, and the merge patch of one change.
+import { isUtf8 } from "node:buffer";
 import type { V1Secret } from "@kubernetes/client-node";
 import type { SecretChange, SecretObject } from "./types.ts";
 
 export function toSecretObject(s: V1Secret, namespace: string, name: string): SecretObject {
   const data: Record<string, string> = {};
-  for (const [k, v] of Object.entries(s.data ?? {})) data[k] = Buffer.from(v, "base64").toString("utf8");
+  const binaryKeys: string[] = [];
+  for (const [k, v] of Object.entries(s.data ?? {})) {
+    const bytes = Buffer.from(v, "base64");
+    if (!isUtf8(bytes)) binaryKeys.push(k);
+    data[k] = bytes.toString("utf8");
+  }
   return {
     name: s.metadata?.name ?? name,
     namespace: s.metadata?.namespace ?? namespace,
@@ -14,6 +20,7 @@ export function toSecretObject(s: V1Secret, namespace: string, name: string): Se
     labels: { ...s.metadata?.labels },
     annotations: { ...s.metadata?.annotations },
     data,
+    binaryKeys,
   };
 }
 
@@ -80,7 +87,7 @@ export function emptySecret(
   type: string,
   labels: Record<string, string> = {},
 ): SecretObject {
-  return { name, namespace, uid: "", resourceVersion: "", type, labels: { ...labels }, annotations: {}, data: {} };
+  return { name, namespace, uid: "", resourceVersion: "", type, labels: { ...labels }, annotations: {}, data: {}, binaryKeys: [] };
 }
 
 /** The annotations of a change as a new object carries them (removals dropped). */

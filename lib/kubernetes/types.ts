@@ -11,6 +11,11 @@ export interface SecretObject {
   readonly annotations: Record<string, string>;
   /** Decoded as UTF-8. A key holding binary data reads garbled here but is never rewritten unless a change names it. */
   readonly data: Record<string, string>;
+  /**
+   * The keys whose bytes are not UTF-8 text: `data` holds them with U+FFFD in place of the bytes
+   * it could not decode, so their value must never be copied from there (remoteValue refuses to).
+   */
+  readonly binaryKeys: readonly string[];
 }
 
 /** What one write changes; every key, label and annotation it does not name stays byte-identical. */
@@ -68,6 +73,11 @@ export interface LeaseHandle {
   renew(): Promise<boolean>;
   /** Frees the Lease for the next run. A Lease already lost or gone is not an error. */
   release(): Promise<void>;
+  /**
+   * Instead of release, for a run refused as bad input: puts the Lease back as it was found
+   * (its spec as read, or no Lease when this run created it), so such a run changes nothing.
+   */
+  restore(): Promise<void>;
 }
 
 /** One permission, as RBAC names it. `group` is "" for the core API. */
@@ -84,4 +94,34 @@ export interface RequestRecord {
   readonly path: string;
   /** HTTP status, or 0 when no response came back. */
   readonly status: number;
+}
+
+/** What the engine reads of a CNPG `postgresql.cnpg.io/v1` Cluster (CNPG v1.30 api/v1 types). */
+export interface CnpgCluster {
+  readonly name: string;
+  readonly namespace: string;
+  readonly spec: {
+    readonly managed?: {
+      readonly roles?: readonly {
+        readonly name: string;
+        readonly ensure?: "present" | "absent";
+        readonly login?: boolean;
+        readonly inherit?: boolean;
+        readonly inRoles?: readonly string[];
+        readonly passwordSecret?: { readonly name: string };
+        readonly disablePassword?: boolean;
+      }[];
+    };
+    readonly bootstrap?: { readonly initdb?: { readonly owner?: string; readonly database?: string; readonly secret?: { readonly name: string } } };
+    readonly superuserSecret?: { readonly name: string };
+  };
+  readonly status: {
+    /** `status.managedRolesStatus.passwordStatus[role].resourceVersion`: the passwordSecret version applied to the role. */
+    readonly managedRolesStatus?: {
+      readonly passwordStatus?: Readonly<Record<string, { readonly transactionID?: number; readonly resourceVersion?: string }>>;
+      readonly cannotReconcile?: Readonly<Record<string, readonly string[]>>;
+    };
+    /** `status.secretsResourceVersion.applicationSecretVersion` / `superuserSecretVersion`. */
+    readonly secretsResourceVersion?: { readonly applicationSecretVersion?: string; readonly superuserSecretVersion?: string };
+  };
 }

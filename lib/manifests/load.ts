@@ -203,6 +203,21 @@ function toPassword(doc: RawDoc, problems: Problems): Password | undefined {
     problems.zod(ctx(doc), "spec", parsed.error);
     return undefined;
   }
+  const { length, symbolCharacters } = parsed.data;
+  if (length !== undefined && length <= 0) {
+    problems.warn(doc, "spec.length", `${length} means the default length, 24 (as in ESO); write 24 or leave it out`);
+  }
+  const multiByte = [...new Set(symbolCharacters ?? "")].filter((c) => c.codePointAt(0)! > 0x7f);
+  if (multiByte.length > 0) {
+    problems.warn(
+      doc,
+      "spec.symbolCharacters",
+      `has multi-byte characters (${multiByte.join(" ")}): ESO's generator treats symbolCharacters as bytes, so under ESO ` +
+        "it draws one byte of such a character and writes it as another character (é comes out as Ã or ©), and may insert " +
+        "later characters inside one, leaving broken UTF-8; cnpg-rotator draws whole characters, so its passwords are not " +
+        "what ESO would make. Use ASCII symbols to get the same alphabet under both",
+    );
+  }
   try {
     return { kind: "Password", metadata: doc.metadata, spec: resolvePasswordSpec(parsed.data) };
   } catch (e) {

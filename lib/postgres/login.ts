@@ -1,7 +1,8 @@
-// One login to PostgreSQL with a given user and password — connect, `SELECT 1`,
+// One login to PostgreSQL with a given user and password — connect, `SELECT current_user`,
 // close — as a rotation's test step does (SPEC §5.4). The password goes to the
 // pg client and nowhere else: results and their reasons never carry it.
-import type { ConnectionOptions } from "node:tls";
+import { isIP } from "node:net";
+import { type ConnectionOptions, checkServerIdentity, type PeerCertificate } from "node:tls";
 import type pg from "pg";
 
 type Pg = typeof pg;
@@ -30,6 +31,11 @@ export interface LoginParams {
   readonly ssl?: SslMode;
   /** PEM of the CA for verify-full (CNPG's `<cluster>-ca` Secret, key ca.crt). */
   readonly sslRootCert?: string;
+  /**
+   * verify-full: the name the server certificate must carry, when `host` is only an address to
+   * reach it by (the function runs outside the cluster; CNPG's certificate names `<cluster>-rw`).
+   */
+  readonly tlsServerName?: string;
 }
 
 /**
@@ -40,7 +46,12 @@ export interface LoginParams {
  * fix (the database does not exist, TLS refused). `reason` never holds the password.
  */
 export type LoginResult =
-  | { readonly status: "ok"; readonly elapsedMs: number }
+  | {
+      readonly status: "ok";
+      readonly elapsedMs: number;
+      /** The role the session runs as once logged in: the owner when `ALTER ROLE … SET role = <owner>` applies. */
+      readonly currentUser?: string;
+    }
   | {
       readonly status: "auth-failed" | "unreachable" | "error";
       readonly elapsedMs: number;
@@ -52,7 +63,7 @@ export type LoginResult =
 export type LoginStatus = LoginResult["status"];
 
 export interface LoginOptions {
-  /** Upper bound for connecting, authenticating and `SELECT 1` together. */
+  /** Upper bound for connecting, authenticating and `SELECT current_user` together. */
   readonly timeoutMs: number;
 }
 
@@ -75,11 +86,16 @@ export async function tryLogin(params: LoginParams, options: LoginOptions): Prom
   // After connect, pg reports a dropped connection as an 'error' event: without a
   // listener that would crash the process. The outcome comes from the promises below.
   client.on("error", () => {});
+  // A server asking for the password in cleartext gets nothing: the connection ends before
+  // pg would answer it (SCRAM and, if a server insists, MD5 never send the password itself).
+  const refusing = client as unknown as { _handleAuthCleartextPassword: () => void; connection: { stream: { destroy(e: Error): void } } };
+  refusing._handleAuthCleartextPassword = () => refusing.connection.stream.destroy(new CleartextRefused());
   let timer: NodeJS.Timeout | undefined;
   try {
     const attempt = (async () => {
       await client.connect();
-      await client.query("SELECT 1");
+      const result = await client.query<{ current_user: string }>("SELECT current_user");
+      return result.rows[0]?.current_user;
     })();
     // connectionTimeoutMillis does not cover every stall (e.g. a server that never answers
     // the startup packet after TLS): a deadline for the whole attempt does.
@@ -87,13 +103,21 @@ export async function tryLogin(params: LoginParams, options: LoginOptions): Prom
       timer = setTimeout(() => reject(new AttemptTimeout()), timeoutMs + 250);
     });
     attempt.catch(() => {}); // settled by the race; a late rejection is not unhandled
-    await Promise.race([attempt, deadline]);
-    return { status: "ok", elapsedMs: Date.now() - started };
+    const currentUser = await Promise.race([attempt, deadline]);
+    return { status: "ok", elapsedMs: Date.now() - started, ...(currentUser ? { currentUser } : {}) };
   } catch (e) {
     return { ...classify(pg, e, params.password), elapsedMs: Date.now() - started };
   } finally {
     clearTimeout(timer);
     await close(client);
+  }
+}
+
+class CleartextRefused extends Error {
+  override name = "CleartextRefused";
+  readonly code = "CLEARTEXT_REFUSED";
+  constructor() {
+    super("the server asked for the password in cleartext; refused (configure scram-sha-256 in pg_hba, as CNPG does)");
   }
 }
 
@@ -110,9 +134,16 @@ function sslOptions(params: LoginParams): false | ConnectionOptions {
       return false;
     case "require":
       return { rejectUnauthorized: false };
-    case "verify-full":
-      // pg passes the host as servername, so Node checks the certificate names it.
-      return { rejectUnauthorized: true, ...(params.sslRootCert ? { ca: params.sslRootCert } : {}) };
+    case "verify-full": {
+      // pg passes the host as servername, so Node checks the certificate names it — or names
+      // tlsServerName, when the host is only the address the function reaches the server at.
+      const name = params.tlsServerName;
+      return {
+        rejectUnauthorized: true,
+        ...(params.sslRootCert ? { ca: params.sslRootCert } : {}),
+        ...(name ? { servername: isIP(name) ? undefined : name, checkServerIdentity: (_host: string, cert: PeerCertificate) => checkServerIdentity(name, cert) } : {}),
+      };
+    }
   }
 }
 
@@ -156,7 +187,7 @@ function classify(pg: Pg, e: unknown, password: string): Omit<Extract<LoginResul
     return { status: "error", code, reason };
   }
   if (typeof code === "string" && NETWORK_CODES.has(code)) return { status: "unreachable", code, reason };
-  if (typeof code === "string" && /CERT|SSL|TLS/.test(code)) return { status: "error", code, reason };
+  if (typeof code === "string" && /CERT|SSL|TLS|CLEARTEXT/.test(code)) return { status: "error", code, reason };
   if (/does not support SSL/i.test(error.message)) return { status: "error", reason };
   // Anything else (the connection dropped, the attempt timed out): a later try may succeed.
   return { status: "unreachable", ...(typeof code === "string" ? { code } : {}), reason };

@@ -5,9 +5,8 @@ import { connectClusterFromEnvironment, type KubernetesClient } from "../kuberne
 import { createLogger, type Logger } from "../log.ts";
 import type { Engine } from "./engine.ts";
 import { manifestsFromEnvironment } from "./files.ts";
-import { rollbackOnVerifyFailure } from "./rollback.ts";
 import { readStoredSecret, storeFactory } from "./stores.ts";
-import { verificationFromEnvironment } from "./verify.ts";
+import { applyTimeoutFromEnvironment, verificationFromEnvironment } from "./verify.ts";
 
 export interface EngineConfig {
   /** Manifest files or directories (default: $CNPG_ROTATOR_MANIFESTS, else ./manifests). */
@@ -41,14 +40,17 @@ export async function engineFromEnvironment(config: EngineConfig = {}): Promise<
     throw new InputError(`CNPG_ROTATOR_CONCURRENCY: expected a positive integer, found "${env.CNPG_ROTATOR_CONCURRENCY}"`);
   }
   // Verified rotation (SPEC §5.4): verify.ts reads CNPG_ROTATOR_VERIFY* and checks the targets' annotations now.
+  let kube: KubernetesClient | undefined = config.kube;
   const verification = verificationFromEnvironment(env, manifests.externalSecrets, {
     ...(config.verify !== undefined ? { enabled: config.verify } : {}),
     ...(config.rollbackOnVerifyFailure !== undefined ? { rollbackOnFailure: config.rollbackOnVerifyFailure } : {}),
     log,
+    readCa: async (namespace, cluster) => (await kube?.readSecret(namespace, `${cluster}-ca`))?.data["ca.crt"],
   });
+  kube ??= await connectClusterFromEnvironment({ env, log, readStoredSecret });
   return {
     manifests,
-    kube: config.kube ?? (await connectClusterFromEnvironment({ env, log, readStoredSecret })),
+    kube,
     log,
     createStore: storeFactory({
       ...(env.CNPG_ROTATOR_STATE_DIR ? { baseDir: env.CNPG_ROTATOR_STATE_DIR } : {}),
@@ -56,6 +58,8 @@ export async function engineFromEnvironment(config: EngineConfig = {}): Promise<
     }),
     concurrency,
     ...(verification.verify ? { verify: verification.verify } : {}),
-    ...(verification.verify && verification.rollbackOnFailure ? { onVerifyFailure: rollbackOnVerifyFailure } : {}),
+    // A failed test (a login, or CNPG not applying a password in time) is undone unless asked not to.
+    ...(verification.rollbackOnFailure ? { rollbackOnVerifyFailure: true } : {}),
+    ...applyTimeoutFromEnvironment(env),
   };
 }

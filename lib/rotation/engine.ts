@@ -4,12 +4,14 @@
 import { randomUUID } from "node:crypto";
 import pLimit from "p-limit";
 import { InputError, RotatorError, VerificationError } from "../errors.ts";
+import { redactError } from "../redact.ts";
 import type { KubernetesClient } from "../kubernetes/index.ts";
 import type { Logger } from "../log.ts";
-import type { ManifestSet, SecretStore } from "../manifests/index.ts";
-import type { SecretStoreClient } from "../stores/types.ts";
+import type { ManifestSet } from "../manifests/index.ts";
 import { planRotations, type RotationTarget, targetName } from "./plan.ts";
-import { storeClients } from "./stores.ts";
+import { type StoreFactory, storeClients } from "./stores.ts";
+
+export type { StoreFactory };
 import { type RotateOptions, type RotationDeps, type RotationResult, rotateTarget } from "./rotate.ts";
 
 export interface RotateRequest extends RotateOptions {
@@ -17,8 +19,6 @@ export interface RotateRequest extends RotateOptions {
   readonly targets?: readonly string[];
 }
 
-/** Builds the client of one SecretStore; the engine hands it what it needs from the cluster. */
-export type StoreFactory = (store: SecretStore, context: { kube: KubernetesClient }) => Promise<SecretStoreClient>;
 
 export interface Engine {
   readonly manifests: ManifestSet;
@@ -28,9 +28,11 @@ export interface Engine {
   /** Targets rotated at once (default 8). */
   readonly concurrency?: number;
   readonly verify?: RotationDeps["verify"];
-  /** What to do when verify fails, under the Lease: rollback.ts's rollbackOnVerifyFailure, or nothing (the next run tests again). */
-  readonly onVerifyFailure?: RotationDeps["onVerifyFailure"];
+  /** After a failed test, undo the merge (the table's rollback rows); otherwise the next run tests again. */
+  readonly rollbackOnVerifyFailure?: boolean;
   readonly afterStep?: RotationDeps["afterStep"];
+  /** How long CNPG gets to report a password applied (default 120 s). */
+  readonly applyTimeoutMs?: number;
   readonly now?: () => Date;
 }
 
@@ -60,8 +62,9 @@ export async function rotate(engine: Engine, request: RotateRequest = {}): Promi
     log: engine.log.child({ invocation: holder }),
     storeFor: clients.for,
     ...(engine.verify ? { verify: engine.verify } : {}),
-    ...(engine.onVerifyFailure ? { onVerifyFailure: engine.onVerifyFailure } : {}),
+    ...(engine.rollbackOnVerifyFailure ? { rollbackOnVerifyFailure: true } : {}),
     ...(engine.afterStep ? { afterStep: engine.afterStep } : {}),
+    ...(engine.applyTimeoutMs !== undefined ? { applyTimeoutMs: engine.applyTimeoutMs } : {}),
     ...(engine.now ? { now: engine.now } : {}),
   };
   try {
@@ -100,7 +103,7 @@ export async function forEachTarget<R>(
           return await run(t);
         } catch (e) {
           if (e instanceof InputError) throw e;
-          const error = e instanceof Error ? e : new Error(String(e));
+          const error = redactError(e instanceof Error ? e : new Error(String(e)));
           const reported = { type: e instanceof RotatorError ? error.name : "Error", message: error.message };
           log.error({ target: targetName(t), error: { type: error.name, message: error.message } }, `${what} failed`);
           return failed(t, e, reported);

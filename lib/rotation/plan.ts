@@ -1,9 +1,11 @@
 // Which rotations a set of manifests asks for, and where each publishes.
 // Pure: resolves references and refuses, before anything is written, a
 // rotation that could not stage or could not be resumed after a crash.
-import { InputError } from "../errors.ts";
+import { BinaryKeyError, InputError } from "../errors.ts";
 import type { ExternalSecret, ManifestSet, PushSecret, PushSecretData, SecretStore } from "../manifests/index.ts";
 import { renderTemplate } from "../template/index.ts";
+import { generateValues, renderTarget } from "./render.ts";
+import { type Strategy, strategyOf } from "./strategy.ts";
 
 /** One remote secret a rotation stages into and promotes: a store and a remote key. */
 export interface Publication {
@@ -21,6 +23,8 @@ export interface RotationTarget {
   readonly publications: readonly Publication[];
   /** For each generated key, a Secret key holding it verbatim: how a resumed rotation finds its password again. */
   readonly recoveryKeys: Readonly<Record<string, string>>;
+  /** One role (as ESO), or two CNPG managed roles taking turns behind this consumer Secret. */
+  readonly strategy: Strategy;
 }
 
 /** `namespace/name` of a target Secret, as users write it in manual events. */
@@ -53,12 +57,28 @@ export function planRotations(set: ManifestSet): RotationTarget[] {
       );
     }
     const publications = pushSecrets.flatMap(publicationsOf);
+    const strategy = strategyOf(es);
+    if (strategy.kind === "alternating") {
+      for (const r of strategy.roles) {
+        const other = set.externalSecrets.find((o) => o !== es && o.metadata.namespace === namespace && o.target.name === r.secretName);
+        if (other) {
+          throw new InputError(
+            `${where}: role ${r.role}'s passwordSecret ${namespace}/${r.secretName} is the target of ExternalSecret ${namespace}/${other.metadata.name} too; only the alternating rotation may write it`,
+          );
+        }
+      }
+    }
+    // The render and read-back checks of a real rotation, on a sample: a template that would
+    // refuse every password (a missing key, a password in a URI's user) fails here, with its
+    // own reason, before any run takes a Lease — and `validate` runs the same checks.
+    renderTarget(es, generateValues(es), undefined, strategy.kind === "alternating" ? { user: strategy.roles[0].role } : {});
     targets.push({
       externalSecret: es,
       namespace,
       secretName,
       publications,
       recoveryKeys: recoveryKeys(es, publications, where),
+      strategy,
     });
   }
   return targets;
@@ -121,12 +141,31 @@ function recoveryKeys(es: ExternalSecret, publications: readonly Publication[], 
   return result;
 }
 
-/** The remote value of one publication, given the Secret's data after the merge and the remote's current value. */
+/**
+ * The remote value of one publication, given the Secret's data after the merge and the remote's
+ * current value. `binaryKeys` are the Secret keys whose bytes are not UTF-8 text (SecretObject):
+ * copying one is refused with a BinaryKeyError, never done with U+FFFD in place of its bytes.
+ */
 export function remoteValue(
   publication: Publication,
   secretData: Readonly<Record<string, string>>,
   currentRemote: string | undefined,
+  binaryKeys: readonly string[] = [],
 ): string {
+  const copied = publication.entries.flatMap((e) =>
+    e.secretKey === undefined ? Object.keys(secretData) : e.secretKey in secretData ? [e.secretKey] : [],
+  );
+  const binary = [...new Set(copied.filter((k) => binaryKeys.includes(k)))];
+  if (binary.length > 0) {
+    const { namespace, name } = publication.pushSecret.metadata;
+    throw new BinaryKeyError(
+      `PushSecret ${namespace}/${name}: Secret key${binary.length > 1 ? "s" : ""} ${binary.map((k) => `"${k}"`).join(", ")} ` +
+        `hold${binary.length > 1 ? "" : "s"} bytes that are not UTF-8 text, and a store value is text (a whole-Secret push ` +
+        `stores a JSON object of text values), so ${publication.remoteKey} would get U+FFFD in place of those bytes. ` +
+        "Nothing was pushed: push the keys you need with match.secretKey, leaving these out, or keep such a value base64-encoded in the Secret",
+      binary,
+    );
+  }
   let value: string | undefined = currentRemote;
   for (const entry of publication.entries) {
     if (entry.secretKey === undefined) {

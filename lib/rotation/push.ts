@@ -130,7 +130,7 @@ async function pushSecretGroup(
           continue;
         }
         const current = await store.getCurrent(p.remoteKey);
-        const value = remoteValue(p, secret.data, current?.value);
+        const value = remoteValue(p, secret.data, current?.value, secret.binaryKeys);
         if (request.dryRun) {
           const would = current?.value === value ? "unchanged" : ps.updatePolicy === "IfNotExists" && (await store.exists(p.remoteKey)) ? "exists" : "would push";
           results.push(report(p, "dry-run", { reason: would }));

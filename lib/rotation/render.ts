@@ -7,6 +7,7 @@ import {
   DERIVED_KEYS,
   escapeConnectionString,
   isDerivedKey,
+  rewriteCredentials,
   rewritePassword,
 } from "../cnpg/index.ts";
 import { generate } from "../generator/index.ts";
@@ -40,25 +41,32 @@ export function renderTarget(
   es: ExternalSecret,
   values: Readonly<Record<string, string>>,
   existing?: Readonly<Record<string, string>>,
+  options: { readonly user?: string } = {},
 ): RenderedTarget {
   const template = es.target.template;
+  // The alternating strategy switches the Secret to another role: templates read it as `.username`.
+  const input = options.user !== undefined ? { ...values, username: options.user } : values;
   const data: Record<string, string> = {};
   if (!template?.data || template.mergePolicy === "Merge") Object.assign(data, values);
+  if (options.user !== undefined) {
+    data.username = options.user;
+    data.user = options.user;
+  }
   for (const [key, parsed] of Object.entries(template?.data ?? {})) {
-    data[key] = escapeConnectionString(key, renderFragments(parsed, values));
+    data[key] = escapeConnectionString(key, renderFragments(parsed, input));
   }
 
   const password = data.password ?? values.password;
   const derivedKeys: string[] = [];
   if (password !== undefined) {
-    const user = existing?.username;
+    const user = options.user ?? existing?.username;
     for (const [key, value] of Object.entries(data)) {
       if (connectionKind(key, value) || isDerivedKey(key)) checkConnectionString(key, value, { password, ...(user ? { user } : {}) });
     }
     for (const key of DERIVED_KEYS) {
       const current = existing?.[key];
       if (current === undefined || key in data) continue;
-      data[key] = rewritePassword(key, current, password, user);
+      data[key] = options.user !== undefined ? rewriteCredentials(key, current, options.user, password) : rewritePassword(key, current, password, user);
       derivedKeys.push(key);
     }
   }

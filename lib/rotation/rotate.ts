@@ -1,33 +1,29 @@
-// The rotation protocol for one target Secret, as four named steps in the
-// manner of the AWS rotation Lambdas — stage, merge, test, promote — each safe
-// to run again. State lives where it belongs: the pending value in the store
-// (keyed by rotation id), the rotation id on the Secret. A run that finds a
-// rotation in flight finishes it with the same password.
-import { createHash } from "node:crypto";
-import { SecretMissingError, StoreStateError } from "../errors.ts";
+// One target's rotation (or rollback) under its Lease: observe → decide → act, repeated until
+// decide.ts says done. Every write is fenced (act.ts); a write that finds the world moved on
+// means observe again and decide again. A run that loses its Lease stops before its next write.
+import { setTimeout as sleep } from "node:timers/promises";
+import {
+  ConflictError,
+  InputError,
+  LeaseLostError,
+  OwnershipError,
+  PermissionError,
+  RotatorError,
+  SecretMissingError,
+  StoreStateError,
+} from "../errors.ts";
 import type { KubernetesClient, SecretObject } from "../kubernetes/index.ts";
 import type { Logger } from "../log.ts";
-import type { ExternalSecret } from "../manifests/index.ts";
-import type { RemoteState, SecretStoreClient, StoredVersion, VersionRef } from "../stores/types.ts";
-import { type Publication, type RotationTarget, readRemoteValue, remoteValue, targetName } from "./plan.ts";
-import { fingerprint, generateValues, type RenderedTarget, renderTarget } from "./render.ts";
+import type { SecretStoreClient } from "../stores/types.ts";
+import { rememberSecret } from "../redact.ts";
+import { act, observe, observeRoles, observeStores, rememberSecretsOf, type Run, type Verifier } from "./act.ts";
+import { appliedSignal, checkAlternatingCluster, waitApplied } from "./applied.ts";
+import { type Done, decide, type Intent, newProgress, type Refusal, type StepKind } from "./decide.ts";
+import { dueCheck, lastRotationOf, successorId } from "./names.ts";
+import { type Publication, type RotationTarget, remoteValue, targetName } from "./plan.ts";
+import { fingerprint, generateValues, renderTarget } from "./render.ts";
 
-export const ANNOTATION_PREFIX = "cnpg-rotator.io/";
-export const ANNOTATIONS = {
-  rotationId: `${ANNOTATION_PREFIX}rotation-id`,
-  rotatedAt: `${ANNOTATION_PREFIX}rotated-at`,
-  externalSecret: `${ANNOTATION_PREFIX}external-secret`,
-  store: `${ANNOTATION_PREFIX}store`,
-  storeVersion: `${ANNOTATION_PREFIX}store-version`,
-  fingerprint: `${ANNOTATION_PREFIX}password-fingerprint`,
-  specHash: `${ANNOTATION_PREFIX}spec-hash`,
-  // Set by rollback.ts: the rotation named here was merged, failed its test and was undone, so
-  // the Secret holds the store's current password again. Cleared by the next merge.
-  rolledBack: `${ANNOTATION_PREFIX}rolled-back`,
-  rolledBackAt: `${ANNOTATION_PREFIX}rolled-back-at`,
-} as const;
-
-export type Step = "stage" | "merge" | "test" | "promote";
+export type { StepKind as Step } from "./decide.ts";
 
 export interface RotationDeps {
   readonly kube: KubernetesClient;
@@ -37,18 +33,14 @@ export interface RotationDeps {
   readonly holder: string;
   readonly log: Logger;
   readonly now?: () => Date;
-  /** Logs in with the new credentials (SPEC §5 test step); throwing stops the rotation before promote. */
-  readonly verify?: (secret: SecretObject, target: RotationTarget) => Promise<void>;
-  /**
-   * Called when verify throws, still under the Lease and before the failure is
-   * reported (rollback.ts's rollbackOnVerifyFailure puts the old password back).
-   */
-  readonly onVerifyFailure?: (
-    error: unknown,
-    context: { readonly secret: SecretObject; readonly target: RotationTarget; readonly deps: RotationDeps },
-  ) => Promise<void>;
+  /** Logs in with the new credentials (SPEC §5 test step); a VerificationError stops the rotation before promote. */
+  readonly verify?: Verifier;
+  /** After a failed test, put the store's current password back into the Secret (default false: the next run tests again). */
+  readonly rollbackOnVerifyFailure?: boolean;
   /** Called after each step; tests use it to simulate a crash at a step boundary. */
-  readonly afterStep?: (step: Step, target: RotationTarget) => void | Promise<void>;
+  readonly afterStep?: (step: StepKind, target: RotationTarget) => void | Promise<void>;
+  /** How long CNPG gets to report a password applied in its Cluster status (default 120 s). */
+  readonly applyTimeoutMs?: number;
 }
 
 export interface RotateOptions {
@@ -76,7 +68,7 @@ export interface RotationResult {
   readonly outcome: Outcome;
   readonly rotationId?: string;
   /** For a resumed rotation: the first step this run carried out. */
-  readonly resumedAt?: Step;
+  readonly resumedAt?: StepKind;
   readonly reason?: string;
   readonly nextDue?: string;
   readonly fingerprint?: string;
@@ -89,190 +81,290 @@ export interface RotationResult {
   readonly error?: { readonly type: string; readonly message: string };
 }
 
-/**
- * The id of the rotation that follows `previous` on this Secret. Every run
- * that sees the same state derives the same id, so duplicated or retried
- * triggers converge on one rotation (and AWS dedupes on it as ClientRequestToken).
- */
-export function successorId(namespace: string, secretName: string, previous: string | undefined): string {
-  const h = createHash("sha256").update(`${namespace}/${secretName}|${previous ?? "initial"}`).digest("hex");
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20, 32)}`;
-}
-
-/** Whether a rotation is due, and when the next one is. */
-export function dueCheck(
-  es: ExternalSecret,
-  secret: SecretObject | undefined,
-  now: Date,
-): { due: boolean; reason: string; nextDue?: Date } {
-  const last = secret?.annotations[ANNOTATIONS.rotatedAt];
-  if (!secret || !last) return { due: true, reason: "never rotated" };
-  // A rolled-back rotation changed nothing: whatever the policy, the password is still due a change.
-  const lastId = secret.annotations[ANNOTATIONS.rotationId];
-  if (lastId && secret.annotations[ANNOTATIONS.rolledBack] === lastId) {
-    return { due: true, reason: `rotation ${lastId} was rolled back` };
-  }
-  const lastMs = Date.parse(last);
-  if (Number.isNaN(lastMs)) return { due: true, reason: `unreadable ${ANNOTATIONS.rotatedAt}` };
-  switch (es.refreshPolicy) {
-    case "CreatedOnce":
-      return { due: false, reason: "refreshPolicy CreatedOnce: generated once already" };
-    case "OnChange":
-      return secret.annotations[ANNOTATIONS.specHash] === es.specHash
-        ? { due: false, reason: "refreshPolicy OnChange: the ExternalSecret has not changed" }
-        : { due: true, reason: "refreshPolicy OnChange: the ExternalSecret changed" };
-    case "Periodic": {
-      if (es.refreshIntervalMs === 0) return { due: false, reason: "refreshInterval 0: generated once already" };
-      // Schedulers fire at about, not exactly, the interval: a run slightly early still counts.
-      const slack = Math.min(es.refreshIntervalMs * 0.1, 5 * 60_000);
-      const nextDue = new Date(lastMs + es.refreshIntervalMs);
-      return nextDue.getTime() - slack <= now.getTime()
-        ? { due: true, reason: "refresh interval elapsed", nextDue }
-        : { due: false, reason: "not due yet", nextDue };
-    }
-  }
-}
-
-interface Staged {
-  readonly publication: Publication;
-  readonly store: SecretStoreClient;
-  version?: StoredVersion;
-  /** The store's state as last observed or written by this run: what its next write is fenced on. */
-  seen?: RemoteState;
-}
-
-/** A version the engine knows of; its value only once read (`describe` names versions without values). */
-interface KnownVersion extends VersionRef {
-  readonly value?: string;
-}
-
-/** One store's current and pending version of its remote key, as this run saw them. */
-interface StoreView {
-  current?: KnownVersion | undefined;
-  pending?: KnownVersion | undefined;
-  /** The observation the next write to this store is fenced on. */
-  seen: RemoteState;
-}
-
-/** A store's state: one `observe` (no values). */
-async function readView(s: Staged): Promise<StoreView> {
-  const seen = await s.store.observe(s.publication.remoteKey);
-  return { current: seen.current, pending: seen.pending, seen };
-}
-
-/** Whether `remoteValue` reads the remote current value: a `property` entry merges into it, unless an earlier entry replaced it. */
-function readsCurrent(publication: Publication): boolean {
-  let reads = true;
-  for (const entry of publication.entries) if (entry.secretKey === undefined || entry.property === undefined) reads = false;
-  return reads;
-}
-
-/** The current value `remoteValue` needs for this publication: read now if it needs one and `describe` left it out. */
-async function currentValueFor(s: Staged, view: StoreView): Promise<string | undefined> {
-  if (!view.current || !readsCurrent(s.publication)) return undefined;
-  if (view.current.value === undefined) view.current = await s.store.getCurrent(s.publication.remoteKey);
-  return view.current?.value;
-}
+/** Conflicting writes tolerated in one run before it gives up (each one means: observe again). */
+const MAX_CONFLICTS = 6;
+/** Steps one run may take; the table settles in far fewer, so more means a bug, not a busy target. */
+const MAX_STEPS = 64;
 
 /** Runs (or resumes) the rotation of one target under its Lease. */
-export async function rotateTarget(
-  target: RotationTarget,
-  deps: RotationDeps,
-  options: RotateOptions = {},
-): Promise<RotationResult> {
+export async function rotateTarget(target: RotationTarget, deps: RotationDeps, options: RotateOptions = {}): Promise<RotationResult> {
   const es = target.externalSecret;
-  const base = { target: targetName(target), externalSecret: `${es.metadata.namespace}/${es.metadata.name}` };
+  const base = baseOf(target);
   const log = deps.log.child({ target: base.target });
-  if (options.dryRun) return dryRun(target, deps, options, base);
-
-  // Fail on a missing Secret before the Lease exists, so such a run creates nothing at all.
-  if (target.externalSecret.target.creationPolicy === "Merge") {
-    if (!(await deps.kube.readSecret(target.namespace, target.secretName))) throw missing(target);
+  const secret = await deps.kube.readSecret(target.namespace, target.secretName);
+  if (!secret && es.target.creationPolicy === "Merge") throw missing(target);
+  // Everything that can refuse the input runs before the first write, the Lease included: the
+  // values of a new rotation, rendered and read back, and each store's value of them.
+  const freshValues = generateValues(es);
+  rememberSecret(...Object.values(freshValues));
+  rememberSecretsOf(target, secret);
+  const strategy = target.strategy;
+  const roles = await observeRoles({ target, kube: deps.kube });
+  rememberSecretsOf(target, ...(roles ?? []));
+  if (strategy.kind === "alternating") {
+    const missingRole = strategy.roles.find((_, i) => !roles?.[i]);
+    if (missingRole) {
+      throw new InputError(
+        `role ${missingRole.role}'s passwordSecret ${target.namespace}/${missingRole.secretName} does not exist; create it (type kubernetes.io/basic-auth, username ${missingRole.role}) as the Cluster's spec.managed.roles names it; nothing was written`,
+      );
+    }
   }
-  const leaseSeconds = options.leaseSeconds ?? 60;
-  const lease = await deps.kube.acquireLease(target.namespace, target.secretName, deps.holder, leaseSeconds);
-  if (!lease) {
+  if (strategy.kind === "alternating") {
+    checkAlternatingCluster(await deps.kube.readCluster(target.namespace, strategy.cluster), target.namespace, strategy.cluster, strategy.roles);
+  }
+  const idle = idleRole(target, secret);
+  const rendered = renderTarget(es, freshValues, secret?.data, idle ? { user: idle } : {});
+  const binary = (secret?.binaryKeys ?? []).filter((k) => !(k in rendered.data));
+  for (const p of target.publications) remoteValue(p, { ...secret?.data, ...rendered.data }, undefined, binary);
+  if (options.dryRun) return dryRun(target, deps, options, secret, rendered.data);
+
+  const stores = await Promise.all(target.publications.map((p) => deps.storeFor(p)));
+  const now = deps.now?.() ?? new Date();
+  const intent: Intent = { mode: "rotate", force: options.force === true, rollbackOnFailure: deps.rollbackOnVerifyFailure === true, now };
+  const outcome = await underLease(target, deps, options.leaseSeconds, log, async (guard) => {
+    const run: Run = {
+      target,
+      kube: deps.kube,
+      stores,
+      ...(deps.verify ? { verify: deps.verify } : {}),
+      waitApplied: appliedWaiter(target, deps, secret, log),
+      now,
+      freshValues,
+      // The Secrets read above are a valid first observation: every write is fenced on it.
+      obs: { secret, stores: await observeStores({ target, stores }), ...(roles ? { roles } : {}) },
+      progress: newProgress(stores.length),
+    };
+    try {
+      const { done, conflicts } = await settle(run, intent, deps, guard, log);
+      return toResult(run, done, conflicts, secret?.data.password);
+    } catch (e) {
+      const failed = run.verificationError;
+      if (!failed || e === failed) throw e;
+      // The test failed and undoing it failed too: report the test; the next run tests again.
+      const err = e instanceof Error ? e : new Error(String(e));
+      log.error(
+        { rotationId: failed.rotationId, error: { type: err.name, message: err.message } },
+        "verification failed and the rollback failed too; the next run tests the rotation again",
+      );
+      throw failed;
+    }
+  });
+  if (outcome === undefined) {
     log.info({ outcome: "locked" }, "another run holds the lease for this target");
     return { ...base, outcome: "locked", reason: "another run is rotating this Secret" };
   }
-  // A verified rotation may wait on CNPG for longer than the Lease lives (and a rollback
-  // follows it): keep the Lease renewed while this run holds it.
+  log.info(
+    { outcome: outcome.outcome, rotationId: outcome.rotationId, fingerprint: outcome.fingerprint, resumedAt: outcome.resumedAt, reason: outcome.reason },
+    "rotation finished",
+  );
+  return outcome;
+}
+
+/**
+ * Takes the target's Lease, runs `body` with a guard that throws LeaseLostError once the Lease
+ * is lost or about to lapse, keeps the Lease renewed meanwhile, releases it. Undefined when
+ * another run holds it.
+ */
+export async function underLease<T>(
+  target: RotationTarget,
+  deps: Pick<RotationDeps, "kube" | "holder">,
+  leaseSeconds: number | undefined,
+  log: Logger,
+  body: (guard: (step: string) => void) => Promise<T>,
+): Promise<T | undefined> {
+  const ttl = leaseSeconds ?? 60;
+  const lease = await deps.kube.acquireLease(target.namespace, target.secretName, deps.holder, ttl);
+  if (!lease) return undefined;
+  let lost = false;
   let released = false;
+  // A verified rotation may wait on CNPG for longer than the Lease lives: keep it renewed.
   const renewal = setInterval(() => {
     lease.renew().then(
-      (held) => held || released || log.warn({}, "lost the lease while rotating"),
+      (held) => {
+        if (!held && !released) {
+          lost = true;
+          log.warn({}, "lost the lease while rotating");
+        }
+      },
       (e: unknown) => log.warn({ error: (e as Error).message }, "could not renew the lease"),
     );
-  }, (leaseSeconds * 1000) / 3);
+  }, (ttl * 1000) / 3);
   renewal.unref();
+  // Stop writing while there is still time for one write to land before the Lease lapses.
+  const margin = Math.min(5_000, (ttl * 1000) / 4);
+  const guard = (step: string) => {
+    if (lost || lease.expiresAt.getTime() - Date.now() < margin) {
+      throw new LeaseLostError(
+        `${targetName(target)}: this run no longer holds Lease ${lease.namespace}/${lease.name} (${lost ? "taken over" : "renewals failed"}); ` +
+          `stopped before ${step}, so a newer run is never overwritten; the next run continues from what is there`,
+      );
+    }
+  };
+  let refused = false;
   try {
-    const result = await runLocked(target, deps, options, base);
-    log.info(
-      {
-        outcome: result.outcome,
-        rotationId: result.rotationId,
-        fingerprint: result.fingerprint,
-        resumedAt: result.resumedAt,
-        reason: result.reason,
-      },
-      "rotation finished",
-    );
-    return result;
+    return await body(guard);
+  } catch (e) {
+    refused = e instanceof InputError;
+    throw e;
   } finally {
     clearInterval(renewal);
     released = true;
-    await lease.release().catch((e: unknown) => log.warn({ error: (e as Error).message }, "could not release the lease"));
+    // Bad input found only under the Lease (the Secret changed since the checks before it, a
+    // store refusing a name): the Lease goes back as found, so an exit 2 leaves it unchanged too.
+    await (refused ? lease.restore() : lease.release()).catch((e: unknown) =>
+      log.warn({ error: (e as Error).message }, "could not release the lease"),
+    );
   }
 }
 
-async function runLocked(
-  target: RotationTarget,
-  deps: RotationDeps,
-  options: RotateOptions,
-  base: { target: string; externalSecret: string },
-): Promise<RotationResult> {
-  const es = target.externalSecret;
-  const now = deps.now?.() ?? new Date();
-  const secret = await deps.kube.readSecret(target.namespace, target.secretName);
-  if (!secret && es.target.creationPolicy === "Merge") throw missing(target);
+/** Alternating: the role a new rotation switches the consumer Secret to (the one it does not name now). */
+function idleRole(target: RotationTarget, consumer: SecretObject | undefined): string | undefined {
+  if (target.strategy.kind !== "alternating") return undefined;
+  const [a, b] = target.strategy.roles;
+  return consumer?.data.username === a.role ? b.role : a.role;
+}
 
-  const staged: Staged[] = await Promise.all(
-    target.publications.map(async (publication) => ({ publication, store: await deps.storeFor(publication) })),
-  );
-  const states = await Promise.all(staged.map(readView));
-  for (const [i, s] of staged.entries()) s.seen = states[i]!.seen;
-  const lastId = secret?.annotations[ANNOTATIONS.rotationId];
-  const previousFingerprint = secret?.data.password !== undefined ? fingerprint(secret.data.password) : undefined;
-
-  // Merged but not promoted everywhere: finish it (test, promote) — unless rollback.ts undid
-  // the merge: then a pending value it had no time to discard is never promoted, and the
-  // new rotation below (successorId of the rolled-back id, so a fresh id) replaces it.
-  const rolledBack = lastId !== undefined && secret?.annotations[ANNOTATIONS.rolledBack] === lastId;
-  if (lastId && !rolledBack && states.some((st) => st.pending?.rotationId === lastId)) {
-    const values = await recoverValues(target, staged, states, lastId);
-    return finish(target, deps, base, { rotationId: lastId, values, secret: secret!, staged, from: "test" });
+/**
+ * The wait before a test step. Alternating: on the Cluster the ExternalSecret names, always.
+ * Single-user: on the Cluster the annotation or the Secret's `cnpg.io/cluster` label names, when
+ * it can be read and it reads this Secret; otherwise the test's login retries are the wait.
+ */
+function appliedWaiter(target: RotationTarget, deps: RotationDeps, secret: SecretObject | undefined, log: Logger) {
+  const timeoutMs = deps.applyTimeoutMs ?? 120_000;
+  if (target.strategy.kind === "alternating") {
+    const cluster = target.strategy.cluster;
+    return (s: SecretObject) => waitApplied(deps.kube, cluster, s, { timeoutMs, log });
   }
+  const cluster = target.strategy.cluster ?? secret?.labels["cnpg.io/cluster"];
+  if (!cluster) return undefined;
+  return async (s: SecretObject) => {
+    let found: Awaited<ReturnType<KubernetesClient["readCluster"]>>;
+    try {
+      found = await deps.kube.readCluster(s.namespace, cluster);
+    } catch (e) {
+      if (!(e instanceof PermissionError)) throw e;
+      log.debug({ cluster }, "cannot read the Cluster (no get on clusters.postgresql.cnpg.io): the login retries are the wait");
+      return;
+    }
+    if (!found || !appliedSignal(found, s.name)) return;
+    await waitApplied(deps.kube, cluster, s, { timeoutMs, log });
+  };
+}
 
-  // Staged but not merged: merge the same password, then test and promote.
-  const nextId = successorId(target.namespace, target.secretName, lastId);
-  if (states.some((st) => st.pending?.rotationId === nextId)) {
-    const values = await recoverValues(target, staged, states, nextId);
-    return complete(target, deps, base, { rotationId: nextId, values, secret, staged, states, now, resumed: true });
+/** Observe → decide → act until decide says done; a refusal becomes its typed error. */
+export async function settle(
+  run: Run,
+  intent: Intent,
+  deps: Pick<RotationDeps, "afterStep">,
+  guard: (step: string) => void,
+  log: Logger,
+): Promise<{ done: Done; conflicts: number }> {
+  let conflicts = 0;
+  for (let steps = 0; ; steps++) {
+    const step = decide(run.target, run.obs, run.progress, intent);
+    if (step.kind === "refuse") throw refusal(step);
+    if (step.kind === "done") return { done: step, conflicts };
+    if (steps >= MAX_STEPS) {
+      throw new RotatorError(`${targetName(run.target)}: the protocol did not settle in ${MAX_STEPS} steps (next: ${step.kind}); this is a bug, please report it`);
+    }
+    guard(step.kind);
+    try {
+      await act(run, step);
+    } catch (e) {
+      if (!(e instanceof ConflictError)) throw e;
+      conflicts++;
+      if (conflicts > MAX_CONFLICTS) {
+        throw new ConflictError(
+          `${targetName(run.target)}: gave up after ${conflicts} conflicting writes in a row (last: ${e.message}); ${written(run)}`,
+        );
+      }
+      log.info({ step: step.kind, conflicts, reason: e.message }, "the target changed since it was observed; observing again");
+      await sleep(Math.min(1000, 25 * 2 ** (conflicts - 1)) * (0.5 + Math.random()));
+      run.obs = await observe(run);
+      continue;
+    }
+    run.progress.acted.push(step.kind);
+    await deps.afterStep?.(step.kind, run.target);
   }
+}
 
-  const due = dueCheck(es, secret, now);
-  if (!due.due && !options.force) {
+const READS: ReadonlySet<StepKind> = new Set(["recover", "read-current", "read-previous", "test"]);
+
+/** What this run wrote so far, for an error that stops it. */
+function written(run: Run): string {
+  const writes = run.progress.acted.filter((k) => !READS.has(k));
+  if (writes.length === 0) return "nothing was written";
+  const id = run.progress.rotationId;
+  return `written so far: ${[...new Set(writes)].join(", ")}${id ? ` of rotation ${id}` : ""}; the next run resumes from there`;
+}
+
+function refusal(step: Refusal): Error {
+  switch (step.error) {
+    case "SecretMissingError":
+      return new SecretMissingError(step.message);
+    case "OwnershipError":
+      return new OwnershipError(step.message);
+    case "StoreStateError":
+      return new StoreStateError(step.message);
+    case "InputError":
+      return new InputError(step.message);
+  }
+}
+
+function toResult(run: Run, done: Done, conflicts: number, previousPassword: string | undefined): RotationResult {
+  const { target, progress } = run;
+  const base = baseOf(target);
+  const password = run.obs.secret?.data.password;
+  const fp = password !== undefined ? { fingerprint: fingerprint(password) } : {};
+  switch (done.outcome) {
+    case "not-due":
+      return {
+        ...base,
+        outcome: "not-due",
+        ...(done.reason ? { reason: done.reason } : {}),
+        ...(done.nextDue ? { nextDue: done.nextDue.toISOString() } : {}),
+        ...(done.rotationId ? { rotationId: done.rotationId } : {}),
+        ...fp,
+      };
+    case "verification-failed": {
+      const error = run.verificationError!;
+      error.rolledBack = progress.acted.some((k) => k === "restore" || k === "restore-role" || k === "mark-rolled-back");
+      throw error;
+    }
+    case "rotated":
+    case "resumed": {
+      const first = progress.acted.find((k) => !READS.has(k) || k === "test");
+      const merged = run.changedKeys !== undefined;
+      return {
+        ...base,
+        outcome: done.outcome,
+        ...(done.rotationId ? { rotationId: done.rotationId } : {}),
+        ...(done.outcome === "resumed" && first ? { resumedAt: first } : {}),
+        ...fp,
+        ...(merged && previousPassword !== undefined ? { previousFingerprint: fingerprint(previousPassword) } : {}),
+        ...(merged ? { changedKeys: run.changedKeys, conflicts } : {}),
+        stores: storeReports(run),
+      };
+    }
+    default:
+      throw new RotatorError(`rotation ended as "${done.outcome}", which only a rollback ends as`);
+  }
+}
+
+export function storeReports(run: Run): StoreVersionReport[] {
+  return run.target.publications.map((p, i) => {
+    const versionId = run.progress.promoted[i]?.versionId ?? run.obs.stores[i]?.current?.versionId;
     return {
-      ...base,
-      outcome: "not-due",
-      reason: due.reason,
-      ...(due.nextDue ? { nextDue: due.nextDue.toISOString() } : {}),
-      ...(lastId ? { rotationId: lastId } : {}),
-      ...(previousFingerprint ? { fingerprint: previousFingerprint } : {}),
+      store: `${p.store.kind}/${p.store.metadata.name}`,
+      provider: run.stores[i]!.provider,
+      remoteKey: p.remoteKey,
+      ...(versionId ? { versionId } : {}),
     };
-  }
-  const values = generateValues(es);
-  return complete(target, deps, base, { rotationId: nextId, values, secret, staged, states, now, resumed: false });
+  });
+}
+
+export function baseOf(t: RotationTarget): { target: string; externalSecret: string } {
+  return { target: targetName(t), externalSecret: `${t.externalSecret.metadata.namespace}/${t.externalSecret.metadata.name}` };
 }
 
 function missing(target: RotationTarget): SecretMissingError {
@@ -282,227 +374,30 @@ function missing(target: RotationTarget): SecretMissingError {
   );
 }
 
-/** stage → merge, then test → promote. */
-async function complete(
-  target: RotationTarget,
-  deps: RotationDeps,
-  base: { target: string; externalSecret: string },
-  run: {
-    rotationId: string;
-    values: Record<string, string>;
-    secret: SecretObject | undefined;
-    staged: Staged[];
-    states: StoreView[];
-    now: Date;
-    resumed: boolean;
-  },
-): Promise<RotationResult> {
-  const es = target.externalSecret;
-  const { rotationId, values, staged } = run;
-
-  // A remote secret we have never written gets the Secret as it is now as its
-  // current value first: consumers then read a password the database accepts,
-  // never the staged one (AWS would otherwise make a first version current).
-  await Promise.all(
-    staged.map(async (s, i) => {
-      if (run.secret && !run.states[i]!.current && !run.states[i]!.pending) {
-        const value = remoteValue(s.publication, run.secret.data, undefined);
-        const pushed = await s.store.push(s.publication.remoteKey, value, { seen: run.states[i]!.seen });
-        run.states[i] = {
-          current:
-            pushed.versionId !== undefined
-              ? { versionId: pushed.versionId, value }
-              : await s.store.getCurrent(s.publication.remoteKey),
-          seen: await s.store.observe(s.publication.remoteKey),
-        };
-      }
-    }),
-  );
-
-  // stage: the value each store will hold once the Secret has changed.
-  const rendered = renderTarget(es, values, run.secret?.data);
-  const after = { ...run.secret?.data, ...rendered.data };
-  await Promise.all(
-    staged.map(async (s, i) => {
-      const value = remoteValue(s.publication, after, await currentValueFor(s, run.states[i]!));
-      const seen = run.states[i]!.seen;
-      s.version = await s.store.stage(s.publication.remoteKey, value, rotationId, seen);
-      s.seen = { ...seen, exists: true, owned: true, pending: { versionId: s.version.versionId, rotationId } };
-    }),
-  );
-  await deps.afterStep?.("stage", target);
-
-  // merge: only the rendered keys, labels and our annotations; re-rendered on a conflicting write.
-  const password = rendered.data.password ?? values.password;
-  let last: RenderedTarget = rendered;
-  const merged = await deps.kube.updateSecret(
-    target.namespace,
-    target.secretName,
-    (current) => {
-      if (current.annotations[ANNOTATIONS.rotationId] === rotationId) return undefined;
-      last = renderTarget(es, values, current.data);
-      return {
-        data: last.data,
-        labels: { ...last.labels },
-        annotations: {
-          ...last.annotations,
-          [ANNOTATIONS.rotationId]: rotationId,
-          [ANNOTATIONS.rotatedAt]: run.now.toISOString(),
-          [ANNOTATIONS.externalSecret]: base.externalSecret,
-          [ANNOTATIONS.store]: staged.map((s) => storeLabel(s)).join(", "),
-          [ANNOTATIONS.storeVersion]: staged.map((s) => s.version?.versionId ?? "").join(", "),
-          [ANNOTATIONS.specHash]: es.specHash,
-          ...(password !== undefined ? { [ANNOTATIONS.fingerprint]: fingerprint(password) } : {}),
-          // A new rotation supersedes the record of an earlier rollback.
-          [ANNOTATIONS.rolledBack]: null,
-          [ANNOTATIONS.rolledBackAt]: null,
-        },
-      };
-    },
-    {
-      ...(run.secret ? { initial: run.secret } : {}),
-      ...(es.target.creationPolicy === "CreateOrMerge"
-        ? { create: { type: es.target.template?.type ?? "Opaque", labels: {} } }
-        : {}),
-    },
-  );
-  const changedKeys = Object.keys(last.data).filter((k) => run.secret?.data[k] !== last.data[k]);
-  await deps.afterStep?.("merge", target);
-
-  const result = await finish(target, deps, base, {
-    rotationId,
-    values,
-    secret: merged.secret,
-    staged,
-    from: run.resumed ? "stage" : undefined,
-  });
-  const previous = run.secret?.data.password;
-  return {
-    ...result,
-    ...(previous !== undefined ? { previousFingerprint: fingerprint(previous) } : {}),
-    changedKeys,
-    conflicts: merged.conflicts,
-  };
-}
-
-/** test → promote, then make sure each store carries the Secret as it finally is. */
-async function finish(
-  target: RotationTarget,
-  deps: RotationDeps,
-  base: { target: string; externalSecret: string },
-  run: {
-    rotationId: string;
-    values: Record<string, string>;
-    secret: SecretObject;
-    staged: Staged[];
-    from: Step | undefined;
-  },
-): Promise<RotationResult> {
-  const { rotationId, staged, secret } = run;
-  if (deps.verify) {
-    try {
-      await deps.verify(secret, target);
-    } catch (e) {
-      // Still under the Lease: the caller may undo the merge before the failure is reported.
-      await deps.onVerifyFailure?.(e, { secret, target, deps });
-      throw e;
-    }
-  }
-  await deps.afterStep?.("test", target);
-
-  for (const s of staged) {
-    s.version = await s.store.promote(s.publication.remoteKey, rotationId, s.seen ?? (await s.store.observe(s.publication.remoteKey)));
-  }
-  // A write to another key between stage and merge is in the Secret but not in
-  // the staged value: publish the Secret as it is now, so the store never lags it.
-  for (const s of staged) {
-    const value = remoteValue(s.publication, secret.data, s.version?.value);
-    if (s.version && value !== s.version.value) {
-      const pushed = await s.store.push(s.publication.remoteKey, value);
-      if (pushed.versionId) s.version = { versionId: pushed.versionId, value, rotationId };
-    }
-  }
-  await deps.afterStep?.("promote", target);
-
-  const password = secret.data.password;
-  return {
-    ...base,
-    outcome: run.from ? "resumed" : "rotated",
-    rotationId,
-    ...(run.from ? { resumedAt: run.from } : {}),
-    ...(password !== undefined ? { fingerprint: fingerprint(password) } : {}),
-    stores: staged.map((s) => ({
-      store: `${s.publication.store.kind}/${s.publication.store.metadata.name}`,
-      provider: s.store.provider,
-      remoteKey: s.publication.remoteKey,
-      ...(s.version ? { versionId: s.version.versionId } : {}),
-    })),
-  };
-}
-
-/** The generated values of a rotation in flight, read back from what was staged (reading pending values `describe` left out). */
-async function recoverValues(
-  target: RotationTarget,
-  staged: readonly Staged[],
-  states: StoreView[],
-  rotationId: string,
-): Promise<Record<string, string>> {
-  await Promise.all(
-    staged.map(async (s, i) => {
-      if (states[i]!.pending?.rotationId === rotationId && states[i]!.pending?.value === undefined) {
-        states[i]!.pending = await s.store.getPending(s.publication.remoteKey);
-      }
-    }),
-  );
-  const view: Record<string, string> = {};
-  staged.forEach((s, i) => {
-    const version = states[i]!.pending;
-    if (version?.rotationId === rotationId && version.value !== undefined) {
-      Object.assign(view, readRemoteValue(s.publication, version.value));
-    }
-  });
-  const values: Record<string, string> = {};
-  for (const [generated, secretKey] of Object.entries(target.recoveryKeys)) {
-    const v = view[secretKey];
-    if (v === undefined) {
-      throw new StoreStateError(
-        `rotation ${rotationId} of ${targetName(target)} is in flight but no store holds its staged "${secretKey}"; ` +
-          `resolve by hand (compare the stores with the Secret) before the next run`,
-      );
-    }
-    values[generated] = v;
-  }
-  return values;
-}
-
-function storeLabel(s: Staged): string {
-  return `${s.publication.store.kind}/${s.publication.store.metadata.name}(${s.store.provider}):${s.publication.remoteKey}`;
-}
-
-async function dryRun(
+function dryRun(
   target: RotationTarget,
   deps: RotationDeps,
   options: RotateOptions,
-  base: { target: string; externalSecret: string },
-): Promise<RotationResult> {
-  const es = target.externalSecret;
-  const secret = await deps.kube.readSecret(target.namespace, target.secretName);
-  if (!secret && es.target.creationPolicy === "Merge") throw missing(target);
-  const due = dueCheck(es, secret, deps.now?.() ?? new Date());
-  const rendered = renderTarget(es, generateValues(es), secret?.data);
+  secret: Parameters<typeof dueCheck>[1],
+  rendered: Readonly<Record<string, string>>,
+): RotationResult {
+  const due = dueCheck(target.externalSecret, secret, deps.now?.() ?? new Date());
   const wouldRotate = due.due || options.force === true;
   return {
-    ...base,
+    ...baseOf(target),
     outcome: "dry-run",
     reason: wouldRotate ? `would rotate (${options.force && !due.due ? "forced" : due.reason})` : `would not rotate: ${due.reason}`,
     ...(due.nextDue ? { nextDue: due.nextDue.toISOString() } : {}),
-    rotationId: successorId(target.namespace, target.secretName, secret?.annotations[ANNOTATIONS.rotationId]),
-    changedKeys: wouldRotate ? Object.keys(rendered.data) : [],
+    rotationId: successorId(
+      target.namespace,
+      target.secretName,
+      secret?.uid ?? "",
+      lastRotationOf(secret),
+      target.strategy.kind === "alternating" ? "alternating" : "single-user",
+    ),
+    changedKeys: wouldRotate ? Object.keys(rendered) : [],
     ...(secret?.data.password !== undefined ? { previousFingerprint: fingerprint(secret.data.password) } : {}),
-    stores: target.publications.map((p) => ({
-      store: `${p.store.kind}/${p.store.metadata.name}`,
-      provider: p.store.provider.name,
-      remoteKey: p.remoteKey,
-    })),
+    stores: target.publications.map((p) => ({ store: `${p.store.kind}/${p.store.metadata.name}`, provider: p.store.provider.name, remoteKey: p.remoteKey })),
   };
 }
+

@@ -1,14 +1,15 @@
 // Where each rotation stands: the questions `kubectl get es` answers (store,
 // refresh interval, reason, ready, last sync), plus drift between the store
 // and the Secret and any rotation in flight. Read-only; fingerprints only.
-import { InputError } from "../errors.ts";
+import { BinaryKeyError, InputError } from "../errors.ts";
 import type { SecretObject } from "../kubernetes/index.ts";
 import type { SecretStoreClient } from "../stores/types.ts";
 import type { Engine } from "./engine.ts";
-import { type Publication, planRotations, publicationsOf, readRemoteValue, remoteValue, targetName } from "./plan.ts";
+import { type Publication, planRotations, publicationsOf, type RotationTarget, readRemoteValue, remoteValue, targetName } from "./plan.ts";
+import { asLogin } from "./act.ts";
 import { fingerprint } from "./render.ts";
 import { storeClients } from "./stores.ts";
-import { ANNOTATIONS, dueCheck } from "./rotate.ts";
+import { ANNOTATIONS, dueCheck } from "./names.ts";
 
 export type StatusReason = "SecretSynced" | "SecretSyncedError" | "SecretMissing" | "RotationInFlight" | "Drift" | "NeverRotated";
 
@@ -37,6 +38,18 @@ export interface ExternalSecretStatus {
   readonly nextDue?: string;
   readonly passwordFingerprint?: string;
   readonly stores: readonly StoreStatus[];
+  /** The alternating strategy: which role applications use now, which one rotates next, and how old each password is. */
+  readonly roles?: AlternatingStatus;
+  /** Things that work now but will hurt (e.g. a role without `SET role` to the owner). */
+  readonly warnings?: readonly string[];
+}
+
+export interface AlternatingStatus {
+  /** The role the consumer Secret names. */
+  readonly active?: string;
+  /** The role the next rotation gives a new password. */
+  readonly idle: string;
+  readonly passwords: readonly { readonly role: string; readonly secret: string; readonly rotatedAt?: string; readonly ageSeconds?: number }[];
 }
 
 export interface PushSecretStatus {
@@ -56,10 +69,17 @@ async function storeStatus(p: Publication, client: SecretStoreClient, secret: Se
   const base = { store: `${p.store.kind}/${p.store.metadata.name}`, provider: p.store.provider.name, remoteKey: p.remoteKey };
   try {
     const [current, pending] = await Promise.all([client.getCurrent(p.remoteKey), client.getPending(p.remoteKey)]);
-    const expected = remoteValue(p, secret.data, current?.value);
-    const carried = current ? readRemoteValue(p, current.value) : {};
-    const wanted = readRemoteValue(p, expected);
-    const driftedKeys = Object.keys(wanted).filter((k) => carried[k] !== wanted[k]);
+    let driftedKeys: string[];
+    try {
+      const expected = remoteValue(p, secret.data, current?.value, secret.binaryKeys);
+      const carried = current ? readRemoteValue(p, current.value) : {};
+      const wanted = readRemoteValue(p, expected);
+      driftedKeys = Object.keys(wanted).filter((k) => carried[k] !== wanted[k]);
+    } catch (e) {
+      // Bytes that are not UTF-8 text: no store value (text) can equal them, so those keys have drifted.
+      if (!(e instanceof BinaryKeyError)) throw e;
+      driftedKeys = [...e.keys];
+    }
     return {
       ...base,
       ...(current ? { versionId: current.versionId } : {}),
@@ -135,6 +155,7 @@ export async function status(engine: Engine, request: { targets?: readonly strin
       const last = secret?.annotations[ANNOTATIONS.rotatedAt];
       if (v.ready && !last) v = { reason: "NeverRotated", ready: false, message: "no rotation has run on this Secret yet" };
       const due = secret ? dueCheck(es, secret, now) : undefined;
+      const alternating = t.strategy.kind === "alternating" ? await alternatingStatus(engine, t, secret, now) : undefined;
       out.push({
         kind: "ExternalSecret",
         name: `${es.metadata.namespace}/${es.metadata.name}`,
@@ -146,6 +167,8 @@ export async function status(engine: Engine, request: { targets?: readonly strin
         ...(due?.nextDue ? { nextDue: due.nextDue.toISOString() } : {}),
         ...(secret?.data.password !== undefined ? { passwordFingerprint: fingerprint(secret.data.password) } : {}),
         stores,
+        ...(alternating ? { roles: alternating.roles } : {}),
+        ...(alternating?.warnings.length ? { warnings: alternating.warnings } : {}),
       });
     }
     for (const ps of engine.manifests.pushSecrets) {
@@ -171,4 +194,49 @@ export async function status(engine: Engine, request: { targets?: readonly strin
     throw new InputError(`no ExternalSecret or PushSecret matches ${request.targets.join(", ")}`);
   }
   return out;
+}
+
+/**
+ * The alternating strategy's roles: active and idle, each password's age, and — when a login
+ * is possible (verification on for the target) — whether each role's sessions run as the
+ * database owner (`ALTER ROLE … SET role = <owner>`), without which objects one role creates
+ * belong to it alone and the other cannot use them.
+ */
+async function alternatingStatus(
+  engine: Engine,
+  t: RotationTarget,
+  consumer: SecretObject | undefined,
+  now: Date,
+): Promise<{ roles: AlternatingStatus; warnings: string[] }> {
+  if (t.strategy.kind !== "alternating") throw new Error("not alternating");
+  const { roles, cluster } = t.strategy;
+  const warnings: string[] = [];
+  const secrets = await Promise.all(roles.map((r) => engine.kube.readSecret(t.namespace, r.secretName)));
+  const active = roles.find((r) => r.role === consumer?.data.username);
+  const idle = active === roles[0] ? roles[1] : roles[0];
+  const owner = (await engine.kube.readCluster(t.namespace, cluster).catch(() => undefined))?.spec.bootstrap?.initdb?.owner ?? "app";
+  const passwords = await Promise.all(
+    roles.map(async (r, i) => {
+      const s = secrets[i];
+      if (!s) {
+        warnings.push(`role ${r.role}: its passwordSecret ${t.namespace}/${r.secretName} does not exist`);
+        return { role: r.role, secret: r.secretName };
+      }
+      const rotatedAt = s.annotations[ANNOTATIONS.rotatedAt];
+      const at = rotatedAt ? Date.parse(rotatedAt) : Number.NaN;
+      const probe = engine.verify?.probe && consumer ? await engine.verify.probe(asLogin(consumer, s), t).catch(() => undefined) : undefined;
+      if (probe?.status === "ok" && probe.currentUser !== undefined && probe.currentUser !== owner) {
+        warnings.push(
+          `role ${r.role}: its sessions run as ${probe.currentUser}, not as the owner ${owner}; objects it creates are unusable by the other role — run once: ALTER ROLE ${r.role} SET role = ${owner} (see README, "Zero-downtime rotation")`,
+        );
+      }
+      return {
+        role: r.role,
+        secret: r.secretName,
+        ...(rotatedAt ? { rotatedAt } : {}),
+        ...(Number.isNaN(at) ? {} : { ageSeconds: Math.max(0, Math.round((now.getTime() - at) / 1000)) }),
+      };
+    }),
+  );
+  return { roles: { ...(active ? { active: active.role } : {}), idle: idle.role, passwords }, warnings };
 }

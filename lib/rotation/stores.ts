@@ -4,11 +4,13 @@
 import { InputError } from "../errors.ts";
 import { KUBECONFIG_FROM_ENV, type KubernetesClient, type StoredSecretReader } from "../kubernetes/index.ts";
 import type { SecretStore } from "../manifests/index.ts";
+import { rememberSecret } from "../redact.ts";
 import { createStore, readSecretValue } from "../stores/index.ts";
-import type { StoreDeps } from "../stores/types.ts";
-import type { SecretStoreClient } from "../stores/types.ts";
-import type { Engine, StoreFactory } from "./engine.ts";
+import type { SecretStoreClient, StoreDeps } from "../stores/types.ts";
 import type { Publication } from "./plan.ts";
+
+/** Builds the client of one SecretStore; the engine hands it what it needs from the cluster. */
+export type StoreFactory = (store: SecretStore, context: { kube: KubernetesClient }) => Promise<SecretStoreClient>;
 
 export interface StoreFactoryOptions {
   /** Directory relative `file` store paths resolve against. */
@@ -51,6 +53,7 @@ async function vaultToken(store: SecretStore, kube: KubernetesClient): Promise<s
   if (!secret) throw new InputError(`${where}: Secret ${namespace}/${ref.name} not found; nothing was written`);
   const token = secret.data[ref.key]?.trim();
   if (!token) throw new InputError(`${where}: Secret ${namespace}/${ref.name} has no key "${ref.key}" (or it is empty); nothing was written`);
+  rememberSecret(token);
   return token;
 }
 
@@ -60,7 +63,7 @@ export interface StoreClients {
   readonly closeAll: () => Promise<void>;
 }
 
-export function storeClients(engine: Pick<Engine, "createStore" | "kube">): StoreClients {
+export function storeClients(engine: { readonly createStore: StoreFactory; readonly kube: KubernetesClient }): StoreClients {
   const clients = new Map<string, Promise<SecretStoreClient>>();
   return {
     for: (publication) => {

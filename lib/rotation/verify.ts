@@ -15,7 +15,8 @@ import { type ExternalSecret, formatDuration, parseDuration } from "../manifests
 import { type LoginParams, type LoginResult, SSL_MODES, type SslMode, tryLogin } from "../postgres/index.ts";
 import { type RotationTarget, targetName } from "./plan.ts";
 import { fingerprint } from "./render.ts";
-import { ANNOTATION_PREFIX, ANNOTATIONS, type RotationDeps } from "./rotate.ts";
+import type { Verifier } from "./act.ts";
+import { ANNOTATION_PREFIX, ANNOTATIONS } from "./names.ts";
 
 /** Per-target settings, read from the ExternalSecret's metadata.annotations; they win over the environment. */
 export const VERIFY_ANNOTATIONS = {
@@ -50,17 +51,19 @@ export interface VerifyConfig {
 }
 
 export const VERIFY_DEFAULTS = {
-  sslMode: "require",
+  sslMode: "verify-full",
   timeoutMs: 120_000,
   attemptTimeoutMs: 5_000,
   initialDelayMs: 250,
   maxDelayMs: 5_000,
 } as const satisfies VerifyConfig;
 
-export type Verifier = NonNullable<RotationDeps["verify"]>;
+export type { Verifier };
 
 export interface VerifierOptions {
   readonly log?: Logger;
+  /** CNPG's CA for a Cluster (`ca.crt` of its `<cluster>-ca` Secret), for verify-full without CNPG_ROTATOR_VERIFY_SSLROOTCERT. */
+  readonly readCa?: (namespace: string, cluster: string) => Promise<string | undefined>;
   /** The login to use (tests substitute their own). */
   readonly login?: (params: LoginParams, options: { timeoutMs: number }) => Promise<LoginResult>;
 }
@@ -100,14 +103,14 @@ export function verifySettingsFor(es: ExternalSecret, config: VerifyConfig = {})
  * username and password with growing pauses until one login succeeds or the
  * timeout passes. Only ever logs fingerprints, hosts and statuses.
  */
-export function createVerifier(config: VerifyConfig = {}, options: VerifierOptions = {}): Verifier {
-  const log = options.log ?? silentLogger;
-  const login = options.login ?? tryLogin;
+export function createVerifier(config: VerifyConfig = {}, options_: VerifierOptions = {}): Verifier {
+  const log = options_.log ?? silentLogger;
+  const login = options_.login ?? tryLogin;
   const timeoutMs = config.timeoutMs ?? VERIFY_DEFAULTS.timeoutMs;
   const attemptTimeoutMs = config.attemptTimeoutMs ?? VERIFY_DEFAULTS.attemptTimeoutMs;
   const maxDelayMs = config.maxDelayMs ?? VERIFY_DEFAULTS.maxDelayMs;
 
-  return async (secret: SecretObject, target: RotationTarget): Promise<void> => {
+  const verify = async (secret: SecretObject, target: RotationTarget, options: { beforeLogin?: () => Promise<void> } = {}): Promise<void> => {
     const name = targetName(target);
     const rotationId = secret.annotations[ANNOTATIONS.rotationId];
     const settings = verifySettingsFor(target.externalSecret, config);
@@ -116,7 +119,10 @@ export function createVerifier(config: VerifyConfig = {}, options: VerifierOptio
       tlog.debug({}, "verification is off for this target");
       return;
     }
-    const params = loginParams(secret, settings, config.sslRootCert, name, rotationId);
+    const rootCert = settings.sslMode === "verify-full" ? (config.sslRootCert ?? (await clusterCa(secret, target, options_.readCa, rotationId))) : undefined;
+    const params = loginParams(secret, settings, rootCert, name, rotationId);
+    // CNPG's own signal first (its Cluster status), where it can be read; the logins below retry regardless.
+    await options.beforeLogin?.();
     const where = `${params.host}:${params.port}/${params.database}`;
     const fp = fingerprint(params.password);
     const started = Date.now();
@@ -152,6 +158,38 @@ export function createVerifier(config: VerifyConfig = {}, options: VerifierOptio
       delay = Math.min(delay * 2, maxDelayMs);
     }
   };
+  // One login, no retries, for `status`: which role a session runs as (SET role) — or undefined
+  // when verification is off for the target.
+  const probe = async (secret: SecretObject, target: RotationTarget): Promise<LoginResult | undefined> => {
+    const settings = verifySettingsFor(target.externalSecret, config);
+    if (!settings.enabled) return undefined;
+    const rootCert = settings.sslMode === "verify-full" ? (config.sslRootCert ?? (await clusterCa(secret, target, options_.readCa, undefined))) : undefined;
+    return login(loginParams(secret, settings, rootCert, targetName(target), undefined), { timeoutMs: attemptTimeoutMs });
+  };
+  return Object.assign(verify, { probe });
+}
+
+/**
+ * verify-full's CA: `ca.crt` of the Cluster's `<cluster>-ca` Secret, the Cluster named by the
+ * ExternalSecret (cnpg-rotator.io/cluster) or the Secret's `cnpg.io/cluster` label.
+ */
+async function clusterCa(
+  secret: SecretObject,
+  target: RotationTarget,
+  readCa: VerifierOptions["readCa"],
+  rotationId: string | undefined,
+): Promise<string> {
+  const cluster = target.strategy.cluster ?? secret.labels["cnpg.io/cluster"];
+  const ca = cluster && readCa ? await readCa(secret.namespace, cluster) : undefined;
+  if (ca) return ca;
+  throw new VerificationError(
+    `${targetName(target)}: verify-full needs the CA of CNPG's server certificate: ` +
+      (cluster
+        ? `Secret ${secret.namespace}/${cluster}-ca has no ca.crt the function can read (grant get on it, see deploy/rbac.yaml)`
+        : `the Secret has no cnpg.io/cluster label and the ExternalSecret no cnpg-rotator.io/cluster annotation naming the Cluster`) +
+      `; or set CNPG_ROTATOR_VERIFY_SSLROOTCERT, or choose ${VERIFY_ANNOTATIONS.sslMode}: require (TLS without checking the server). The new password was not promoted.`,
+    { ...(rotationId ? { rotationId } : {}), lastStatus: "error" },
+  );
 }
 
 function hint(status: LoginResult["status"]): string {
@@ -216,6 +254,8 @@ function loginParams(
     database: d.dbname ?? fromUri?.dbname ?? user,
     ssl: settings.sslMode,
     ...(sslRootCert ? { sslRootCert } : {}),
+    // Reached at an address of its own (outside the cluster): the certificate still names the Secret's host.
+    ...(settings.host !== undefined && d.host && d.host !== host ? { tlsServerName: d.host } : {}),
   };
 }
 
@@ -237,7 +277,7 @@ export interface VerificationSetup {
 export function verificationFromEnvironment(
   env: NodeJS.ProcessEnv,
   externalSecrets: readonly ExternalSecret[],
-  overrides: { enabled?: boolean; rollbackOnFailure?: boolean; log?: Logger } = {},
+  overrides: { enabled?: boolean; rollbackOnFailure?: boolean; log?: Logger; readCa?: VerifierOptions["readCa"] } = {},
 ): VerificationSetup {
   const v = (name: string) => {
     const value = env[name];
@@ -261,7 +301,10 @@ export function verificationFromEnvironment(
   const settings = externalSecrets.map((es) => verifySettingsFor(es, config));
   const rollbackOnFailure = overrides.rollbackOnFailure ?? bool(env, "CNPG_ROTATOR_ROLLBACK_ON_VERIFY_FAILURE") ?? true;
   if (!settings.some((s) => s.enabled)) return { rollbackOnFailure };
-  return { verify: createVerifier(config, overrides.log ? { log: overrides.log } : {}), rollbackOnFailure };
+  return {
+    verify: createVerifier(config, { ...(overrides.log ? { log: overrides.log } : {}), ...(overrides.readCa ? { readCa: overrides.readCa } : {}) }),
+    rollbackOnFailure,
+  };
 }
 
 function bool(env: NodeJS.ProcessEnv, name: string): boolean | undefined {
@@ -298,18 +341,19 @@ function checkHost(what: string, value: string): void {
 }
 
 /** A Go duration ("120s", "2m") or a number of seconds; must be positive. */
-function durationVar(
-  env: NodeJS.ProcessEnv,
-  name: string,
-  field: "timeoutMs" | "attemptTimeoutMs",
-): Partial<Record<typeof field, number>> {
+function durationVar<F extends string>(env: NodeJS.ProcessEnv, name: string, field: F): Partial<Record<F, number>> {
   const raw = env[name]?.trim();
   if (raw === undefined || raw === "") return {};
   const ms = /^\d+(\.\d+)?$/.test(raw) ? Number(raw) * 1000 : parseDuration(raw);
   if (ms === undefined || !(ms > 0)) {
     throw new InputError(`${name}: expected a positive duration such as "120s" or "2m", found "${raw}"`);
   }
-  return { [field]: ms };
+  return { [field]: ms } as Partial<Record<F, number>>;
+}
+
+/** CNPG_ROTATOR_APPLY_TIMEOUT: how long CNPG gets to report a password applied in its Cluster status. */
+export function applyTimeoutFromEnvironment(env: NodeJS.ProcessEnv): { applyTimeoutMs?: number } {
+  return durationVar(env, "CNPG_ROTATOR_APPLY_TIMEOUT", "applyTimeoutMs");
 }
 
 /** The CA as PEM text, or a path to a PEM file. */

@@ -1,6 +1,7 @@
 // Starts the real servers the integration tests talk to: etcd + kube-apiserver (set up the
 // way controller-runtime's envtest does: static tokens, RBAC, serving cert from our own CA)
-// and moto's server mode as AWS Secrets Manager. Everything binds 127.0.0.1 on free ports
+// and moto's server mode as AWS Secrets Manager (through test/infra/moto/server.py, which patches
+// it to behave as AWS does where moto does not). Everything binds 127.0.0.1 on free ports
 // and lives in one temp dir; binaries come from test/infra/setup.sh's cache.
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { generateKeyPairSync, randomBytes } from "node:crypto";
@@ -25,6 +26,8 @@ export const binaries = {
   etcd: path.join(cacheDir, "bin", "etcd"),
   kubeApiserver: path.join(cacheDir, "bin", "kube-apiserver"),
   motoServer: path.join(cacheDir, "moto-venv", "bin", "moto_server"),
+  /** The venv's Python, which runs moto through test/infra/moto/server.py (moto patched to behave as AWS does). */
+  motoPython: path.join(cacheDir, "moto-venv", "bin", "python"),
 } as const;
 
 /** Users of the static token file. admin is in system:masters; the others start with no rights. */
@@ -566,8 +569,8 @@ export function startMoto(dir: string): Promise<MotoServer> {
     const endpoint = `http://127.0.0.1:${port}`;
     const proc = launch(
       "moto",
-      binaries.motoServer,
-      ["-H", "127.0.0.1", "-p", String(port)],
+      binaries.motoPython,
+      [path.join(infraDir, "moto", "server.py"), "-H", "127.0.0.1", "-p", String(port)],
       path.join(dir, "moto.log"),
       { ...process.env, PYTHONUNBUFFERED: "1" },
     );

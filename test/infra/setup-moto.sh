@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs moto's server mode (a real HTTP server speaking the AWS APIs, used as AWS Secrets
 # Manager in the integration tests) into a Python venv in the cache dir. Idempotent: the venv
-# is rebuilt only when the pins or the Python version change.
+# is rebuilt only when the pins or the Python version change. The tests start it through
+# test/infra/moto/server.py, which patches moto where it departs from AWS (see moto/README.md).
 #
 # Usage: test/infra/setup-moto.sh [--force]
 # Env:   CNPG_ROTATOR_CACHE   cache root (default ~/.cache/cnpg-rotator); venv in $CNPG_ROTATOR_CACHE/moto-venv

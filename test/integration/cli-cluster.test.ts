@@ -2,7 +2,7 @@
 // against the real kube-apiserver with the file store.
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { describe, expect, inject, it } from "vitest";
+import { describe, expect, inject, it, vi } from "vitest";
 import { main } from "../../lib/cli/main.ts";
 import { rotate } from "../../lib/rotation/engine.ts";
 import { status } from "../../lib/rotation/status.ts";
@@ -11,6 +11,7 @@ import {
   createAppSecret,
   engineFor,
   fileStoreYaml,
+  logLines,
   pushSecretYaml,
   seedManifests,
   seenSecrets,
@@ -100,6 +101,30 @@ describe("cnpg-rotator rotate / push / status", () => {
     expect(es).toMatchObject({ reason: "RotationInFlight", ready: false });
     expect(es!.message).toMatch(/staged in SecretStore\/local and not promoted/);
     seenSecrets.add((await kube.readSecret(namespace, "cluster-example-app"))!.data.password!);
+  });
+
+  it("-v logs at CNPG_ROTATOR_LOG_LEVEL, as a deployed function does", async () => {
+    const { flags } = await setup();
+    const levelsOf = async (...argv: string[]) => {
+      const from = logLines.length;
+      expect((await cli(...argv)).code).toBe(0);
+      return new Set(
+        logLines.slice(from).flatMap((line) => (/^\{.*"service":"cnpg-rotator"/.test(line) ? [JSON.parse(line).level] : [])),
+      );
+    };
+    try {
+      vi.stubEnv("CNPG_ROTATOR_LOG_LEVEL", "info");
+      expect(await levelsOf("rotate", ...flags, "-v")).toContain("info");
+      vi.stubEnv("CNPG_ROTATOR_LOG_LEVEL", "warn");
+      expect(await levelsOf("rotate", ...flags, "-v", "--force")).not.toContain("info");
+      expect(await levelsOf("status", ...flags, "-v")).not.toContain("info");
+      vi.stubEnv("CNPG_ROTATOR_LOG_LEVEL", "debug");
+      expect(await levelsOf("rotate", ...flags, "-v", "--force")).toContain("info");
+      vi.stubEnv("CNPG_ROTATOR_LOG_LEVEL", "loud");
+      expect(await cli("rotate", ...flags, "-v")).toMatchObject({ code: 2, stderr: expect.stringMatching(/CNPG_ROTATOR_LOG_LEVEL: expected one of .*debug.*found "loud"/) });
+    } finally {
+      vi.unstubAllEnvs();
+    }
   });
 
   it("bad input exits 2 before anything is written", async () => {

@@ -1,15 +1,23 @@
 // Proves that each secret-store emulator the store tests will use is the real thing and
 // behaves as the design relies on (and records where it departs from the cloud it imitates).
-// Run: npx vitest run -c test/infra/emulators/vitest.emulators.config.ts
+// Part of `npm test`; alone: npx vitest run -c test/infra/emulators/vitest.emulators.config.ts
 
+import { spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { TokenCredential } from "@azure/core-auth";
 import { SecretClient } from "@azure/keyvault-secrets";
 import { SecretManagerServiceClient } from "@google-cloud/secret-manager";
 import { grpc } from "google-gax";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
+  findLowkeyJar,
+  findLowkeyJava,
   type GcpSecretManagerEmulator,
   GOOGLE_CLIENT_ENV,
+  LOWKEY_VAULT_JAR_SHA256,
   type LowkeyVault,
   startGcpSecretManager,
   startLowkeyVault,
@@ -229,9 +237,33 @@ describe("Google Secret Manager emulator", () => {
   });
 });
 
-// lowkey-vault's jar is not served by the Maven Central reachable here: this block needs one
-// (LOWKEY_VAULT_JAR or the cache's jars/), and without it fails with startLowkeyVault's
-// explanation — never skipped. This file is not part of `npm test` (see vitest.config.ts).
+describe("lowkey-vault: the jar and the Java it needs", () => {
+  const dir = mkdtempSync(join(tmpdir(), "cnpg-rotator-lowkey-find-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("names LOWKEY_VAULT_JAR when it points at nothing, and a jar whose sha256 is not the pinned one", async () => {
+    const missing = join(dir, "nope.jar");
+    await expect(findLowkeyJar({ LOWKEY_VAULT_JAR: missing })).rejects.toThrow(
+      new RegExp(`lowkey-vault 7\\.1\\.13 .* is missing: looked at LOWKEY_VAULT_JAR \\(${missing}\\): no such file.*v7\\.1\\.13 tag`),
+    );
+    const other = join(dir, "other.jar");
+    writeFileSync(other, "not the jar");
+    const sha = createHash("sha256").update("not the jar").digest("hex");
+    await expect(findLowkeyJar({ LOWKEY_VAULT_JAR: other })).rejects.toThrow(`sha256 ${sha}, expected ${LOWKEY_VAULT_JAR_SHA256}`);
+    // A jar built elsewhere is accepted under its own pin, and only that one.
+    expect(await findLowkeyJar({ LOWKEY_VAULT_JAR: other, LOWKEY_VAULT_JAR_SHA256: sha })).toBe(other);
+  });
+
+  it("passes over a Java older than 25 (the machine's default 17) for one that is new enough", async () => {
+    const java = await findLowkeyJava({ LOWKEY_VAULT_JAVA_HOME: "/usr/lib/jvm/java-17-openjdk-amd64", JAVA_HOME: join(dir, "no-jdk") });
+    const reported = spawnSync(java, ["-version"], { encoding: "utf8" }).stderr;
+    expect(Number(/version "(\d+)/.exec(reported)?.[1])).toBeGreaterThanOrEqual(25);
+  });
+});
+
+// lowkey-vault's jar is not served by the Maven Central reachable here: this block runs one built
+// from its tagged source (findLowkeyJar says where it looks), and without it fails with that
+// explanation — never skipped.
 describe("Azure Key Vault (lowkey-vault)", () => {
   let kv: LowkeyVault;
   beforeAll(async () => {

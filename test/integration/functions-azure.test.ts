@@ -9,8 +9,8 @@ import { readFileSync, writeFileSync } from "node:fs";
 import Module from "node:module";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it, vi } from "vitest";
-import { resetEngine } from "../../lib/rotation/invoke.ts";
-import { ANNOTATIONS } from "../../lib/rotation/rotate.ts";
+import { resetEngine } from "../../triggers/invoke.ts";
+import { ANNOTATIONS } from "../../lib/rotation/names.ts";
 import { adminClient, createAppSecret, fileStoreYaml, pushSecretYaml, seedYaml, seenSecrets, tempDir, uniqueName } from "./support.ts";
 
 const SECRET = "cluster-example-app";

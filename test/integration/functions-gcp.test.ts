@@ -7,8 +7,8 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { PubSub } from "@google-cloud/pubsub";
 import { afterAll, beforeAll, describe, expect, inject, it, vi } from "vitest";
-import { resetEngine } from "../../lib/rotation/invoke.ts";
-import { ANNOTATIONS } from "../../lib/rotation/rotate.ts";
+import { resetEngine } from "../../triggers/invoke.ts";
+import { ANNOTATIONS } from "../../lib/rotation/names.ts";
 import { freePort } from "../infra/servers.ts";
 import {
   adminClient,

@@ -10,7 +10,6 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildAppSecretData, readPgpass, readUri } from "../../lib/cnpg/index.ts";
 import { loadManifests } from "../../lib/manifests/index.ts";
 import { rotate } from "../../lib/rotation/engine.ts";
-import { rollbackOnVerifyFailure } from "../../lib/rotation/rollback.ts";
 import { createVerifier } from "../../lib/rotation/verify.ts";
 import { type Reconciler, startReconciler } from "../infra/cnpg-reconciler.ts";
 import { type PostgresServer, psqlBinary, startPostgres } from "../infra/postgres.ts";
@@ -181,7 +180,7 @@ describe("psql logs in with what a rotation wrote", () => {
       { enabled: true, host: server.host, port: server.port, sslMode: "disable", timeoutMs: 20_000, initialDelayMs: 50 },
       { log: capturingLogger() },
     );
-    const engine = engineFor(manifests, kube, { verify, onVerifyFailure: rollbackOnVerifyFailure });
+    const engine = engineFor(manifests, kube, { verify, rollbackOnVerifyFailure: true });
 
     const passwords = new Map<string, string[]>(targets.map((t) => [t.user, []]));
     const first = new Map<string, { uri: string; pgpass: string }>();

@@ -1,13 +1,16 @@
 // PushSecret against a real kube-apiserver with the file store: whole and
 // per-key pushes, no new version when nothing changed, IfNotExists, Delete.
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
+import { describe, expect, inject, it } from "vitest";
 import { loadManifests } from "../../lib/manifests/index.ts";
 import { rotate } from "../../lib/rotation/engine.ts";
 import { push } from "../../lib/rotation/push.ts";
+import { status } from "../../lib/rotation/status.ts";
 import { createStore } from "../../lib/stores/index.ts";
-import { adminClient, createAppSecret, engineFor, fileStoreYaml, seedManifests, tempDir, uniqueName } from "./support.ts";
+import { kubeRequest } from "../infra/kube-client.ts";
+import { adminClient, createAppSecret, engineFor, fileStoreYaml, seedManifests, seenSecrets, tempDir, uniqueName } from "./support.ts";
 
+const infra = inject("infra");
 const kube = adminClient();
 const SECRET = "cluster-example-app";
 
@@ -121,5 +124,65 @@ describe("push: the PushSecret engine", () => {
   it("refuses an unknown PushSecret name before anything runs", async () => {
     const { engine } = await setup({ data: "    - match: {remoteRef: {remoteKey: x}}\n" });
     await expect(push(engine, { targets: ["default/nope"] })).rejects.toThrow(/no PushSecret default\/nope/);
+  });
+});
+
+describe("push: a Secret key that is not UTF-8 text", () => {
+  // Bytes no UTF-8 decoder reads back: a lone continuation byte, an invalid lead byte, a NUL.
+  const BLOB = Buffer.from([0x80, 0xff, 0x00, 0xc3, 0x28]);
+  const withBlob = async (namespace: string) => {
+    const r = await kubeRequest(infra, `/api/v1/namespaces/${namespace}/secrets/${SECRET}`, {
+      method: "PATCH",
+      contentType: "application/merge-patch+json",
+      body: { data: { blob: BLOB.toString("base64") } },
+    });
+    expect(r.status).toBe(200);
+  };
+  const blobBytes = async (namespace: string) => {
+    const r = await kubeRequest<{ data: Record<string, string> }>(infra, `/api/v1/namespaces/${namespace}/secrets/${SECRET}`);
+    return Buffer.from(r.body.data["blob"]!, "base64");
+  };
+
+  it("is refused, naming the key, by a whole-Secret push and a secretKey push, rather than stored with U+FFFD", async () => {
+    for (const data of ["    - match: {remoteRef: {remoteKey: app-copy}}\n", "    - match: {secretKey: blob, remoteRef: {remoteKey: app-copy}}\n"]) {
+      const { namespace, store, engine, secret } = await setup({ data });
+      seenSecrets.add(secret.data.password!);
+      await withBlob(namespace);
+      const [result] = await push(engine);
+      expect(result).toMatchObject({ outcome: "failed", error: { type: "BinaryKeyError" } });
+      expect(result!.error!.message).toMatch(/Secret key "blob" holds bytes that are not UTF-8 text.*Nothing was pushed/);
+      expect(await store.getCurrent("app-copy")).toBeUndefined();
+      expect(await blobBytes(namespace)).toEqual(BLOB);
+    }
+  });
+
+  it("fails a rotation that would copy it, before anything is written; pushing only the password rotates and leaves its bytes alone", async () => {
+    const whole = await setup({ data: `    - match: {remoteRef: {remoteKey: ${SECRET}}}\n` });
+    seenSecrets.add(whole.secret.data.password!);
+    await withBlob(whole.namespace);
+    const manifests = seedManifests(whole.namespace, fileStoreYaml(join(tempDir(), "store.json")), pushYaml({ data: `    - match: {remoteRef: {remoteKey: ${SECRET}}}\n` }));
+    const [refused] = await rotate(engineFor(manifests, kube));
+    expect(refused).toMatchObject({ outcome: "failed", error: { type: "BinaryKeyError" } });
+    expect((await kube.readSecret(whole.namespace, SECRET))!.data.password).toBe(whole.secret.data.password);
+    const lease = await kubeRequest(infra, `/apis/coordination.k8s.io/v1/namespaces/${whole.namespace}/leases/cnpg-rotator-${SECRET}`);
+    expect(lease.status).toBe(404);
+
+    const perKey = seedManifests(whole.namespace, fileStoreYaml(join(tempDir(), "store.json")), pushYaml({ data: `    - match: {secretKey: password, remoteRef: {remoteKey: ${SECRET}}}\n` }));
+    const [rotated] = await rotate(engineFor(perKey, kube));
+    expect(rotated!.outcome).toBe("rotated");
+    seenSecrets.add((await kube.readSecret(whole.namespace, SECRET))!.data.password!);
+    expect(await blobBytes(whole.namespace)).toEqual(BLOB);
+  });
+
+  it("status compares bytes: a copy holding U+FFFD in its place is drift in that key", async () => {
+    const { namespace, store, engine, secret } = await setup({ data: "    - match: {remoteRef: {remoteKey: app-copy}}\n" });
+    seenSecrets.add(secret.data.password!);
+    await withBlob(namespace);
+    // What a whole-Secret push wrote before binary keys were refused: the bytes decoded as UTF-8.
+    const decoded = Object.fromEntries(Object.entries({ ...secret.data, blob: BLOB.toString("utf8") }).sort());
+    await store.push("app-copy", JSON.stringify(decoded));
+    const [ps] = (await status(engine)).filter((s) => s.kind === "PushSecret");
+    expect(ps).toMatchObject({ reason: "Drift", ready: false, stores: [{ inSync: false, driftedKeys: ["blob"] }] });
+    expect(ps!.message).toMatch(/app-copy differs from the Secret in blob/);
   });
 });

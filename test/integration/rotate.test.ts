@@ -1,6 +1,7 @@
 // End to end: the seed's first example rotated against a real kube-apiserver,
 // with the file store and with AWS Secrets Manager (moto).
 import { execFileSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
@@ -12,10 +13,14 @@ import {
 import { afterAll, describe, expect, inject, it, vi } from "vitest";
 import { parseAllDocuments } from "yaml";
 import { readJdbc, readPgpass, readUri } from "../../lib/cnpg/index.ts";
+import { InputError } from "../../lib/errors.ts";
 import { connectCluster, type KubernetesClient } from "../../lib/kubernetes/index.ts";
-import { rotate } from "../../lib/rotation/engine.ts";
-import { resetEngine } from "../../lib/rotation/invoke.ts";
-import { ANNOTATIONS, type RotationResult, type Step } from "../../lib/rotation/rotate.ts";
+import { rotate, type StoreFactory } from "../../lib/rotation/engine.ts";
+import { ANNOTATIONS, successorId, successorIds } from "../../lib/rotation/names.ts";
+import { planRotations, wholeSecretJson } from "../../lib/rotation/plan.ts";
+import type { RotationResult, Step } from "../../lib/rotation/rotate.ts";
+import { storeFactory } from "../../lib/rotation/stores.ts";
+import { resetEngine } from "../../triggers/invoke.ts";
 import { kubeRequest } from "../infra/kube-client.ts";
 import { issueClientCertificate, renderKubeconfig } from "../infra/servers.ts";
 import {
@@ -251,6 +256,32 @@ describe("rotate: the seed's first example with the file store", () => {
   });
 });
 
+describe("rotate: ids of releases before the Secret's uid was part of them", () => {
+  it("a rotation staged under the old derivation resumes with its password", async () => {
+    const { namespace, storePath, manifests } = await fileTarget();
+    const secret = (await kube.readSecret(namespace, SECRET))!;
+    // What an earlier release staged before it crashed: the id it derived without the uid.
+    const [current, legacy] = successorIds(namespace, SECRET, secret.uid, undefined);
+    const staged = `legacy-staged-${randomBytes(12).toString("hex")}`;
+    seen.add(staged);
+    const [target] = planRotations(manifests);
+    const store = await storeFactory()(target!.publications[0]!.store, { kube });
+    await store.push(SECRET, wholeSecretJson(secret.data));
+    await store.stage(SECRET, wholeSecretJson({ ...secret.data, password: staged }), legacy, await store.observe(SECRET));
+
+    const [result] = await rotate(engineFor(manifests, kube));
+    // Staged everywhere already: what is left of it is the merge.
+    expect(result).toMatchObject({ outcome: "resumed", resumedAt: "merge", rotationId: legacy });
+    expect(result!.rotationId).not.toBe(current);
+    expect(await passwordOf(namespace)).toBe(staged);
+    expect(jsonPassword(fileEntry(storePath)!.current!.value)).toBe(staged);
+    // The next rotation derives from it with the uid.
+    const [next] = await rotate(engineFor(manifests, kube), { force: true });
+    expect(next!.rotationId).toBe(successorId(namespace, SECRET, secret.uid, legacy));
+    await passwordOf(namespace);
+  });
+});
+
 describe("rotate: AWS Secrets Manager (moto)", () => {
   const sm = new SecretsManagerClient({ region: "us-east-1" });
   const value = async (id: string, stage: string) =>
@@ -301,6 +332,32 @@ describe("rotate: AWS Secrets Manager (moto)", () => {
     await counted.close();
   });
 
+  it("a Secret deleted and created again (a restored cluster) rotates under new ids, never replaying the old object's tokens", async () => {
+    const namespace = uniqueName("aws");
+    const remoteKey = uniqueName("cluster-example-app");
+    await kube.ensureNamespace(namespace);
+    seen.add((await createAppSecret(kube, namespace)).data.password!);
+    const manifests = seedManifests(namespace, awsStoreYaml(), pushSecretYaml("aws-backend", remoteKey));
+    const later = new Date(Date.now() + 2 * 24 * 3600_000);
+    const [one] = await rotate(engineFor(manifests, kube));
+    const [two] = await rotate(engineFor(manifests, kube, { now: () => later }));
+    expect([one!.outcome, two!.outcome]).toEqual(["rotated", "rotated"]);
+    await passwordOf(namespace);
+
+    await kube.deleteSecret(namespace, SECRET);
+    seen.add((await createAppSecret(kube, namespace)).data.password!);
+    const [again] = await rotate(engineFor(manifests, kube));
+    expect(again).toMatchObject({ outcome: "rotated" });
+    expect([one!.rotationId, two!.rotationId]).not.toContain(again!.rotationId);
+    // The rotation's own version (its ClientRequestToken) holds this Secret's new password, and is current.
+    const password = await passwordOf(namespace);
+    const own = await sm.send(new GetSecretValueCommand({ SecretId: remoteKey, VersionId: again!.rotationId }));
+    expect(jsonPassword(own.SecretString)).toBe(password);
+    expect(jsonPassword(await value(remoteKey, "AWSCURRENT"))).toBe(password);
+    const versions = await sm.send(new ListSecretVersionIdsCommand({ SecretId: remoteKey }));
+    expect(versions.Versions!.filter((v) => v.VersionStages?.includes("AWSCURRENT")).map((v) => v.VersionId)).toEqual([again!.rotationId]);
+  });
+
   it("refuses a remote secret without our tag and leaves it and the Secret untouched", async () => {
     const namespace = uniqueName("aws");
     const remoteKey = uniqueName("foreign");
@@ -319,6 +376,79 @@ describe("rotate: AWS Secrets Manager (moto)", () => {
   });
 });
 
+
+interface RawLease {
+  metadata: { resourceVersion: string };
+  spec: { holderIdentity?: string; acquireTime?: string; renewTime?: string; leaseTransitions?: number; leaseDurationSeconds?: number };
+}
+
+/** The target's Lease as the API server has it (status 404 when there is none). */
+function leaseOf(namespace: string): Promise<{ status: number; body: RawLease }> {
+  return kubeRequest<RawLease>(infra, `/apis/coordination.k8s.io/v1/namespaces/${namespace}/leases/cnpg-rotator-${SECRET}`);
+}
+
+/** The real store factory, with stage refusing the value as bad input, as a store refusing a name or a size does. */
+const refusingStores: StoreFactory = async (store, context) => {
+  const real = await storeFactory()(store, context);
+  return new Proxy(real, {
+    get(target, key) {
+      if (key === "stage") return () => Promise.reject(new InputError("the store refuses this value (test)"));
+      const value = Reflect.get(target, key, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+};
+
+describe("rotate: exit 2 writes nothing, the Lease included", () => {
+  it("a template the Secret's data refuses (its user differs from the URI's) is refused before the Lease: no Lease, Secret and store untouched", async () => {
+    const { namespace, storePath, manifests } = await fileTarget();
+    await kube.updateSecret(namespace, SECRET, () => ({ data: { username: "bob" } }));
+    const before = (await raw(namespace)).body;
+    const error: Error = await rotate(engineFor(manifests, kube)).catch((e) => e);
+    expect(error).toBeInstanceOf(InputError);
+    expect(error.message).toMatch(/user differs/);
+    expect((await leaseOf(namespace)).status).toBe(404);
+    expect((await raw(namespace)).body).toEqual(before);
+    expect(fileEntry(storePath)).toBeUndefined();
+  });
+
+  it("a store that cannot be built (the seed's Vault store without its token Secret) is refused before the Lease", async () => {
+    const namespace = uniqueName("rot");
+    await kube.ensureNamespace(namespace);
+    seen.add((await createAppSecret(kube, namespace)).data.password!);
+    const vaultStore = seedYaml("vault-secret-store.yaml").split("\n---\n")[0]!;
+    const manifests = seedManifests(namespace, vaultStore, pushSecretYaml("vault-backend", SECRET));
+    await expect(rotate(engineFor(manifests, kube))).rejects.toThrow(/tokenSecretRef: Secret .*\/vault-token not found/);
+    expect((await leaseOf(namespace)).status).toBe(404);
+  });
+
+  it("a Lease left by an earlier run is not moved by a refused run, to its resourceVersion", async () => {
+    const { namespace, manifests } = await fileTarget();
+    expect((await rotate(engineFor(manifests, kube)))[0]!.outcome).toBe("rotated");
+    await passwordOf(namespace);
+    const lease = await leaseOf(namespace);
+    expect(lease.status).toBe(200);
+    await kube.updateSecret(namespace, SECRET, () => ({ data: { username: "bob" } }));
+    await expect(rotate(engineFor(manifests, kube), { force: true })).rejects.toThrow(/user differs/);
+    expect((await leaseOf(namespace)).body).toEqual(lease.body);
+  });
+
+  it("bad input found only under the Lease puts the Lease back as found: deleted if the run created it, its spec as it was if not", async () => {
+    const { namespace, manifests } = await fileTarget();
+    const refusing = engineFor(manifests, kube, { createStore: refusingStores });
+    await expect(rotate(refusing)).rejects.toThrow(/the store refuses this value/);
+    expect((await leaseOf(namespace)).status).toBe(404);
+
+    expect((await rotate(engineFor(manifests, kube)))[0]!.outcome).toBe("rotated");
+    await passwordOf(namespace);
+    const lease = (await leaseOf(namespace)).body;
+    await expect(rotate(refusing, { force: true })).rejects.toThrow(/the store refuses this value/);
+    expect((await leaseOf(namespace)).body.spec).toEqual(lease.spec);
+    // And the next run takes it as usual.
+    expect((await rotate(engineFor(manifests, kube), { force: true }))[0]!.outcome).toBe("rotated");
+    await passwordOf(namespace);
+  });
+});
 
 describe("rotate: RBAC as shipped in deploy/rbac.yaml", () => {
   async function applyRbac(namespace: string, drop?: { resource: string; verb: string }) {
@@ -352,6 +482,20 @@ describe("rotate: RBAC as shipped in deploy/rbac.yaml", () => {
     const [result] = await rotate(engineFor(manifests, await asRotator()));
     expect(result!.outcome).toBe("rotated");
     await passwordOf(namespace);
+  });
+
+  it("a run refused under the Lease deletes the Lease it created, or without the verb delete releases it", async () => {
+    const shipped = await fileTarget();
+    await applyRbac(shipped.namespace);
+    await expect(rotate(engineFor(shipped.manifests, await asRotator(), { createStore: refusingStores }))).rejects.toThrow(InputError);
+    expect((await leaseOf(shipped.namespace)).status).toBe(404);
+
+    const older = await fileTarget();
+    await applyRbac(older.namespace, { resource: "leases", verb: "delete" });
+    await expect(rotate(engineFor(older.manifests, await asRotator(), { createStore: refusingStores }))).rejects.toThrow(InputError);
+    const lease = await leaseOf(older.namespace);
+    expect(lease.status).toBe(200);
+    expect(lease.body.spec.holderIdentity).toBeUndefined();
   });
 
   it("with less, fails naming the missing permission and changes nothing", async () => {

@@ -76,12 +76,10 @@ async function describeSecret(name: string) {
 describePrimitives("aws", async () => ({
   primitives: awsPrimitives(config()),
   key: () => `primitives/${randomUUID()}`,
-  emulatorGaps: { restageOverwrites: true },
 }));
 
 describeStoreConformance("aws", async () => ({
   store: createAwsStore(config()),
-  emulatorGaps: { restageOverwrites: true },
   key: () => `conformance/${randomUUID()}`,
   async foreign(key, value) {
     // Marked as someone else's: a managed-by tag with another value must not pass for ours.

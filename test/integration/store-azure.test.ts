@@ -139,6 +139,7 @@ function conformance(label: string, vaultUrl: () => string): void {
     const client = sdk(vaultUrl());
     return {
       store: await createAzureStore({ vaultUrl: vaultUrl() }, {}, seam()),
+      emulatorGaps: { blankValuesRefused: true },
       key: () => `conformance-${randomUUID()}`,
       async foreign(key, value) {
         // Marked as someone else's: a managed-by tag with another value must not pass for ours.

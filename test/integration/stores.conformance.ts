@@ -19,16 +19,18 @@ export interface ConformanceTarget {
    * it does not exist (or is deleted and only recoverable).
    */
   inspect(key: string): Promise<{ current: string | undefined; owned: boolean } | undefined>;
-  /** Known bugs of the emulator the suite runs against; each weakens one check, and says why. */
+  /** Known departures of the emulator the suite runs against from its cloud; each weakens one check, and says why. */
   readonly emulatorGaps?: {
     /**
-     * A repeated write of a staged version with another value overwrites it
-     * instead of being refused (moto 5.2.5 PutSecretValue on an AWSPENDING
-     * version), so concurrent stages of one rotation can only use one value.
+     * A whitespace-only value is refused (lowkey-vault 7.1.13: HTTP 400, its request model's
+     * @NotBlank), where Key Vault stores any non-empty value; such values leave the text property.
      */
-    readonly restageOverwrites?: boolean;
+    readonly blankValuesRefused?: boolean;
   };
 }
+
+/** Blank as Java's String.isBlank sees it (Character.isWhitespace also counts U+001C–U+001F). */
+const JAVA_BLANK = /^[\s\u001c-\u001f]*$/;
 
 /** Values whose bytes must survive a round trip unchanged. */
 export const AWKWARD_VALUES: readonly string[] = [
@@ -112,7 +114,7 @@ export function describeStoreConformance(name: string, setup: () => Promise<Conf
           const key = t.key();
           await prepare(key);
           const rid = rotationId();
-          const values = t.emulatorGaps?.restageOverwrites ? Array(5).fill("v") : ["v0", "v1", "v2", "v3", "v4"];
+          const values = ["v0", "v1", "v2", "v3", "v4"];
           const seen = await store.observe(key);
           const results = await Promise.all(values.map((v) => store.stage(key, v, rid, seen)));
           const pending = await store.getPending(key);
@@ -446,11 +448,16 @@ export function describeStoreConformance(name: string, setup: () => Promise<Conf
       it("round-trip arbitrary text (property)", async () => {
         const key = t.key();
         await fc.assert(
-          fc.asyncProperty(fc.string({ unit: "grapheme", minLength: 1, maxLength: 200 }), async (value) => {
-            await store.push(key, value);
-            expect((await store.getCurrent(key))?.value).toBe(value);
-            expect((await t.inspect(key))?.current).toBe(value);
-          }),
+          fc.asyncProperty(
+            fc
+              .string({ unit: "grapheme", minLength: 1, maxLength: 200 })
+              .filter((v) => !t.emulatorGaps?.blankValuesRefused || !JAVA_BLANK.test(v)),
+            async (value) => {
+              await store.push(key, value);
+              expect((await store.getCurrent(key))?.value).toBe(value);
+              expect((await t.inspect(key))?.current).toBe(value);
+            },
+          ),
           { numRuns: 25 },
         );
       });

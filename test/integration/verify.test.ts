@@ -18,8 +18,8 @@ import { loadManifests, type ManifestSet } from "../../lib/manifests/index.ts";
 import { tryLogin } from "../../lib/postgres/index.ts";
 import { engineFromEnvironment } from "../../lib/rotation/context.ts";
 import { type Engine, rotate } from "../../lib/rotation/engine.ts";
-import { rollback, rollbackOnVerifyFailure } from "../../lib/rotation/rollback.ts";
-import { ANNOTATIONS, successorId } from "../../lib/rotation/rotate.ts";
+import { rollback } from "../../lib/rotation/rollback.ts";
+import { ANNOTATIONS, successorId } from "../../lib/rotation/names.ts";
 import { createVerifier, VERIFY_ANNOTATIONS, type VerifyConfig } from "../../lib/rotation/verify.ts";
 import { type Reconciler, type ReconcilerMode, startReconciler } from "../infra/cnpg-reconciler.ts";
 import { type PostgresServer, startPostgres } from "../infra/postgres.ts";
@@ -137,6 +137,11 @@ async function secretNow(namespace: string) {
   return s;
 }
 
+/** The Secret's metadata.uid: rotation ids derive from it. */
+async function uidOf(namespace: string): Promise<string> {
+  return (await kube.readSecret(namespace, SECRET))!.uid;
+}
+
 /** Every derived key of the Secret carries its `password`, as libpq and pgJDBC read them. */
 function expectConsistent(data: Record<string, string>) {
   const password = data.password!;
@@ -159,7 +164,7 @@ describe("verified rotation against a real PostgreSQL", () => {
     const { verify, tested } = recordingVerifier({ enabled: true, timeoutMs: 30_000, initialDelayMs: 100 });
     const linesBefore = logLines.length;
 
-    const [result] = await rotate(engineFor(set, kube, { verify, onVerifyFailure: rollbackOnVerifyFailure }));
+    const [result] = await rotate(engineFor(set, kube, { verify, rollbackOnVerifyFailure: true }));
     expect(result).toMatchObject({ outcome: "rotated", target: `${namespace}/${SECRET}` });
     expect(result!.rolledBack).toBeUndefined();
 
@@ -194,14 +199,14 @@ describe("verified rotation against a real PostgreSQL", () => {
     const set = manifests(namespace, storePath);
     const config = { enabled: true, host: server.host, port: server.port, sslMode: "disable", timeoutMs: 3_000, initialDelayMs: 100 } as const;
     const { verify, tested } = recordingVerifier(config);
-    const engine = engineFor(set, kube, { verify, onVerifyFailure: rollbackOnVerifyFailure });
+    const engine = engineFor(set, kube, { verify, rollbackOnVerifyFailure: true });
 
     const started = Date.now();
     const [failed] = await rotate(engine);
     expect(Date.now() - started).toBeGreaterThanOrEqual(3_000);
     expect(failed).toMatchObject({ outcome: "failed", rolledBack: true, error: { type: "VerificationError" } });
     const rolledBackId = failed!.rotationId!;
-    expect(rolledBackId).toBe(successorId(namespace, SECRET, undefined));
+    expect(rolledBackId).toBe(successorId(namespace, SECRET, await uidOf(namespace), undefined));
     expect(failed!.error!.message).toContain(`rotation ${rolledBackId}`);
     expect(failed!.error!.message).toContain("auth-failed 28P01");
     expect(failed!.error!.message).toContain("was not promoted");
@@ -234,7 +239,7 @@ describe("verified rotation against a real PostgreSQL", () => {
     const [next] = await rotate(engine);
     expect(next).toMatchObject({ outcome: "rotated" });
     expect(next!.rotationId).not.toBe(rolledBackId);
-    expect(next!.rotationId).toBe(successorId(namespace, SECRET, rolledBackId));
+    expect(next!.rotationId).toBe(successorId(namespace, SECRET, await uidOf(namespace), rolledBackId));
     secret = await secretNow(namespace);
     const password = secret.data.password!;
     expect(password).not.toBe(original);
@@ -302,7 +307,7 @@ describe("verified rotation against a real PostgreSQL", () => {
 
     reconciler.setMode("apply");
     const [next] = await rotate(engine);
-    expect(next).toMatchObject({ outcome: "rotated", rotationId: successorId(namespace, SECRET, id) });
+    expect(next).toMatchObject({ outcome: "rotated", rotationId: successorId(namespace, SECRET, await uidOf(namespace), id) });
     expect(await login((await secretNow(namespace)).data.password!)).toMatchObject({ status: "ok" });
   });
 
@@ -324,7 +329,7 @@ describe("verified rotation against a real PostgreSQL", () => {
     reconciler.setMode("apply");
     const [next] = await rotate(engine);
     // A new rotation (not a resume of the rolled-back one), with a new id and a new password.
-    expect(next).toMatchObject({ outcome: "rotated", rotationId: successorId(namespace, SECRET, id) });
+    expect(next).toMatchObject({ outcome: "rotated", rotationId: successorId(namespace, SECRET, await uidOf(namespace), id) });
     const password = (await secretNow(namespace)).data.password!;
     expect(password).not.toBe(tested[0]);
     const entry = store(storePath);
@@ -396,7 +401,7 @@ describe("verified rotation against a real PostgreSQL", () => {
     const set = seedManifests(namespace, awsStoreYaml(), pushSecretYaml("aws-backend", remoteKey));
     const config = { enabled: true, host: server.host, port: server.port, sslMode: "disable", timeoutMs: 3_000, initialDelayMs: 100 } as const;
     const { verify, tested } = recordingVerifier(config);
-    const engine = engineFor(set, kube, { verify, onVerifyFailure: rollbackOnVerifyFailure });
+    const engine = engineFor(set, kube, { verify, rollbackOnVerifyFailure: true });
     const sm = new SecretsManagerClient({ region: "us-east-1" });
     const stage = async (label: string) => {
       const v = await sm.send(new GetSecretValueCommand({ SecretId: remoteKey, VersionStage: label }));
@@ -418,7 +423,7 @@ describe("verified rotation against a real PostgreSQL", () => {
 
     reconciler.setMode("apply");
     const [next] = await rotate(engine);
-    expect(next).toMatchObject({ outcome: "rotated", rotationId: successorId(namespace, SECRET, rejectedId) });
+    expect(next).toMatchObject({ outcome: "rotated", rotationId: successorId(namespace, SECRET, await uidOf(namespace), rejectedId) });
     const password = (await secretNow(namespace)).data.password!;
     expect(password).not.toBe(tested[0]);
     expect(await stage("AWSCURRENT")).toEqual({ versionId: next!.rotationId, password });
@@ -431,7 +436,7 @@ describe("verified rotation against a real PostgreSQL", () => {
     const set = manifests(namespace, storePath);
     // No host override: the Secret's own host, cluster-example-rw, which only resolves inside the cluster.
     const { verify } = recordingVerifier({ enabled: true, sslMode: "disable", timeoutMs: 2_000, initialDelayMs: 100 });
-    const [failed] = await rotate(engineFor(set, kube, { verify, onVerifyFailure: rollbackOnVerifyFailure }));
+    const [failed] = await rotate(engineFor(set, kube, { verify, rollbackOnVerifyFailure: true }));
     expect(failed).toMatchObject({ outcome: "failed", rolledBack: true, error: { type: "VerificationError" } });
     expect(failed!.error!.message).toContain('to cluster-example-rw:5432/app');
     expect(failed!.error!.message).toContain("unreachable");

@@ -53,6 +53,21 @@ describe("cnpg-rotator CLI", () => {
     expect(new Set(lines).size).toBe(50);
   });
 
+  it("an option's value is the next argument whatever it starts with, as in kubectl", async () => {
+    // The seed's own symbol set, typed with a space: parseArgs alone calls it ambiguous.
+    const r = await run("generate", "--symbol-characters", "-_$@", "--length", "12", "--symbols", "4", "--allow-repeat", "--count", "20");
+    expect(r).toMatchObject({ code: 0, stderr: "" });
+    for (const line of r.stdout.split("\n")) expect(line.replace(/[^-_$@]/g, "")).toHaveLength(4);
+    // Short options too, and a value that looks like a long flag.
+    const ns = await run("render", "-n", "-x", "-f", SEED);
+    expect(ns.code).toBe(0);
+    expect((await run("generate", "--secret-keys", "--count,b")).stdout).toMatch(/^--count=.+\nb=/);
+    // Still refused: a flag nobody declared, a value missing at the end, and a flag where none takes a value.
+    expect(await run("generate", "--symbol-characters")).toMatchObject({ code: 2, stderr: expect.stringMatching(/'--symbol-characters <value>' argument missing/) });
+    expect(await run("generate", "--length", "8", "--bogus", "x")).toMatchObject({ code: 2, stderr: expect.stringMatching(/Unknown option '--bogus'/) });
+    expect(await run("generate", "--allow-repeat", "-_$@")).toMatchObject({ code: 2, stderr: expect.stringMatching(/Unknown option|Unexpected argument/) });
+  });
+
   it("generate reads a Password manifest, with KEY=VALUE lines for several keys", async () => {
     const r = await run("generate", "-f", join(SEED, "password-generator.yaml"));
     expect(r.stdout).toHaveLength(42);
@@ -74,6 +89,23 @@ describe("cnpg-rotator CLI", () => {
   it("validate accepts the seed", async () => {
     const r = await run("validate", "-f", SEED);
     expect(r).toMatchObject({ code: 0, stdout: "valid: 1 Password, 1 ExternalSecret, 1 PushSecret, 1 SecretStore, 1 Secret" });
+  });
+
+  // Two mistakes a new user makes that only a render shows: validate must refuse them as rotate does.
+  const refusedByRotate: Array<[string, (es: string) => string, RegExp]> = [
+    ["a key the generator does not make", (es) => es.replace('password: "{{ .password }}"', 'password: "{{ .pasword }}"'), /map has no entry for key "pasword"/],
+    ["the password where a URI has its user", (es) => es.replace("postgresql://app:{{ .password }}@", "postgresql://{{ .password }}:x@"), /uri: reads back a different/],
+  ];
+
+  it.each(refusedByRotate)("validate refuses %s, with render's reason", async (_label, edit, pattern) => {
+    const d = mkdtempSync(join(tmpdir(), "cnpg-rotator-cli-validate-"));
+    for (const f of ["password-generator.yaml", "push-secret.yaml", "vault-secret-store.yaml"]) writeFileSync(join(d, f), readFileSync(join(SEED, f)));
+    writeFileSync(join(d, "external-secret.yaml"), edit(externalSecret));
+    const validate = await run("validate", "-f", d);
+    const render = await run("render", "-f", d);
+    expect(validate).toMatchObject({ code: 2, stdout: "" });
+    expect(validate.stderr).toMatch(pattern);
+    expect(validate.stderr.replace("validate:", "")).toBe(render.stderr.replace("render:", ""));
   });
 
   const malformed: Array<[string, string, RegExp]> = [

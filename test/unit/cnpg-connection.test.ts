@@ -7,6 +7,7 @@ import {
   readJdbc,
   readPgpass,
   readUri,
+  rewriteCredentials,
   rewritePassword,
 } from "../../lib/cnpg/index.ts";
 import { ConnectionStringError } from "../../lib/errors.ts";
@@ -353,6 +354,44 @@ describe("properties: every derived key reads back to the same user and password
         expect(rewritten.endsWith(tail)).toBe(true);
       }),
       { numRuns: 300 },
+    );
+  });
+});
+
+describe("rewriteCredentials (the alternating strategy's consumer switch)", () => {
+  it("gives CNPG's values the other role's user and password, and nothing else changes", () => {
+    const blue = buildAppSecretData({ ...SEED, username: "app_blue", password: "old" });
+    const green = buildAppSecretData({ ...SEED, username: "app_green", password: "n3w@$-_:/" });
+    for (const key of DERIVED_KEYS) expect(rewriteCredentials(key, blue[key], "app_green", "n3w@$-_:/")).toBe(green[key]);
+  });
+
+  it("rewrites every place a client reads the user from, and keeps the rest in order", () => {
+    expect(rewriteCredentials("uri", "postgresql://app:old@h/db?user=app&sslmode=require", "app_blue", "p&q")).toBe(
+      "postgresql://app_blue:p%26q@h/db?user=app_blue&sslmode=require",
+    );
+    expect(rewriteCredentials("uri", "postgresql://h/db", "app_blue", "p")).toBe("postgresql://app_blue:p@h/db");
+    expect(rewriteCredentials("jdbc-uri", "jdbc:postgresql://h/db?ssl=true&password=o&user=app", "app_blue", "p+q")).toBe(
+      "jdbc:postgresql://h/db?ssl=true&password=p%2Bq&user=app_blue",
+    );
+    expect(rewriteCredentials("jdbc-uri", "jdbc:postgresql://h/db", "u", "p")).toBe("jdbc:postgresql://h/db?password=p&user=u");
+    expect(rewriteCredentials("pgpass", "h:1:d:app:old\nro:1:d:*:y\n", "app_blue", "n:w")).toBe("h:1:d:app_blue:n\\:w\nro:1:d:app_blue:n\\:w\n");
+  });
+
+  it("reads back as the new user and password for any password ESO generates", () => {
+    const symbols = [...ESO_DEFAULT_SYMBOLS];
+    fc.assert(
+      fc.property(
+        fc.array(fc.constantFrom(...symbols, ..."abcXYZ019"), { minLength: 1, maxLength: 40 }).map((a) => a.join("")),
+        fc.constantFrom("app_blue", "app_green", "a"),
+        (password, user) => {
+          const data = buildAppSecretData({ ...SEED, username: "app", password: "old" });
+          for (const key of DERIVED_KEYS) {
+            const out = rewriteCredentials(key, data[key], user, password);
+            const read = key === "pgpass" ? readPgpass(out) : key.includes("jdbc") ? readJdbc(out) : readUri(out);
+            expect([read.user, read.password]).toEqual([user, password]);
+          }
+        },
+      ),
     );
   });
 });

@@ -16,9 +16,9 @@ import {
   rotateFromPubSub,
   scheduledEvent,
   timerTick,
-} from "../../lib/rotation/events.ts";
-import type { InvocationResponse } from "../../lib/rotation/invoke.ts";
-import { parseRotateRequest } from "../../lib/rotation/request.ts";
+} from "../../triggers/events.ts";
+import type { InvocationResponse } from "../../triggers/invoke.ts";
+import { parseRotateRequest } from "../../triggers/request.ts";
 
 const SEED = join(import.meta.dirname, "../../examples/seed");
 const seed = (name: string) => readFileSync(join(SEED, name), "utf8");

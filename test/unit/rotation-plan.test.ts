@@ -1,12 +1,12 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { InputError } from "../../lib/errors.ts";
+import { BinaryKeyError, InputError } from "../../lib/errors.ts";
 import { loadManifests } from "../../lib/manifests/index.ts";
 import { selectTargets } from "../../lib/rotation/engine.ts";
 import { planRotations, readRemoteValue, remoteValue, wholeSecretJson } from "../../lib/rotation/plan.ts";
-import { parseRotateRequest } from "../../lib/rotation/request.ts";
-import { ANNOTATIONS, dueCheck, successorId } from "../../lib/rotation/rotate.ts";
+import { ANNOTATIONS, dueCheck, successorId, successorIds } from "../../lib/rotation/names.ts";
+import { parseRotateRequest } from "../../triggers/request.ts";
 
 const SEED = join(import.meta.dirname, "../../examples/seed");
 const seed = (name: string) => readFileSync(join(SEED, name), "utf8");
@@ -54,6 +54,19 @@ describe("planRotations", () => {
     expect(() => planRotations(set(FILE_STORE, onlyPgpass))).toThrow(/no store receives the generated "password" unchanged/);
   });
 
+  it("names the template's real mistake: a missing key is not reported as a store that lacks the password", () => {
+    const typo = seed("external-secret.yaml").replace('password: "{{ .password }}"', 'password: "{{ .pasword }}"');
+    const manifests = loadManifests([
+      { file: "password.yaml", text: seed("password-generator.yaml") },
+      { file: "es.yaml", text: typo },
+      { file: "store.yaml", text: FILE_STORE },
+      { file: "push.yaml", text: push(WHOLE) },
+    ]);
+    // selectTargets is what rotate runs first, before any Lease or write.
+    expect(() => selectTargets(manifests, undefined)).toThrow(/executing "password" at <\.pasword>: map has no entry for key "pasword"/);
+    expect(() => selectTargets(manifests, undefined)).toThrow(InputError);
+  });
+
   it("accepts a per-key push of the password", () => {
     const [t] = planRotations(set(FILE_STORE, push("    - match: {secretKey: password, remoteRef: {remoteKey: k, property: pw}}\n")));
     expect(t!.recoveryKeys).toEqual({ password: "password" });
@@ -83,6 +96,26 @@ describe("remote values", () => {
     expect(JSON.parse(remoteValue(pub, data, '{"other":"x","pw":"old"}'))).toEqual({ other: "x", pw: "p@ss" });
     expect(() => remoteValue(pub, data, "not json")).toThrow(/does not hold a JSON object/);
   });
+
+  it("refuses to copy a key whose bytes are not UTF-8 text, and only such a key", () => {
+    const withBlob = { ...data, blob: "\ufffd(" };
+    const whole = t!.publications[0]!;
+    expect(() => remoteValue(whole, withBlob, undefined, ["blob"])).toThrow(BinaryKeyError);
+    expect(() => remoteValue(whole, withBlob, undefined, ["blob"])).toThrow(/PushSecret default\/push: Secret key "blob" holds bytes that are not UTF-8 text/);
+    const [p] = planRotations(set(FILE_STORE, push("    - match: {secretKey: password, remoteRef: {remoteKey: k}}\n")));
+    expect(remoteValue(p!.publications[0]!, withBlob, undefined, ["blob"])).toBe("p@ss");
+    const [q] = planRotations(set(FILE_STORE, push(`${WHOLE}    - match: {secretKey: blob, remoteRef: {remoteKey: other}}\n`)));
+    const error = (() => {
+      try {
+        remoteValue(q!.publications[1]!, withBlob, undefined, ["blob"]);
+      } catch (e) {
+        return e as BinaryKeyError;
+      }
+    })();
+    expect(error?.keys).toEqual(["blob"]);
+    // A binary key the Secret no longer has is nothing to refuse.
+    expect(remoteValue(whole, data, undefined, ["blob"])).toBe(wholeSecretJson(data));
+  });
 });
 
 describe("due check and rotation ids", () => {
@@ -97,6 +130,7 @@ describe("due check and rotation ids", () => {
     labels: {},
     annotations,
     data: {},
+    binaryKeys: [],
   });
 
   it("is due when never rotated, not due within the interval, due after it", () => {
@@ -110,11 +144,29 @@ describe("due check and rotation ids", () => {
   });
 
   it("successor ids are deterministic UUID-shaped tokens (AWS ClientRequestToken: 32-64 chars)", () => {
-    const a = successorId("default", "x", undefined);
-    expect(a).toBe(successorId("default", "x", undefined));
+    const uid = "6f1c2b9e-0d4a-4c43-9a53-5b1f0e7d2c10";
+    const a = successorId("default", "x", uid, undefined);
+    expect(a).toBe(successorId("default", "x", uid, undefined));
     expect(a).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
-    expect(successorId("default", "x", a)).not.toBe(a);
-    expect(successorId("other", "x", undefined)).not.toBe(a);
+    expect(successorId("default", "x", uid, a)).not.toBe(a);
+    expect(successorId("other", "x", uid, undefined)).not.toBe(a);
+  });
+
+  it("successor ids differ per Secret object: a Secret deleted and created again gets new ids", () => {
+    const first = successorId("default", "x", "uid-of-the-first-secret", undefined);
+    const recreated = successorId("default", "x", "uid-of-the-second-secret", undefined);
+    expect(recreated).not.toBe(first);
+    expect(successorId("default", "x", "uid-of-the-second-secret", recreated)).not.toBe(
+      successorId("default", "x", "uid-of-the-first-secret", recreated),
+    );
+    // The id of releases that derived it without the uid is still recognised, to resume with.
+    const [current, legacy] = successorIds("default", "x", "uid-of-the-second-secret", undefined);
+    expect(current).toBe(recreated);
+    expect(legacy).toBe(successorIds("default", "x", "uid-of-the-first-secret", undefined)[1]);
+    expect(legacy).not.toBe(current);
+    // Pinned: what successorId("default", "x", previous) returned before the uid was part of it.
+    expect(successorIds("default", "x", "any", undefined)[1]).toBe("f8690767-801c-a71a-1340-102ef83755ce");
+    expect(successorIds("default", "x", "any", "abc")[1]).toBe("1725d1d0-cc9b-1c40-5b11-a41091236894");
   });
 });
 

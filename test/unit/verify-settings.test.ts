@@ -33,7 +33,7 @@ describe("verified rotation settings", () => {
       host: "ignored.example.com",
       port: 5432,
     });
-    expect(s).toEqual({ enabled: true, host: "db.example.com", port: 6432, sslMode: "require" });
+    expect(s).toEqual({ enabled: true, host: "db.example.com", port: 6432, sslMode: "verify-full" }); // the default (issue 12: verify-full, CA from <cluster>-ca)
     expect(verificationFromEnvironment({ CNPG_ROTATOR_ROLLBACK_ON_VERIFY_FAILURE: "false" }, []).rollbackOnFailure).toBe(false);
   });
 

@@ -1,13 +1,15 @@
 // Starts the real secret-store emulators the integration tests talk to, each on 127.0.0.1
 // with free ports, in its own temp dir, logging to a file that is quoted when it fails.
 // Binaries come from build.sh's cache (outside the repo); with CI=true a missing one is an
-// error, elsewhere build.sh is run first. Children get SIGKILL when this process dies
+// error, elsewhere build.sh is run first. lowkey-vault's jar cannot be built here: it is found
+// (and its sha256 checked) where findLowkeyJar says, and a missing one is an error everywhere.
+// Children get SIGKILL when this process dies
 // (setpriv --pdeathsig), so a crashed test run leaves no server behind.
 
-import { type ChildProcess, spawn } from "node:child_process";
-import { randomBytes } from "node:crypto";
-import { existsSync, openSync, closeSync } from "node:fs";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { closeSync, createReadStream, existsSync, openSync } from "node:fs";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { createServer } from "node:net";
 import { homedir, tmpdir } from "node:os";
 import path from "node:path";
@@ -105,12 +107,12 @@ export function freePort(): Promise<number> {
 const builds = new Map<string, Promise<void>>();
 
 /** Makes sure `file` exists, running `build.sh target` first unless CI=true. */
-async function ensureArtifact(file: string, target: string, hint = ""): Promise<void> {
+async function ensureArtifact(file: string, target: string): Promise<void> {
   if (existsSync(file)) return;
   if (process.env["CI"] === "true") {
     throw new EmulatorError(
       `expected ${file} (build.sh target '${target}'), found nothing; under CI=true the tests ` +
-        `never build it: run 'bash test/infra/emulators/build.sh ${target}' in .ci/run first${hint}`,
+        `never build it: run 'bash test/infra/emulators/build.sh ${target}' in .ci/run first`,
     );
   }
   let build = builds.get(target);
@@ -434,24 +436,110 @@ export async function enableKvV2(address: string, token: string, mount: string):
 
 // ---- Azure Key Vault (lowkey-vault) -----------------------------------------------------
 
+/** lowkey-vault-app 7.1.13 built from its tagged source (../shared/emulators/README.md); what its jar must hash to. */
+export const LOWKEY_VAULT_JAR_SHA256 = "e8b3116acb288a87d6523c98f5ee32178635cc6815d41836fd3a47f958c4a533";
+const LOWKEY_JAR_NAME = `lowkey-vault-app-${VERSIONS.lowkeyVault}.jar`;
+/** Its classes are Java 25 class files: Java 17 refuses them (UnsupportedClassVersionError). */
+const LOWKEY_JAVA_MAJOR = 25;
+const REPO_ROOT = path.resolve(HERE, "../../..");
+
 /**
- * lowkey-vault's Spring Boot jar. The Maven Central reachable from this workplace does not
- * serve lowkey-vault-app, so the jar must already be in the cache (jars/) or named by
- * LOWKEY_VAULT_JAR. 7.x is built for Java 25 (class file 69): the JDK is LOWKEY_VAULT_JAVA_HOME,
- * else Temurin 25 where the machine has it, else JAVA_HOME, else `java` on PATH.
- * Flags per its README: --server.port, and relaxed port matching so that the default vault
- * https://localhost:PORT answers on whatever port we picked. Auth is on: any Bearer token passes.
+ * Where the jar is: LOWKEY_VAULT_JAR, else the cache's jars/, else ../shared/emulators/ beside the
+ * repo. It is not on the Maven Central reachable here; a user builds it from the v7.1.13 tag.
+ * Its sha256 must match LOWKEY_VAULT_JAR_SHA256 (a jar built elsewhere differs: the environment
+ * variable of that name overrides the pin). The error says which places were looked at and what
+ * each held.
+ */
+export async function findLowkeyJar(env: NodeJS.ProcessEnv = process.env): Promise<string> {
+  const expected = env["LOWKEY_VAULT_JAR_SHA256"] || LOWKEY_VAULT_JAR_SHA256;
+  const named = env["LOWKEY_VAULT_JAR"];
+  const candidates = named
+    ? [{ where: "LOWKEY_VAULT_JAR", file: named }]
+    : [
+        { where: "the cache", file: path.join(cacheDir(), "jars", LOWKEY_JAR_NAME) },
+        { where: "../shared/emulators beside the repo", file: path.resolve(REPO_ROOT, "..", "shared", "emulators", LOWKEY_JAR_NAME) },
+      ];
+  const looked: string[] = [];
+  for (const { where, file } of candidates) {
+    if (!existsSync(file)) {
+      looked.push(`${where} (${file}): no such file`);
+      continue;
+    }
+    const sha = await sha256File(file);
+    if (sha === expected) return file;
+    looked.push(`${where} (${file}): sha256 ${sha}, expected ${expected}`);
+  }
+  throw new EmulatorError(
+    `lowkey-vault ${VERSIONS.lowkeyVault} (the Azure Key Vault emulator) is missing: looked at ${looked.join("; ")}. ` +
+      `Build lowkey-vault-app from the v${VERSIONS.lowkeyVault} tag of github.com/nagyesta/lowkey-vault ` +
+      `(needs Java ${LOWKEY_JAVA_MAJOR}) and put the jar in ${path.join(cacheDir(), "jars")} or name it with LOWKEY_VAULT_JAR`,
+  );
+}
+
+const hashes = new Map<string, Promise<string>>();
+function sha256File(file: string): Promise<string> {
+  let hash = hashes.get(file);
+  if (!hash) {
+    hash = new Promise((resolve, reject) => {
+      const h = createHash("sha256");
+      createReadStream(file)
+        .on("data", (chunk) => h.update(chunk))
+        .on("error", reject)
+        .on("end", () => resolve(h.digest("hex")));
+    });
+    hashes.set(file, hash);
+  }
+  return hash;
+}
+
+/**
+ * A Java 25+ to run the jar: the first that `java -version` says is new enough
+ * of LOWKEY_VAULT_JAVA_HOME, JAVA_HOME, the JDKs in /usr/lib/jvm (newest first), and `java` on
+ * PATH (most machines default to 17). The error lists each one and what it is.
+ */
+export async function findLowkeyJava(env: NodeJS.ProcessEnv = process.env): Promise<string> {
+  const homes: { where: string; java: string }[] = [];
+  for (const name of ["LOWKEY_VAULT_JAVA_HOME", "JAVA_HOME"]) {
+    const home = env[name];
+    if (home) homes.push({ where: `${name}=${home}`, java: path.join(home, "bin", "java") });
+  }
+  const jvms = await readdir("/usr/lib/jvm").catch(() => [] as string[]);
+  for (const dir of jvms.sort().reverse()) homes.push({ where: `/usr/lib/jvm/${dir}`, java: path.join("/usr/lib/jvm", dir, "bin", "java") });
+  homes.push({ where: "java on PATH", java: "java" });
+  const looked: string[] = [];
+  for (const { where, java } of homes) {
+    const major = await javaMajor(java);
+    if (major !== undefined && major >= LOWKEY_JAVA_MAJOR) return java;
+    looked.push(`${where}: ${major === undefined ? "no java" : `Java ${major}`}`);
+  }
+  throw new EmulatorError(
+    `lowkey-vault ${VERSIONS.lowkeyVault} needs Java ${LOWKEY_JAVA_MAJOR} or newer, found none: ${looked.join("; ")}. ` +
+      `Install a JDK ${LOWKEY_JAVA_MAJOR} (e.g. Temurin) or point LOWKEY_VAULT_JAVA_HOME at one`,
+  );
+}
+
+/** The major version `java -version` reports (`openjdk version "25.0.3"` → 25), or undefined. */
+function javaMajor(java: string): Promise<number | undefined> {
+  return new Promise((resolve) => {
+    execFile(java, ["-version"], { timeout: 20_000 }, (error, _stdout, stderr) => {
+      const m = /version "(\d+)(?:\.(\d+))?/.exec(String(stderr));
+      if (error || !m) return resolve(undefined);
+      // Java 8 and older say "1.8.0_…".
+      resolve(m[1] === "1" ? Number(m[2]) : Number(m[1]));
+    });
+  });
+}
+
+/**
+ * lowkey-vault's Spring Boot jar, found and checked by findLowkeyJar and findLowkeyJava.
+ * Flags per its README: --server.port/--server.address, and relaxed port matching so that the
+ * default vault https://localhost:PORT answers on whatever port we picked. Auth is on: any
+ * Bearer token passes. Its plain-HTTP token endpoint is moved off 8080 to a free port with
+ * --app.token.port; it still listens on every interface: 7.1.13 builds that connector with a port
+ * only (LowkeyVaultApp.createTokenConnector), and --server.address applies to the main one.
  */
 export async function startLowkeyVault(): Promise<LowkeyVault> {
-  const jar =
-    process.env["LOWKEY_VAULT_JAR"] ??
-    path.join(cacheDir(), "jars", `lowkey-vault-app-${VERSIONS.lowkeyVault}.jar`);
-  await ensureArtifact(
-    jar,
-    "lowkey",
-    " (note: the Maven Central reachable here does not serve lowkey-vault-app; set LOWKEY_VAULT_JAR)",
-  );
-  const java = javaForLowkey();
+  const [jar, java] = await Promise.all([findLowkeyJar(), findLowkeyJava()]);
   return withPortRetry(async () => {
     const dir = await mkdtemp(path.join(tmpdir(), "cnpg-rotator-lowkey-"));
     const logFile = path.join(dir, "lowkey-vault.log");
@@ -469,7 +557,6 @@ export async function startLowkeyVault(): Promise<LowkeyVault> {
         jar,
         `--server.port=${port}`,
         `--server.address=${HOST}`,
-        // Its plain-HTTP managed-identity token endpoint defaults to port 8080.
         `--app.token.port=${tokenPort}`,
         "--LOWKEY_VAULT_RELAXED_PORTS=true",
       ],
@@ -503,15 +590,6 @@ export async function startLowkeyVault(): Promise<LowkeyVault> {
       tokenEndpoint: `http://${HOST}:${tokenPort}/metadata/identity/oauth2/token`,
     };
   });
-}
-
-const TEMURIN_25 = "/usr/lib/jvm/temurin-25-jdk-amd64";
-
-function javaForLowkey(): string {
-  const home =
-    process.env["LOWKEY_VAULT_JAVA_HOME"] ??
-    (existsSync(path.join(TEMURIN_25, "bin", "java")) ? TEMURIN_25 : process.env["JAVA_HOME"]);
-  return home ? path.join(home, "bin", "java") : "java";
 }
 
 /** The certificate a TLS server on 127.0.0.1:port presents, as PEM (trust on first use). */

@@ -1,10 +1,10 @@
 // Google's and Azure's events, turned into the one request the engine reads
 // (request.ts). No I/O here: the handlers in functions/ pass the engine call
 // and the manifests in, so each stays one line and all of this is unit-tested.
-import { InputError } from "../errors.ts";
-import type { ManifestSet } from "../manifests/index.ts";
+import { InputError } from "../lib/errors.ts";
+import type { ManifestSet } from "../lib/manifests/index.ts";
 import type { InvocationResponse } from "./invoke.ts";
-import { planRotations, targetName } from "./plan.ts";
+import { planRotations, targetName } from "../lib/rotation/plan.ts";
 
 /** What to do with one delivery: run the engine on `event`, or acknowledge it without a run. */
 export type Delivery = { readonly event: unknown } | { readonly ignored: string };

@@ -1,8 +1,8 @@
 // What a trigger asks for, read from whatever a scheduler or a person sent.
 // Anything we do not understand is refused before a single write.
 import * as z from "zod";
-import { InputError } from "../errors.ts";
-import type { RotateRequest } from "./engine.ts";
+import { InputError } from "../lib/errors.ts";
+import type { RotateRequest } from "../lib/rotation/engine.ts";
 
 const target = z.string().regex(/^([a-z0-9]([-a-z0-9]*[a-z0-9])?\/)?[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, {
   message: 'expected "namespace/name" of a target Secret',

@@ -1,13 +1,14 @@
 // What every cloud handler does with a request once it has unwrapped its
 // cloud's event: build (or reuse) the engine, run, and answer in one shape.
 // Handlers stay thin; the response is the same JSON on AWS, GCP and Azure.
-import { InputError } from "../errors.ts";
-import { engineFromEnvironment } from "./context.ts";
-import { type Engine, rotate } from "./engine.ts";
-import { type PushReport, push } from "./push.ts";
+import { InputError } from "../lib/errors.ts";
+import { redactDeep, redactError } from "../lib/redact.ts";
+import { engineFromEnvironment } from "../lib/rotation/context.ts";
+import { type Engine, rotate } from "../lib/rotation/engine.ts";
+import { type PushReport, push } from "../lib/rotation/push.ts";
 import { parseRotateRequest } from "./request.ts";
-import type { RotationResult } from "./rotate.ts";
-import { type Status, status } from "./status.ts";
+import type { RotationResult } from "../lib/rotation/rotate.ts";
+import { type Status, status } from "../lib/rotation/status.ts";
 
 export interface InvocationResponse<R> {
   readonly ok: boolean;
@@ -40,7 +41,27 @@ export function resetEngine(): void {
   cached = undefined;
 }
 
-async function invoke<R extends { outcome: string; error?: { type: string } }>(
+/**
+ * The one secret boundary for every cloud front end: whatever an invocation answers or throws
+ * passes lib/redact.ts, which knows every value this process handled, in every encoding.
+ */
+async function bounded<T>(answer: () => Promise<T>): Promise<T> {
+  try {
+    return redactDeep(await answer());
+  } catch (e) {
+    throw redactError(e);
+  }
+}
+
+function invoke<R extends { outcome: string; error?: { type: string } }>(
+  event: unknown,
+  run: (engine: Engine, request: Omit<ReturnType<typeof parseRotateRequest>, "trigger">) => Promise<R[]>,
+  describe: (r: R) => string,
+): Promise<InvocationResponse<R>> {
+  return bounded(() => answer(event, run, describe));
+}
+
+async function answer<R extends { outcome: string; error?: { type: string } }>(
   event: unknown,
   run: (engine: Engine, request: Omit<ReturnType<typeof parseRotateRequest>, "trigger">) => Promise<R[]>,
   describe: (r: R) => string,
@@ -82,7 +103,11 @@ export function invokePush(event: unknown): Promise<PushResponse> {
 }
 
 /** Status: `{"target": "<namespace>/<name>"}` of an ExternalSecret, PushSecret or target Secret, or all. Read-only. */
-export async function invokeStatus(event: unknown): Promise<StatusResponse> {
+export function invokeStatus(event: unknown): Promise<StatusResponse> {
+  return bounded(() => statusOf(event));
+}
+
+async function statusOf(event: unknown): Promise<StatusResponse> {
   try {
     const { targets, force, dryRun } = parseRotateRequest(event);
     if (force !== undefined || dryRun !== undefined) throw new InputError("event: status takes only target or targets");
