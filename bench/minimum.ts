@@ -22,9 +22,9 @@ export function minimumStoreRequests(provider: string): number {
   switch (provider) {
     case "aws":
       // DescribeSecret (ownership tag + version stages: enough to see a rotation in flight),
-      // PutSecretValue (AWSPENDING, token = rotation id; the answer carries the version),
-      // UpdateSecretVersionStage AWSCURRENT → new, UpdateSecretVersionStage AWSPENDING off.
-      return 4;
+      // DescribeSecret (the stage's fence), PutSecretValue (AWSPENDING, token = rotation id),
+      // UpdateSecretVersionStage AWSCURRENT → new (compare-and-swap), AWSPENDING off.
+      return 5;
     case "file":
       return 0; // no HTTP
     default:

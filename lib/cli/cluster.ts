@@ -4,6 +4,7 @@ import { InputError } from "../errors.ts";
 import { connectCluster, connectClusterFromEnvironment } from "../kubernetes/index.ts";
 import { createLogger } from "../log.ts";
 import { engineFromEnvironment } from "../rotation/context.ts";
+import { readStoredSecret } from "../rotation/stores.ts";
 import { type Engine, rotate } from "../rotation/engine.ts";
 import { push } from "../rotation/push.ts";
 import { rollback } from "../rotation/rollback.ts";
@@ -87,7 +88,7 @@ async function buildEngine(
   // An explicit --kubeconfig wins; otherwise the same environment a deployed function reads.
   const kube = v.kubeconfig
     ? connectCluster({ kubeconfigPath: v.kubeconfig, ...(v.context ? { context: v.context } : {}) })
-    : await connectClusterFromEnvironment({ log, ...(v.context ? { context: v.context } : {}) });
+    : await connectClusterFromEnvironment({ log, readStoredSecret, ...(v.context ? { context: v.context } : {}) });
   return engineFromEnvironment({
     manifests: v.filename,
     ...(v.namespace ? { namespace: v.namespace } : {}),

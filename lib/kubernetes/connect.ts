@@ -20,7 +20,7 @@ import {
   readClusterEnvironment,
   readInsecureSkipTlsVerify,
 } from "./auth/environment.ts";
-import { readKubeconfigFrom, type StoredConnection } from "./auth/kubeconfig-from.ts";
+import { readKubeconfigFrom, type StoredConnection, type StoredSecretReader } from "./auth/kubeconfig-from.ts";
 import type { TokenProvider } from "./auth/token.ts";
 import { KubernetesClient, type KubernetesClientOptions } from "./client.ts";
 import type { ClusterConnection } from "./types.ts";
@@ -71,7 +71,11 @@ export function connectCluster(c: ClusterConnection = {}, options: ConnectOption
  * own identity). The variables and their precedence are in auth/environment.ts.
  */
 export async function connectClusterFromEnvironment(
-  options: ConnectOptions & { readonly context?: string } = {},
+  options: ConnectOptions & {
+    readonly context?: string;
+    /** Reads CNPG_ROTATOR_KUBECONFIG_FROM's secret: the engine hands over its stores' reader (lib/rotation/context.ts). */
+    readonly readStoredSecret?: StoredSecretReader;
+  } = {},
 ): Promise<KubernetesClient> {
   const env = options.env ?? process.env;
   const settings = readClusterEnvironment(env);
@@ -79,7 +83,13 @@ export async function connectClusterFromEnvironment(
   if (settings.kubeconfigFrom && env[KUBECONFIG_ENV]) {
     throw new InputError(`both ${KUBECONFIG_FROM_ENV} and ${KUBECONFIG_ENV} give a kubeconfig; set only one`);
   }
-  const stored = settings.kubeconfigFrom ? await readKubeconfigFrom(settings.kubeconfigFrom, env) : undefined;
+  let stored: StoredConnection | undefined;
+  if (settings.kubeconfigFrom) {
+    if (!options.readStoredSecret) {
+      throw new InputError(`${KUBECONFIG_FROM_ENV} is set, but this caller gave connectClusterFromEnvironment() no reader of secret stores`);
+    }
+    stored = await readKubeconfigFrom(settings.kubeconfigFrom, options.readStoredSecret, env);
+  }
   return connectWith(c, settings, stored, options);
 }
 

@@ -5,7 +5,7 @@ import { connectClusterFromEnvironment, type KubernetesClient } from "../kuberne
 import { createLogger, type Logger } from "../log.ts";
 import type { Engine } from "./engine.ts";
 import { manifestsFromEnvironment } from "./files.ts";
-import { storeFactory } from "./stores.ts";
+import { readStoredSecret, storeFactory } from "./stores.ts";
 import { applyTimeoutFromEnvironment, verificationFromEnvironment } from "./verify.ts";
 
 export interface EngineConfig {
@@ -47,7 +47,7 @@ export async function engineFromEnvironment(config: EngineConfig = {}): Promise<
     log,
     readCa: async (namespace, cluster) => (await kube?.readSecret(namespace, `${cluster}-ca`))?.data["ca.crt"],
   });
-  kube ??= await connectClusterFromEnvironment({ env, log });
+  kube ??= await connectClusterFromEnvironment({ env, log, readStoredSecret });
   return {
     manifests,
     kube,

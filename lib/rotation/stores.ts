@@ -2,10 +2,10 @@
 // the cluster (Vault's auth.tokenSecretRef, as ESO reads it) are read here and
 // handed to the store, so stores never talk to Kubernetes themselves.
 import { InputError } from "../errors.ts";
-import { rememberSecret } from "../redact.ts";
-import type { KubernetesClient } from "../kubernetes/index.ts";
+import { KUBECONFIG_FROM_ENV, type KubernetesClient, type StoredSecretReader } from "../kubernetes/index.ts";
 import type { SecretStore } from "../manifests/index.ts";
-import { createStore } from "../stores/index.ts";
+import { rememberSecret } from "../redact.ts";
+import { createStore, readSecretValue } from "../stores/index.ts";
 import type { SecretStoreClient, StoreDeps } from "../stores/types.ts";
 import type { Publication } from "./plan.ts";
 
@@ -83,3 +83,25 @@ export function storeClients(engine: { readonly createStore: StoreFactory; reado
     },
   };
 }
+
+/**
+ * CNPG_ROTATOR_KUBECONFIG_FROM's secret, read through the stores' own primitives with the
+ * function's identity: the cluster client and the stores meet here, in the engine, which hands
+ * this reader to connectClusterFromEnvironment.
+ */
+export const readStoredSecret: StoredSecretReader = async (ref, env) => {
+  const setting = KUBECONFIG_FROM_ENV;
+  switch (ref.store) {
+    case "aws": {
+      const region = ref.region ?? (env.AWS_REGION || env.AWS_DEFAULT_REGION);
+      if (!region) throw new InputError(`${setting}: give the secret's ARN or set AWS_REGION, so the secret's region is known`);
+      return readSecretValue({ name: "aws", config: { service: "SecretsManager", region } }, ref.secretId, { setting });
+    }
+    case "gcpsm": {
+      const config = { projectID: ref.project, ...(ref.location ? { location: ref.location } : {}) };
+      return readSecretValue({ name: "gcpsm", config }, ref.secret, { setting, ...(ref.version === "latest" ? {} : { version: ref.version }) });
+    }
+    case "azurekv":
+      return readSecretValue({ name: "azurekv", config: { vaultUrl: ref.vaultUrl } }, ref.name, { setting, ...(ref.version ? { version: ref.version } : {}) });
+  }
+};

@@ -1,18 +1,19 @@
-// The embedded default store, for local runs: one JSON file holding, per remote
-// key, the current, pending and previous versions and our ownership marker.
-// Every change is a locked read-modify-write ending in an atomic rename, so
-// readers never see half a file and concurrent writers (in this process or in
-// others) never lose each other's updates.
+// The embedded default store, for local runs: one JSON file holding, per remote key, the current,
+// pending and previous versions and our ownership marker. It has native staging (it is ours):
+// the three slots are its labels, moved by the protocol (protocol.ts) as AWS's are. Every change
+// is a locked read-modify-write ending in an atomic rename, so readers never see half a file and
+// concurrent writers (in this process or in others) never lose each other's updates; a label move
+// is checked inside that transaction, which makes it a compare-and-swap.
 import { randomUUID } from "node:crypto";
 import { promises as fs } from "node:fs";
 import { hostname } from "node:os";
 import { basename, dirname, join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import * as z from "zod";
-import { OwnershipError, RotatorError, StoreError, StoreStateError } from "../errors.ts";
+import { StoreConflictError, StoreError, StoreStateError } from "../errors.ts";
 import type { FileProvider } from "../manifests/schema.ts";
-import { MANAGED_BY_KEY, MANAGED_BY_VALUE, type StoreDeps } from "./types.ts";
-import type { PushResult, SecretStoreClient, StoredVersion } from "./legacy.ts";
+import { CURRENT, createClient, OURS, PENDING, PREVIOUS, storeCalls } from "./protocol.ts";
+import type { LabelledVersion, NativePrimitives, SecretStoreClient, StoreDeps } from "./types.ts";
 
 export interface FileStoreOptions {
   /** A lock file older than this is taken to be left by a crashed writer. Default 10 s. */
@@ -58,219 +59,180 @@ interface State {
   dirty: boolean;
 }
 
-export function createFileStore(
-  config: FileProvider,
-  deps: StoreDeps = {},
-  options: FileStoreOptions = {},
-): SecretStoreClient {
-  return new FileStore(resolve(deps.baseDir ?? process.cwd(), config.path), options);
+/** Each label is a slot of the secret. */
+const SLOTS = { [CURRENT]: "current", [PENDING]: "pending", [PREVIOUS]: "previous" } as const;
+type Slot = (typeof SLOTS)[keyof typeof SLOTS];
+const slotOf = (label: string): Slot | undefined => SLOTS[label as keyof typeof SLOTS];
+
+export function createFileStore(config: FileProvider, deps: StoreDeps = {}, options: FileStoreOptions = {}): SecretStoreClient {
+  return createClient(filePrimitives(config, deps, options));
 }
 
-class FileStore implements SecretStoreClient {
-  readonly provider = "file";
-  readonly description: string;
-  readonly #path: string;
-  readonly #lock: FileLock;
-
-  constructor(path: string, options: FileStoreOptions) {
-    this.#path = path;
-    this.description = `file ${path}`;
-    this.#lock = new FileLock(`${path}.lock`, options.staleLockMs ?? 10_000, options.lockTimeoutMs ?? 30_000);
-  }
-
-  stagePending(key: string, value: string, rotationId: string): Promise<StoredVersion> {
-    return this.#transact("stage a pending version in", key, (state) => {
-      let secret = state.secrets.get(key);
-      if (secret) this.#assertOwned(key, secret, "stage a pending version in");
-      // The first value staged for a rotation is the one kept: a retry must not change the password.
-      if (secret?.pending?.rotationId === rotationId) return toStored(secret.pending);
-      if (secret?.current?.rotationId === rotationId) return toStored(secret.current);
-      const now = new Date().toISOString();
-      if (!secret) {
-        secret = { tags: { [MANAGED_BY_KEY]: MANAGED_BY_VALUE }, createdAt: now, updatedAt: now };
-        state.secrets.set(key, secret);
-      }
-      secret.pending = newVersion(state, value, now, rotationId);
-      secret.updatedAt = now;
-      state.dirty = true;
-      return toStored(secret.pending);
-    });
-  }
-
-  async getPending(key: string): Promise<StoredVersion | undefined> {
-    return toStoredOrUndefined((await this.#read()).secrets.get(key)?.pending);
-  }
-
-  promote(key: string, rotationId: string): Promise<StoredVersion> {
-    return this.#transact("promote", key, (state) => {
-      const secret = state.secrets.get(key);
-      if (secret) this.#assertOwned(key, secret, "promote a version of");
-      if (secret?.current?.rotationId === rotationId) return toStored(secret.current);
-      const pending = secret?.pending;
-      if (!secret || pending?.rotationId !== rotationId) {
-        throw new StoreStateError(
-          `cannot promote rotation ${rotationId} of "${key}" in ${this.description}: expected it pending, found ${
-            !secret ? "no such secret" : pending ? `rotation ${pending.rotationId ?? "(none)"} pending` : "nothing pending"
-          }`,
-        );
-      }
-      secret.previous = secret.current;
-      secret.current = pending;
-      secret.pending = undefined;
-      secret.updatedAt = new Date().toISOString();
-      state.dirty = true;
-      return toStored(pending);
-    });
-  }
-
-  async discardPending(key: string, rotationId: string): Promise<void> {
-    await this.#transact("discard the pending version of", key, (state) => {
-      const secret = state.secrets.get(key);
-      // Nothing of ours can be pending in a foreign secret, so there is nothing to drop.
-      if (!secret || !isOwned(secret) || secret.pending?.rotationId !== rotationId) return;
-      secret.pending = undefined;
-      secret.updatedAt = new Date().toISOString();
-      // Created for a rotation that never completed: back to no secret, as the aws store does.
-      if (!secret.current) state.secrets.delete(key);
-      state.dirty = true;
-    });
-  }
-
-  async getCurrent(key: string): Promise<StoredVersion | undefined> {
-    return toStoredOrUndefined((await this.#read()).secrets.get(key)?.current);
-  }
-
-  async getPrevious(key: string): Promise<StoredVersion | undefined> {
-    return toStoredOrUndefined((await this.#read()).secrets.get(key)?.previous);
-  }
-
-  push(key: string, value: string, options: { ifNotExists?: boolean } = {}): Promise<PushResult> {
-    return this.#transact("push to", key, (state): PushResult => {
-      let secret = state.secrets.get(key);
-      // Like ESO's updatePolicy IfNotExists: an existing secret, ours or not, is left alone.
-      if (secret && options.ifNotExists) return { changed: false, versionId: secret.current?.versionId };
-      if (secret) this.#assertOwned(key, secret, "push to");
-      if (secret?.current?.value === value) return { changed: false, versionId: secret.current.versionId };
-      const now = new Date().toISOString();
-      if (!secret) {
-        secret = { tags: { [MANAGED_BY_KEY]: MANAGED_BY_VALUE }, createdAt: now, updatedAt: now };
-        state.secrets.set(key, secret);
-      }
-      secret.previous = secret.current;
-      secret.current = newVersion(state, value, now);
-      secret.updatedAt = now;
-      state.dirty = true;
-      return { changed: true, versionId: secret.current.versionId };
-    });
-  }
-
-  async exists(key: string): Promise<boolean> {
-    return (await this.#read()).secrets.has(key);
-  }
-
-  async delete(key: string): Promise<void> {
-    await this.#transact("delete", key, (state) => {
-      const secret = state.secrets.get(key);
-      if (!secret) return;
-      this.#assertOwned(key, secret, "delete");
-      state.secrets.delete(key);
-      state.dirty = true;
-    });
-  }
-
-  #assertOwned(key: string, secret: FileSecret, action: string): void {
-    if (!isOwned(secret)) {
-      throw new OwnershipError(
-        `refusing to ${action} "${key}" in ${this.description}: expected tag ${MANAGED_BY_KEY}=${MANAGED_BY_VALUE}, found ${
-          secret.tags[MANAGED_BY_KEY] === undefined ? "no such tag" : `${MANAGED_BY_KEY}=${secret.tags[MANAGED_BY_KEY]}`
-        }; it was not created by cnpg-rotator`,
-      );
-    }
-  }
+export function filePrimitives(config: FileProvider, deps: StoreDeps = {}, options: FileStoreOptions = {}): NativePrimitives {
+  const path = resolve(deps.baseDir ?? process.cwd(), config.path);
+  const description = `file ${path}`;
+  const lock = new FileLock(`${path}.lock`, options.staleLockMs ?? 10_000, options.lockTimeoutMs ?? 30_000);
+  // A local file: nothing is transient, a failed read or write fails the call.
+  const send = storeCalls(description, { transient: () => false });
 
   /** Runs `change` on the file's content under the lock and writes the result if it changed anything. */
-  async #transact<T>(action: string, key: string, change: (state: State) => T): Promise<T> {
-    try {
-      await fs.mkdir(dirname(this.#path), { recursive: true, mode: 0o700 });
-      return await this.#lock.hold(async () => {
-        const state = await this.#read();
+  const transact = <T>(call: string, key: string, change: (state: State) => T): Promise<T> =>
+    send(call, key, async () => {
+      await fs.mkdir(dirname(path), { recursive: true, mode: 0o700 });
+      return lock.hold(async () => {
+        const state = await read();
         const result = change(state);
-        if (state.dirty) await this.#write(state);
+        if (state.dirty) await write(state);
         return result;
       });
-    } catch (error) {
-      if (error instanceof RotatorError) throw error;
-      throw new StoreError(`cannot ${action} "${key}" in ${this.description}: ${describeIoError(error)}`, {
-        cause: error,
-      });
-    }
-  }
+    });
+  const look = <T>(call: string, key: string, view: (secret: FileSecret | undefined) => T): Promise<T> =>
+    send(call, key, async () => view((await read()).secrets.get(key)));
 
-  async #read(): Promise<State> {
+  const read = async (): Promise<State> => {
     let text: string;
     try {
-      text = await fs.readFile(this.#path, "utf8");
+      text = await fs.readFile(path, "utf8");
     } catch (error) {
-      if (isErrno(error, "ENOENT")) return { lastVersionId: 0, secrets: new Map(), dirty: false };
-      throw new StoreError(`cannot read ${this.description}: ${describeIoError(error)}`, { cause: error });
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") return { lastVersionId: 0, secrets: new Map(), dirty: false };
+      throw error;
     }
     // Errors below name the file and the field, never the content: it holds secret values.
     let json: unknown;
     try {
       json = JSON.parse(text);
     } catch {
-      throw new StoreError(`${this.description} is not valid JSON; expected a cnpg-rotator store file`);
+      throw new StoreError(`${description} is not valid JSON; expected a cnpg-rotator store file`);
     }
     const file = fileSchema.safeParse(json);
-    if (!file.success) throw this.#malformed(file.error);
+    if (!file.success) throw malformed(file.error);
     const secrets = new Map<string, FileSecret>();
     for (const [key, raw] of Object.entries((json as { secrets: object }).secrets)) {
       const secret = secretSchema.safeParse(raw);
-      if (!secret.success) throw this.#malformed(secret.error, key);
+      if (!secret.success) throw malformed(secret.error, key);
       secrets.set(key, secret.data);
     }
     return { lastVersionId: file.data.lastVersionId, secrets, dirty: false };
-  }
+  };
 
-  #malformed(error: z.ZodError, key?: string): StoreError {
+  const malformed = (error: z.ZodError, key?: string): StoreError => {
     const issue = error.issues[0];
     const where = [...(key === undefined ? [] : ["secrets", key]), ...(issue?.path ?? []).map(String)].join(".");
     return new StoreError(
-      `${this.description} is not a cnpg-rotator store file (format ${FORMAT}): ${where || "(top level)"}: ${
+      `${description} is not a cnpg-rotator store file (format ${FORMAT}): ${where || "(top level)"}: ${
         issue?.code === "invalid_type" ? `expected ${issue.expected}` : (issue?.code ?? "invalid")
       }`,
     );
-  }
-
-  async #write(state: State): Promise<void> {
-    const file = {
-      format: FORMAT,
-      lastVersionId: state.lastVersionId,
-      secrets: Object.fromEntries(state.secrets),
-    };
-    await writeAtomically(this.#path, `${JSON.stringify(file, null, 2)}\n`);
-  }
-}
-
-function newVersion(state: State, value: string, createdAt: string, rotationId?: string): FileVersion {
-  state.lastVersionId += 1;
-  return { versionId: String(state.lastVersionId), value, ...(rotationId === undefined ? {} : { rotationId }), createdAt };
-}
-
-function isOwned(secret: FileSecret): boolean {
-  return secret.tags[MANAGED_BY_KEY] === MANAGED_BY_VALUE;
-}
-
-function toStored(version: FileVersion): StoredVersion {
-  return {
-    versionId: version.versionId,
-    value: version.value,
-    ...(version.rotationId === undefined ? {} : { rotationId: version.rotationId }),
   };
+
+  const write = (state: State): Promise<void> =>
+    writeAtomically(path, `${JSON.stringify({ format: FORMAT, lastVersionId: state.lastVersionId, secrets: Object.fromEntries(state.secrets) }, null, 2)}\n`);
+
+  /** Changes one secret (it must exist), marking the state dirty. */
+  const change = (state: State, key: string, edit: (secret: FileSecret) => void): FileSecret => {
+    const secret = state.secrets.get(key);
+    if (!secret) throw new StoreStateError(`"${key}" in ${description} is gone`);
+    edit(secret);
+    secret.updatedAt = new Date().toISOString();
+    state.dirty = true;
+    return secret;
+  };
+
+  const primitives: NativePrimitives = {
+    staging: "native",
+    provider: "file",
+    description,
+    markKind: "tag",
+    compareAndSwap: true,
+    names: (key) => ({ key }),
+
+    describe: (key) =>
+      look("read", key, (secret) => secret && { deleted: false, marks: secret.tags, versions: labelled(secret) }),
+
+    read: (key, which) =>
+      look("read", key, (secret) => {
+        const version = labelled(secret).find((v) => ("label" in which ? v.labels.includes(which.label) : v.versionId === which.versionId));
+        const slot = version && (Object.values(SLOTS).find((s) => secret![s]?.versionId === version.versionId) as Slot);
+        return version && { ...version, value: secret![slot!]!.value };
+      }),
+
+    create: (key, first) =>
+      transact("create", key, (state) => {
+        if (state.secrets.has(key)) return false;
+        const now = new Date().toISOString();
+        const secret: FileSecret = { tags: { ...OURS }, createdAt: now, updatedAt: now };
+        if (first) secret.current = newVersion(state, first.value);
+        state.secrets.set(key, secret);
+        state.dirty = true;
+        return secret.current ? { versionId: secret.current.versionId } : {};
+      }),
+
+    put: (key, value, options) =>
+      transact("write a version of", key, (state) => {
+        const mine = labelled(state.secrets.get(key)).find((v) => options.rotationId !== undefined && v.rotationId === options.rotationId);
+        if (mine) return { ...mine, value: versionValue(state.secrets.get(key)!, mine.versionId) };
+        const version = newVersion(state, value, options.rotationId);
+        change(state, key, (secret) => {
+          for (const label of options.labels ?? [CURRENT]) {
+            if (label === CURRENT) secret.previous = secret.current;
+            const slot = slotOf(label);
+            if (slot) secret[slot] = version; // Other labels (UNPROMOTED) have no slot: the file never promotes by itself.
+          }
+        });
+        return { ...labelled(state.secrets.get(key)).find((v) => v.versionId === version.versionId)!, value };
+      }),
+
+    move: (key, label, moved) =>
+      transact("move a label of", key, (state) => {
+        const slot = slotOf(label)!;
+        const secret = state.secrets.get(key);
+        const holding = secret?.[slot]?.versionId;
+        if (holding !== moved.from && !(moved.from === undefined && holding === moved.to)) {
+          throw new StoreConflictError(`moving ${label} of "${key}" in ${description}: it is on version ${holding}, not ${moved.from ?? "none"}; nothing was written`);
+        }
+        const to = moved.to === undefined ? undefined : Object.values(SLOTS).map((s) => secret?.[s]).find((v) => v?.versionId === moved.to);
+        if (moved.to !== undefined && !to) throw new StoreStateError(`version ${moved.to} of "${key}" in ${description} is gone`);
+        change(state, key, (s) => {
+          if (label === CURRENT && to) s.previous = s.current;
+          s[slot] = to;
+        });
+      }),
+
+    restore: async () => {}, // The file deletes at once: nothing is ever in a recovery window.
+
+    remove: (key) =>
+      transact("delete", key, (state) => {
+        state.dirty = state.secrets.delete(key);
+      }),
+
+    close: async () => {},
+  };
+  return primitives;
+
+  /** A rotation's version is named by its rotation id (as on AWS); any other by the file's counter. */
+  function newVersion(state: State, value: string, rotationId?: string): FileVersion {
+    if (rotationId === undefined) state.lastVersionId += 1;
+    const versionId = rotationId ?? String(state.lastVersionId);
+    return { versionId, value, ...(rotationId === undefined ? {} : { rotationId }), createdAt: new Date().toISOString() };
+  }
+
 }
 
-function toStoredOrUndefined(version: FileVersion | undefined): StoredVersion | undefined {
-  return version && toStored(version);
+/** The secret's versions with the labels their slots give them. */
+function labelled(secret: FileSecret | undefined): LabelledVersion[] {
+  const versions = new Map<string, { versionId: string; rotationId?: string; labels: string[] }>();
+  for (const [label, slot] of Object.entries(SLOTS)) {
+    const v = secret?.[slot];
+    if (!v) continue;
+    const entry = versions.get(v.versionId) ?? { versionId: v.versionId, ...(v.rotationId ? { rotationId: v.rotationId } : {}), labels: [] };
+    entry.labels.push(label);
+    versions.set(v.versionId, entry);
+  }
+  return [...versions.values()];
+}
+
+function versionValue(secret: FileSecret, versionId: string): string {
+  return Object.values(SLOTS).map((s) => secret[s]).find((v) => v?.versionId === versionId)!.value;
 }
 
 /** Temp file in the same directory, fsync, rename over the target, fsync the directory. */
@@ -406,8 +368,4 @@ async function readIfExists(path: string): Promise<string | undefined> {
 
 function isErrno(error: unknown, code: string): boolean {
   return (error as NodeJS.ErrnoException | undefined)?.code === code;
-}
-
-function describeIoError(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

@@ -1,11 +1,11 @@
-// The registry: one line per provider. Each store is imported only when a
-// SecretStore names it, so a function for one cloud never loads another's SDK;
-// a cloud's bundle does not even contain the others' stores (below).
-import { InputError } from "../errors.ts";
+// The registry: one line per provider, naming its primitives (lib/stores/<name>.ts); the protocol
+// above them is protocol.ts. Each store is imported only when a SecretStore names it, so a
+// function for one cloud never loads another's SDK; a cloud's bundle does not even contain the
+// others' stores (below).
+import { InputError, RotatorError, StoreError } from "../errors.ts";
 import type { ProviderConfig } from "../manifests/types.ts";
-import { fromLegacy } from "./adapter.ts";
-import type { SecretStoreClient as LegacyClient } from "./legacy.ts";
-import type { SecretStoreClient, StoreDeps } from "./types.ts";
+import { CURRENT, createClient } from "./protocol.ts";
+import type { SecretStoreClient, StoreDeps, StorePrimitives } from "./types.ts";
 
 // The cloud a bundle is built for: the bundlers define process.env.CNPG_ROTATOR_BUNDLE_CLOUD
 // as "aws", "gcp" or "azure" (serverless.yml, deploy/*/build.ts); unbundled runs (tests, CLI)
@@ -14,21 +14,21 @@ const BUNDLE_CLOUD = process.env.CNPG_ROTATOR_BUNDLE_CLOUD;
 
 type ProviderName = ProviderConfig["name"];
 type ConfigOf<N extends ProviderName> = Extract<ProviderConfig, { name: N }>["config"];
-type StoreFactory<N extends ProviderName> = (config: ConfigOf<N>, deps: StoreDeps) => Promise<LegacyClient>;
+type Factory<N extends ProviderName> = (config: ConfigOf<N>, deps: StoreDeps) => Promise<StorePrimitives>;
 
 // A cloud's store is in every build for that cloud only. The condition is written out each
 // time: esbuild folds it only so (not through a const), and then drops the other clouds' import()s.
-const factories: { readonly [N in ProviderName]?: StoreFactory<N> } = {
-  file: async (config, deps) => (await import("./file.ts")).createFileStore(config, deps),
+const factories: { readonly [N in ProviderName]?: Factory<N> } = {
+  file: async (config, deps) => (await import("./file.ts")).filePrimitives(config, deps),
   ...(!process.env.CNPG_ROTATOR_BUNDLE_CLOUD || process.env.CNPG_ROTATOR_BUNDLE_CLOUD === "aws"
-    ? { aws: async (config, deps) => (await import("./aws.ts")).createAwsStore(config, deps) }
+    ? { aws: async (config, deps) => (await import("./aws.ts")).awsPrimitives(config, deps) }
     : {}),
   ...(!process.env.CNPG_ROTATOR_BUNDLE_CLOUD || process.env.CNPG_ROTATOR_BUNDLE_CLOUD === "gcp"
-    ? { gcpsm: async (config, deps) => (await import("./gcp.ts")).createGcpStore(config, deps) }
+    ? { gcpsm: async (config, deps) => (await import("./gcp.ts")).gcpPrimitives(config, deps) }
     : {}),
-  vault: async (config, deps) => (await import("./vault.ts")).createVaultStore(config, deps),
+  vault: async (config, deps) => (await import("./vault.ts")).vaultPrimitives(config, deps),
   ...(!process.env.CNPG_ROTATOR_BUNDLE_CLOUD || process.env.CNPG_ROTATOR_BUNDLE_CLOUD === "azure"
-    ? { azurekv: async (config, deps) => (await import("./azure.ts")).createAzureStore(config, deps) }
+    ? { azurekv: async (config, deps) => (await import("./azure.ts")).azurePrimitives(config, deps) }
     : {}),
 };
 
@@ -36,22 +36,48 @@ const factories: { readonly [N in ProviderName]?: StoreFactory<N> } = {
 const STORE_CLOUD: { readonly [N in ProviderName]?: string } = { aws: "aws", gcpsm: "gcp", azurekv: "azure" };
 const CLOUD_TITLE: Record<string, string> = { aws: "AWS", gcp: "GCP", azure: "Azure" };
 
+/** A provider's primitives. InputError (naming `setting`) for a provider without a store in this build. */
+async function primitivesFor(provider: ProviderConfig, deps: StoreDeps, setting: string): Promise<StorePrimitives> {
+  const factory = factories[provider.name] as Factory<ProviderName> | undefined;
+  if (factory) return factory(provider.config as ConfigOf<ProviderName>, deps);
+  const cloud = STORE_CLOUD[provider.name];
+  if (BUNDLE_CLOUD && cloud) {
+    const title = (c: string) => CLOUD_TITLE[c] ?? c;
+    throw new InputError(
+      `${setting}: this ${title(BUNDLE_CLOUD)} build has no ${provider.name} store; deploy the ${title(cloud)} function or use the CLI`,
+    );
+  }
+  throw new InputError(`${setting}: no store for this provider yet; available: ${Object.keys(factories).join(", ")}`);
+}
+
 /** The client for a SecretStore's `spec.provider`. Throws InputError for a provider without a store (in this build). */
 export async function createStore(provider: ProviderConfig, deps: StoreDeps = {}): Promise<SecretStoreClient> {
-  const factory = factories[provider.name] as StoreFactory<ProviderName> | undefined;
-  if (!factory) {
-    const cloud = STORE_CLOUD[provider.name];
-    if (BUNDLE_CLOUD && cloud) {
-      const title = (c: string) => CLOUD_TITLE[c] ?? c;
-      throw new InputError(
-        `spec.provider.${provider.name}: this ${title(BUNDLE_CLOUD)} build has no ${provider.name} store; ` +
-          `deploy the ${title(cloud)} function or use the CLI`,
-      );
-    }
-    const available = Object.keys(factories).join(", ");
-    throw new InputError(`spec.provider.${provider.name}: no store for this provider yet; available: ${available}`);
+  return createClient(await primitivesFor(provider, deps, `spec.provider.${provider.name}`));
+}
+
+/**
+ * One secret's current value, read through its provider's primitives with the function's own
+ * identity: no ownership marker needed, nothing written (the cluster connection kept in a store,
+ * CNPG_ROTATOR_KUBECONFIG_FROM). `name` is as the service names it (an AWS ARN too); `version`
+ * a provider's own version id, else the current one. StoreError when there is none.
+ */
+export async function readSecretValue(
+  provider: ProviderConfig,
+  name: string,
+  options: { readonly version?: string; readonly setting: string },
+): Promise<string> {
+  const p = await primitivesFor(provider, {}, options.setting);
+  try {
+    const which = options.version === undefined ? undefined : { versionId: options.version };
+    const found = p.staging === "native" ? await p.read(name, which ?? { label: CURRENT }) : await p.read(name, which ?? "latest");
+    if (!found) throw new StoreError(`"${name}" in ${p.description}: no such secret or version`);
+    return found.value;
+  } catch (error) {
+    if (error instanceof RotatorError) throw error;
+    throw new StoreError(`reading "${name}" in ${p.description} failed`, { cause: error });
+  } finally {
+    await p.close();
   }
-  return fromLegacy(await factory(provider.config as ConfigOf<ProviderName>, deps));
 }
 
 export { MANAGED_BY_KEY, MANAGED_BY_VALUE } from "./types.ts";

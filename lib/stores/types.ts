@@ -120,3 +120,117 @@ export interface StoreDeps {
    */
   readonly token?: string;
 }
+
+// ---- Primitives: all a provider implements (lib/stores/<provider>.ts). The protocol above them
+// (pending / current / previous, fences, ownership, error wrapping and retries) is written once,
+// in lib/stores/protocol.ts. Primitives read and write what the service has, nothing more; they
+// throw the SDK's own errors, which the protocol wraps (every request goes through `storeCalls`).
+
+/** Tags, labels, annotations or custom_metadata: our ownership marker and our bookkeeping. */
+export type Marks = Readonly<Record<string, string>>;
+
+/** One version as a provider reads it: its own id, the rotation that wrote it (as recorded) and the value. */
+export interface RawVersion {
+  readonly versionId: string;
+  readonly rotationId?: string;
+  readonly value: string;
+}
+
+/** What is common to both kinds of primitives. */
+export interface PrimitivesBase {
+  readonly provider: string;
+  /** As SecretStoreClient.description. */
+  readonly description: string;
+  /** What the service calls the marker, for OwnershipError: "tag", "label", "custom_metadata entry". */
+  readonly markKind: string;
+  /** Whether the writes below are conditional in the service itself (else the protocol's re-read is the fence). */
+  readonly compareAndSwap: boolean;
+  /**
+   * The service's name for a remote key, and for its staging sibling where the protocol keeps
+   * one (undefined when no sibling name fits: such a key can be pushed, not rotated).
+   * InputError for a key the service cannot name, before any request.
+   */
+  names(key: string): { readonly key: string; readonly pending?: string };
+  /** InputError for a value the service cannot hold (Azure: over 25 KB), before any request. */
+  checkValue?(name: string, value: string): void;
+  close(): Promise<void>;
+}
+
+/** A version holding staging labels (AWSCURRENT, AWSPENDING, AWSPREVIOUS and ours). */
+export interface LabelledVersion {
+  readonly versionId: string;
+  readonly rotationId?: string;
+  readonly labels: readonly string[];
+}
+
+/** One secret's metadata as a service with native staging reports it (no values). */
+export interface LabelledSecret {
+  /** Deleted but recoverable (AWS's recovery window). */
+  readonly deleted: boolean;
+  readonly marks: Marks;
+  /** Every version that holds a label. */
+  readonly versions: readonly LabelledVersion[];
+}
+
+/**
+ * A service that keeps pending / current / previous itself, as labels on versions (AWS, file).
+ * A rotation's version has the rotation id as its id, so what `observe` reports names versions
+ * as the service does, and a promote can move labels straight from the observation.
+ */
+export interface NativePrimitives extends PrimitivesBase {
+  readonly staging: "native";
+  /** One request: the secret's metadata and labels; undefined when there is no such secret. */
+  describe(name: string): Promise<LabelledSecret | undefined>;
+  /** The version holding `label`, or the version `versionId`; undefined when none (or the secret is deleted). */
+  read(name: string, which: { readonly label: string } | { readonly versionId: string }): Promise<(RawVersion & { readonly labels: readonly string[] }) | undefined>;
+  /** Creates the secret with our marker and no value (`first`: with that value as its current version); false when it exists. */
+  create(name: string, first?: { readonly value: string }): Promise<false | { readonly versionId?: string }>;
+  /**
+   * Writes a version carrying `labels` (none given: the service's default, current). Its id is
+   * `rotationId` where given; a repeat of the same write, or a rotation id already used with
+   * another value, writes nothing and returns the version that id names, labelled as it is now.
+   * `replaces` is the current version, for the idempotency key of a push. Returns the version
+   * with the value it holds.
+   */
+  put(name: string, value: string, options: { rotationId?: string; labels?: readonly string[]; replaces?: string }): Promise<LabelledVersion & { value: string }>;
+  /** Moves `label` to version `to` and/or off version `from`; StoreConflictError when `from` does not hold it. */
+  move(name: string, label: string, change: { readonly to?: string; readonly from?: string }): Promise<void>;
+  /** Undeletes a secret in its recovery window. */
+  restore(name: string): Promise<void>;
+  /** Deletes: "recoverable" with the SecretStore's recovery window, "now" without one. */
+  remove(name: string, how: "recoverable" | "now"): Promise<void>;
+}
+
+/** One secret's metadata as a service without native staging reports it (no values). */
+export interface SecretHead {
+  /** Deleted but recoverable (Azure's soft delete). */
+  readonly deleted: boolean;
+  readonly marks: Marks;
+  /** The version consumers read (the latest readable one), without its value. */
+  readonly latest?: { readonly versionId: string; readonly rotationId?: string };
+  /** The service's compare-and-swap token (GCP etag, Vault version), opaque to the protocol. */
+  readonly revision?: string;
+}
+
+/** A service whose consumers read the latest version: the protocol stages in a `<key>-pending` sibling (GCP, Azure, Vault). */
+export interface SiblingPrimitives extends PrimitivesBase {
+  readonly staging: "sibling";
+  /** The secret's metadata; undefined when there is no such secret (a soft-deleted one is `deleted`). */
+  head(name: string): Promise<SecretHead | undefined>;
+  /** The latest readable version, the one before it, or a given one; undefined when none. */
+  read(name: string, which: "latest" | "previous" | { readonly versionId: string }): Promise<RawVersion | undefined>;
+  /** Creates the secret with `marks` and no version, where the service can (false: it exists). */
+  createEmpty?(name: string, marks: Marks): Promise<boolean>;
+  /**
+   * Adds a version recorded as `rotationId`'s (none: a plain version), conditional on `head` (what
+   * was just read; undefined: create-only, with `marks`) where the service can. StoreConflictError
+   * when that condition fails. Returns the version's own id.
+   */
+  write(name: string, value: string, options: { readonly head: SecretHead | undefined; readonly marks: Marks; readonly rotationId?: string }): Promise<string>;
+  /** Records that the latest version (`head.latest`, written but not recorded) is `rotationId`'s. */
+  adopt(name: string, head: SecretHead, rotationId: string): Promise<void>;
+  /** Deletes the secret and all its versions (conditional on `head` where the service can); `purge`: leave no soft-deleted copy where allowed. */
+  remove(name: string, options: { readonly head?: SecretHead; readonly purge: boolean }): Promise<void>;
+}
+
+export type StorePrimitives = NativePrimitives | SiblingPrimitives;

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { InputError, KubernetesError, PermissionError, StoreError } from "../../lib/errors.ts";
 import { type GoogleAccessTokenClient, TokenProvider } from "../../lib/kubernetes/auth/index.ts";
 import { connectCluster, connectClusterFromEnvironment } from "../../lib/kubernetes/connect.ts";
+import { readStoredSecret } from "../../lib/rotation/stores.ts";
 import type { KubernetesClient } from "../../lib/kubernetes/index.ts";
 import { renderKubeconfig } from "../infra/servers.ts";
 import { adminClient, capturingLogger, logLines, seenSecrets } from "./support.ts";
@@ -175,6 +176,9 @@ describe("CNPG_ROTATOR_CLUSTER with server and CA from the environment", () => {
 });
 
 describe("CNPG_ROTATOR_KUBECONFIG_FROM=aws:... (moto)", () => {
+  // Read through the stores' primitives, as the engine hands them over (lib/rotation/context.ts).
+  const connectFrom = (options: Parameters<typeof connectClusterFromEnvironment>[0] = {}) =>
+    connectClusterFromEnvironment({ ...options, readStoredSecret });
   const env = (from: string, extra: Record<string, string> = {}) => ({
     CNPG_ROTATOR_KUBECONFIG_FROM: from,
     AWS_REGION: "us-east-1",
@@ -187,7 +191,7 @@ describe("CNPG_ROTATOR_KUBECONFIG_FROM=aws:... (moto)", () => {
     const log = capturingLogger();
     const before = logLines.length;
     for (const from of [`aws:${name}`, `aws:${arn}`]) {
-      const client = track(await connectClusterFromEnvironment({ env: env(from), log }));
+      const client = track(await connectFrom({ env: env(from), log }));
       expect((await client.readSecret(ns, "read-me"))?.data.password).toBe("stored-value-1234");
     }
     // What the function logs names the server and the kind of credential; the guard checks no token leaked.
@@ -199,16 +203,16 @@ describe("CNPG_ROTATOR_KUBECONFIG_FROM=aws:... (moto)", () => {
   it("takes JSON {server, ca, token}, and {server, ca} with a cloud identity", async () => {
     const full = `kube-auth/endpoint-${suffix}`;
     await storeInAws(full, JSON.stringify({ server: infra.server, ca: infra.caPem, token: infra.tokens.admin }));
-    const a = track(await connectClusterFromEnvironment({ env: env(`aws:${full}`) }));
+    const a = track(await connectFrom({ env: env(`aws:${full}`) }));
     expect(await a.readSecret(ns, "read-me")).toBeDefined();
 
     const noToken = `kube-auth/endpoint-no-token-${suffix}`;
     await storeInAws(noToken, JSON.stringify({ server: infra.server, ca: b64(infra.caPem) }));
-    await expect(connectClusterFromEnvironment({ env: env(`aws:${noToken}`) })).rejects.toThrow(
+    await expect(connectFrom({ env: env(`aws:${noToken}`) })).rejects.toThrow(
       /field token is missing; store one, or set CNPG_ROTATOR_CLUSTER/,
     );
     const b = track(
-      await connectClusterFromEnvironment({
+      await connectFrom({
         env: env(`aws:${noToken}`, { CNPG_ROTATOR_CLUSTER: "gke" }),
         cloudCredentials: { google: fakeGoogle(infra.tokens.admin) },
       }),
@@ -217,23 +221,23 @@ describe("CNPG_ROTATOR_KUBECONFIG_FROM=aws:... (moto)", () => {
   });
 
   it("a missing secret or unusable content is a clear error that quotes no value", async () => {
-    const missing = await rejection(connectClusterFromEnvironment({ env: env(`aws:kube-auth/none-${suffix}`) }));
+    const missing = await rejection(connectFrom({ env: env(`aws:kube-auth/none-${suffix}`) }));
     expect(missing).toBeInstanceOf(StoreError);
     expect(missing.message).toMatch(
       new RegExp(
-        `^cannot read the cluster connection from CNPG_ROTATOR_KUBECONFIG_FROM \\(AWS Secrets Manager secret "kube-auth/none-${suffix}"\\): ResourceNotFoundException`,
+        `^cannot read the cluster connection from CNPG_ROTATOR_KUBECONFIG_FROM \\(AWS Secrets Manager secret "kube-auth/none-${suffix}"\\): "kube-auth/none-${suffix}" in aws secretsmanager us-east-1: no such secret or version`,
       ),
     );
 
     const garbage = `kube-auth/garbage-${suffix}`;
     await storeInAws(garbage, `{"server": "${infra.server}", "token": "${infra.tokens.admin}"`);
-    const error = await rejection(connectClusterFromEnvironment({ env: env(`aws:${garbage}`) }));
+    const error = await rejection(connectFrom({ env: env(`aws:${garbage}`) }));
     expect(error).toBeInstanceOf(InputError);
     expect(error.message).toContain("is not valid JSON");
     expect(error.message).not.toContain(infra.tokens.admin);
 
     await expect(
-      connectClusterFromEnvironment({ env: env(`aws:${garbage}`, { CNPG_ROTATOR_KUBECONFIG: "apiVersion: v1" }) }),
+      connectFrom({ env: env(`aws:${garbage}`, { CNPG_ROTATOR_KUBECONFIG: "apiVersion: v1" }) }),
     ).rejects.toThrow(/both CNPG_ROTATOR_KUBECONFIG_FROM and CNPG_ROTATOR_KUBECONFIG give a kubeconfig/);
   });
 });

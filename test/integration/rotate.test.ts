@@ -306,7 +306,7 @@ describe("rotate: AWS Secrets Manager (moto)", () => {
     expect(current.VersionId).toBe(result!.rotationId);
   });
 
-  it("a scheduled rotation sends at most 5 AWS requests and 11 in all (the protocol's minimum is 4 + 6)", async () => {
+  it("a scheduled rotation sends at most 5 AWS requests and 11 in all (the protocol's minimum is 5 + 6: the stage's fence is one DescribeSecret)", async () => {
     const namespace = uniqueName("aws");
     const remoteKey = uniqueName("cluster-example-app");
     await kube.ensureNamespace(namespace);

@@ -4,6 +4,7 @@
 // as it would in a deployment: the store never takes an endpoint.
 import { randomUUID } from "node:crypto";
 import { existsSync } from "node:fs";
+import { type AddressInfo, createServer, type Socket } from "node:net";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -15,12 +16,14 @@ import {
   SecretsManagerClient,
 } from "@aws-sdk/client-secrets-manager";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { InputError, OwnershipError, StoreError, StoreStateError } from "../../lib/errors.ts";
+import { InputError, OwnershipError, StoreConflictError, StoreError, StoreStateError } from "../../lib/errors.ts";
 import type { AwsProvider } from "../../lib/manifests/schema.ts";
-import { createAwsStore, PENDING, PUSH_TOKEN_PREFIX, UNPROMOTED } from "../../lib/stores/aws.ts";
+import { awsPrimitives, createAwsStore, PENDING, PUSH_TOKEN_PREFIX, UNPROMOTED } from "../../lib/stores/aws.ts";
 import { createStore } from "../../lib/stores/index.ts";
+import { TIMEOUT_ENV } from "../../lib/stores/protocol.ts";
 import { binaries, type MotoServer, startMoto } from "../infra/servers.ts";
 import { describeStoreConformance } from "./stores.conformance.ts";
+import { describePrimitives } from "./stores.primitives.ts";
 import { awsRequests } from "./support.ts";
 
 const REGION = "us-east-1";
@@ -70,6 +73,11 @@ async function describeSecret(name: string) {
   }
 }
 
+describePrimitives("aws", async () => ({
+  primitives: awsPrimitives(config()),
+  key: () => `primitives/${randomUUID()}`,
+}));
+
 describeStoreConformance("aws", async () => ({
   store: createAwsStore(config()),
   key: () => `conformance/${randomUUID()}`,
@@ -98,16 +106,19 @@ describeStoreConformance("aws", async () => ({
 
 describe("aws store", () => {
   const store = createAwsStore(config());
-  afterAll(() => store.close?.());
+  afterAll(() => store.close());
   const key = () => `aws/${randomUUID()}`;
+  const stage = async (name: string, value: string, rid: string) => store.stage(name, value, rid, await store.observe(name));
+  const promote = async (name: string, rid: string) => store.promote(name, rid, await store.observe(name));
+  const discard = async (name: string, rid: string) => store.discard(name, rid, await store.observe(name));
 
-  it("describes current and pending versions with one DescribeSecret, reading no value", async () => {
+  it("observes current and pending versions with one DescribeSecret, reading no value", async () => {
     const name = key();
-    expect(await store.describe!(name)).toEqual({ exists: false, owned: false });
+    expect(await store.observe(name)).toEqual({ exists: false, owned: false });
     const old = (await store.push(name, "old")).versionId!;
     const rid = randomUUID();
-    await store.stagePending(name, "new", rid);
-    const { result, ops } = await awsRequests(() => store.describe!(name));
+    await stage(name, "new", rid);
+    const { result, ops } = await awsRequests(() => store.observe(name));
     expect(result).toEqual({
       exists: true,
       owned: true,
@@ -118,26 +129,32 @@ describe("aws store", () => {
 
     // A never-promoted first version is pending, not current, as getCurrent / getPending read it.
     const fresh = key();
-    await store.stagePending(fresh, "first", rid);
-    expect(await store.describe!(fresh)).toEqual({ exists: true, owned: true, pending: { versionId: rid, rotationId: rid } });
+    await stage(fresh, "first", rid);
+    expect(await store.observe(fresh)).toEqual({ exists: true, owned: true, pending: { versionId: rid, rotationId: rid } });
     const foreign = key();
     await aws.send(new CreateSecretCommand({ Name: foreign, SecretString: "theirs" }));
-    expect(await store.describe!(foreign)).toMatchObject({ exists: true, owned: false });
+    expect(await store.observe(foreign)).toMatchObject({ exists: true, owned: false });
     await store.delete(name);
-    expect(await store.describe!(name)).toEqual({ exists: false, owned: true });
+    expect(await store.observe(name)).toEqual({ exists: false, owned: true });
   });
 
-  it("after a describe, stages with one PutSecretValue and promotes with two label moves", async () => {
+  it("stages with one PutSecretValue after a DescribeSecret (the fence), and promotes with two label moves (compare-and-swap)", async () => {
     const name = key();
     const old = (await store.push(name, "old")).versionId!;
     const rid = randomUUID();
     const { result, ops } = await awsRequests(async () => {
-      await store.describe!(name);
-      const staged = await store.stagePending(name, "new", rid);
-      const promoted = await store.promote(name, rid);
+      const staged = await store.stage(name, "new", rid, await store.observe(name));
+      const promoted = await store.promote(name, rid, await store.observe(name));
       return { staged, promoted };
     });
-    expect(ops).toEqual(["DescribeSecret", "PutSecretValue", "UpdateSecretVersionStage", "UpdateSecretVersionStage"]);
+    expect(ops).toEqual([
+      "DescribeSecret",
+      "DescribeSecret",
+      "PutSecretValue",
+      "DescribeSecret",
+      "UpdateSecretVersionStage",
+      "UpdateSecretVersionStage",
+    ]);
     expect(result.staged).toEqual({ versionId: rid, value: "new", rotationId: rid });
     expect(result.promoted).toEqual({ versionId: rid, value: "new", rotationId: rid });
     expect(await labels(name)).toEqual({ [old]: ["AWSPREVIOUS"], [rid]: ["AWSCURRENT"] });
@@ -145,51 +162,50 @@ describe("aws store", () => {
 
     // A new secret's first version too: it holds AWSCURRENT already, so promoting only takes our labels off.
     const fresh = key();
-    await store.describe!(fresh);
-    await store.stagePending(fresh, "first", rid);
-    expect(await store.promote(fresh, rid)).toEqual({ versionId: rid, value: "first", rotationId: rid });
+    await stage(fresh, "first", rid);
+    expect(await promote(fresh, rid)).toEqual({ versionId: rid, value: "first", rotationId: rid });
     expect(await labels(fresh)).toEqual({ [rid]: ["AWSCURRENT"] });
   });
 
-  it("promotes right when AWSCURRENT moved since it looked: AWS refuses the stale move, it describes and moves again", async () => {
+  it("refuses a promote decided before AWSCURRENT moved, writing nothing; observed again, it promotes", async () => {
     const name = key();
     await store.push(name, "old");
     const rid = randomUUID();
-    await store.describe!(name);
-    await store.stagePending(name, "new", rid);
-    // Someone else pushes meanwhile (another client: this one's memory is now stale).
+    await stage(name, "new", rid);
+    const stale = await store.observe(name);
+    // Someone else pushes meanwhile.
     const other = createAwsStore(config());
     const pushed = (await other.push(name, "pushed")).versionId!;
-    await other.close?.();
-    const { result, ops } = await awsRequests(() => store.promote(name, rid));
-    expect(result).toEqual({ versionId: rid, value: "new", rotationId: rid });
-    expect(ops.slice(0, 2)).toEqual(["UpdateSecretVersionStage", "DescribeSecret"]);
+    await other.close();
+    const { result, ops } = await awsRequests(() => store.promote(name, rid, stale).catch((e: Error) => e));
+    // AWS refuses the move off the version seen current; the look that follows finds current moved.
+    expect(result).toBeInstanceOf(StoreConflictError);
+    expect(ops).toEqual(["UpdateSecretVersionStage", "DescribeSecret"]);
+    expect(await promote(name, rid)).toEqual({ versionId: rid, value: "new", rotationId: rid });
     expect(await store.getCurrent(name)).toEqual({ versionId: rid, value: "new", rotationId: rid });
     expect((await store.getPrevious(name))?.versionId).toBe(pushed);
     expect(await store.getPending(name)).toBeUndefined();
   });
 
-  it("forgets what it saw once it writes otherwise: a promote after a discard is refused", async () => {
+  it("a promote after a discard is refused; a foreign secret is refused before any write", async () => {
     const name = key();
     await store.push(name, "old");
     const rid = randomUUID();
-    await store.describe!(name);
-    await store.stagePending(name, "new", rid);
-    await store.discardPending(name, rid);
-    await expect(store.promote(name, rid)).rejects.toBeInstanceOf(StoreStateError);
+    await stage(name, "new", rid);
+    await discard(name, rid);
+    await expect(promote(name, rid)).rejects.toBeInstanceOf(StoreStateError);
     expect((await store.getCurrent(name))?.value).toBe("old");
-    // And a foreign secret is refused before any write, though described first.
     const foreign = key();
     await aws.send(new CreateSecretCommand({ Name: foreign, SecretString: "theirs" }));
-    await store.describe!(foreign);
-    const { result, ops } = await awsRequests(() => store.stagePending(foreign, "ours", randomUUID()).catch((e: Error) => e));
+    const seen = await store.observe(foreign);
+    const { result, ops } = await awsRequests(() => store.stage(foreign, "ours", randomUUID(), seen).catch((e: Error) => e));
     expect(result).toBeInstanceOf(OwnershipError);
-    expect(ops).toEqual([]);
+    expect(ops).toEqual(["DescribeSecret"]);
   });
 
   it("creates secrets with our tag and a description", async () => {
     const name = key();
-    await store.stagePending(name, "v", randomUUID());
+    await stage(name, "v", randomUUID());
     const secret = await describeSecret(name);
     expect(secret?.Tags).toEqual([{ Key: "managed-by", Value: "cnpg-rotator" }]);
     expect(secret?.Description).toContain("cnpg-rotator");
@@ -202,15 +218,15 @@ describe("aws store", () => {
     const name = key();
     const old = await store.push(name, "old");
     const rid = randomUUID();
-    const staged = await store.stagePending(name, "new", rid);
-    await store.stagePending(name, "new", rid);
-    await store.stagePending(name, "other", rid);
+    const staged = await stage(name, "new", rid);
+    await stage(name, "new", rid);
+    await stage(name, "other", rid);
     expect(staged.versionId).toBe(rid);
     expect(await labels(name)).toEqual({ [old.versionId!]: ["AWSCURRENT"], [rid]: ["AWSPENDING"] });
 
-    await store.promote(name, rid);
+    await promote(name, rid);
     expect(await labels(name)).toEqual({ [old.versionId!]: ["AWSPREVIOUS"], [rid]: ["AWSCURRENT"] });
-    await store.promote(name, rid);
+    await promote(name, rid);
     expect(await labels(name)).toEqual({ [old.versionId!]: ["AWSPREVIOUS"], [rid]: ["AWSCURRENT"] });
   });
 
@@ -219,32 +235,32 @@ describe("aws store", () => {
     const current = (await store.push(name, "old")).versionId!;
     const first = randomUUID();
     const second = randomUUID();
-    await store.stagePending(name, "one", first);
-    await store.stagePending(name, "two", second);
+    await stage(name, "one", first);
+    await stage(name, "two", second);
     expect(await labels(name)).toEqual({ [current]: ["AWSCURRENT"], [first]: [], [second]: ["AWSPENDING"] });
     // AWS versions are immutable: staging the first rotation again brings back its first value.
-    expect(await store.stagePending(name, "three", first)).toEqual({ versionId: first, value: "one", rotationId: first });
+    expect(await stage(name, "three", first)).toEqual({ versionId: first, value: "one", rotationId: first });
     expect(await labels(name)).toEqual({ [current]: ["AWSCURRENT"], [first]: ["AWSPENDING"], [second]: [] });
   });
 
   it("reads the first version of a new secret, which AWS makes current, as pending until promoted", async () => {
     const name = key();
     const rid = randomUUID();
-    await store.stagePending(name, "first", rid);
+    await stage(name, "first", rid);
     expect(await labels(name)).toEqual({ [rid]: ["AWSCURRENT", PENDING, UNPROMOTED].sort() });
     expect(await store.getCurrent(name)).toBeUndefined();
 
     // Another rotation replaces it; AWSCURRENT stays on the never-promoted version until one is promoted.
     const next = randomUUID();
-    await store.stagePending(name, "second", next);
+    await stage(name, "second", next);
     expect(await store.getCurrent(name)).toBeUndefined();
     expect((await store.getPending(name))?.rotationId).toBe(next);
     // Holding AWSCURRENT does not make the replaced rotation promotable, nor stop it being staged again.
-    await expect(store.promote(name, rid)).rejects.toBeInstanceOf(StoreStateError);
-    expect(await store.stagePending(name, "other", rid)).toEqual({ versionId: rid, value: "first", rotationId: rid });
+    await expect(promote(name, rid)).rejects.toBeInstanceOf(StoreStateError);
+    expect(await stage(name, "other", rid)).toEqual({ versionId: rid, value: "first", rotationId: rid });
     expect((await store.getPending(name))?.rotationId).toBe(rid);
-    await store.stagePending(name, "second", next);
-    await store.promote(name, next);
+    await stage(name, "second", next);
+    await promote(name, next);
     expect(await store.getCurrent(name)).toEqual({ versionId: next, value: "second", rotationId: next });
     expect(await store.getPrevious(name)).toBeUndefined(); // The never-promoted version is no previous value.
     expect((await labels(name))[next]).toEqual(["AWSCURRENT"]);
@@ -264,12 +280,12 @@ describe("aws store", () => {
   it("pushes a value onto a current it was once pushed onto (the token names an old version)", async () => {
     const name = key();
     const rid = randomUUID();
-    await store.stagePending(name, "rotated", rid);
-    await store.promote(name, rid);
+    await stage(name, "rotated", rid);
+    await promote(name, rid);
     const pushed = await store.push(name, "a");
     // The rotation's version becomes current again, then the same push repeats on top of it.
-    await store.stagePending(name, "rotated", rid);
-    await store.promote(name, rid);
+    await stage(name, "rotated", rid);
+    await promote(name, rid);
     expect((await store.getCurrent(name))?.value).toBe("rotated");
     expect(await store.push(name, "a")).toEqual({ changed: true, versionId: pushed.versionId });
     expect(await store.getCurrent(name)).toEqual({ versionId: pushed.versionId, value: "a" });
@@ -286,8 +302,8 @@ describe("aws store", () => {
     await store.delete(name);
 
     const rid = randomUUID();
-    await store.stagePending(name, "v2", rid);
-    await store.promote(name, rid);
+    await stage(name, "v2", rid);
+    await promote(name, rid);
     expect((await describeSecret(name))?.DeletedDate).toBeUndefined();
     expect((await store.getCurrent(name))?.value).toBe("v2");
     expect((await store.getPrevious(name))?.value).toBe("v1");
@@ -299,14 +315,14 @@ describe("aws store", () => {
     await forced.push(name, "v");
     await forced.delete(name);
     expect(await describeSecret(name)).toBeUndefined();
-    await forced.close?.();
+    await forced.close();
   });
 
   it("discarding a never-promoted first version deletes the secret at once", async () => {
     const name = key();
     const rid = randomUUID();
-    await store.stagePending(name, "v", rid);
-    await store.discardPending(name, rid);
+    await stage(name, "v", rid);
+    await discard(name, rid);
     expect(await describeSecret(name)).toBeUndefined();
   });
 
@@ -317,13 +333,39 @@ describe("aws store", () => {
     await prefixed.push(name, "v");
     expect(await describeSecret(name)).toBeUndefined();
     expect((await aws.send(new GetSecretValueCommand({ SecretId: `team-a/${name}` }))).SecretString).toBe("v");
-    await prefixed.close?.();
+    await prefixed.close();
   });
 
   it("refuses a rotation id AWS cannot take as ClientRequestToken, before writing", async () => {
     const name = key();
-    await expect(store.stagePending(name, "v", "too-short")).rejects.toBeInstanceOf(StoreError);
+    await expect(stage(name, "v", "too-short")).rejects.toBeInstanceOf(StoreError);
     expect(await describeSecret(name)).toBeUndefined();
+  });
+
+  it("gives up on a blackholed connection (accepted, never answered) within CNPG_ROTATOR_STORE_TIMEOUT per attempt", async () => {
+    const sockets = new Set<Socket>();
+    const blackhole = createServer((socket) => sockets.add(socket));
+    await new Promise<void>((resolve) => blackhole.listen(0, "127.0.0.1", resolve));
+    const saved = { endpoint: process.env.AWS_ENDPOINT_URL_SECRETS_MANAGER, timeout: process.env[TIMEOUT_ENV] };
+    process.env.AWS_ENDPOINT_URL_SECRETS_MANAGER = `http://127.0.0.1:${(blackhole.address() as AddressInfo).port}`;
+    process.env[TIMEOUT_ENV] = "300ms";
+    const stalled = createAwsStore(config());
+    try {
+      const started = Date.now();
+      const error: Error = await stalled.observe("some/name").catch((e) => e);
+      expect(error).toBeInstanceOf(StoreError);
+      expect(error.message).toContain("DescribeSecret");
+      // Four attempts of 300 ms and the pauses between them: seconds, not the SDK's forever.
+      expect(Date.now() - started).toBeLessThan(8_000);
+      expect(sockets.size).toBeGreaterThanOrEqual(2); // Retried by our policy, once per attempt.
+    } finally {
+      Object.assign(process.env, { AWS_ENDPOINT_URL_SECRETS_MANAGER: saved.endpoint });
+      if (saved.timeout === undefined) delete process.env[TIMEOUT_ENV];
+      else process.env[TIMEOUT_ENV] = saved.timeout;
+      await stalled.close();
+      for (const s of sockets) s.destroy();
+      blackhole.close();
+    }
   });
 
   it("wraps SDK failures in a StoreError naming the call and the secret", async () => {
@@ -338,7 +380,7 @@ describe("aws store", () => {
       expect(error.message).not.toContain("secret-value");
     } finally {
       process.env.AWS_ENDPOINT_URL_SECRETS_MANAGER = saved;
-      await broken.close?.();
+      await broken.close();
     }
   });
 
@@ -355,6 +397,6 @@ describe("aws store", () => {
     const created = await createStore({ name: "aws", config: config() });
     expect(created.provider).toBe("aws");
     expect(created.description).toBe(`aws secretsmanager ${REGION}`);
-    await created.close?.();
+    await created.close();
   });
 });

@@ -11,8 +11,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { InputError, OwnershipError, StoreError } from "../../lib/errors.ts";
 import type { ProviderConfig } from "../../lib/manifests/types.ts";
 import { createStore } from "../../lib/stores/index.ts";
-import { createFileStore } from "../../lib/stores/file.ts";
+import { createFileStore, filePrimitives } from "../../lib/stores/file.ts";
 import { describeStoreConformance } from "./stores.conformance.ts";
+import { describePrimitives } from "./stores.primitives.ts";
 
 const ROOT = join(import.meta.dirname, "../..");
 const NODE = join(ROOT, "node_modules/.bin/node");
@@ -36,6 +37,11 @@ async function readRaw(path: string): Promise<RawFile | undefined> {
   if (!existsSync(path)) return undefined;
   return JSON.parse(await readFile(path, "utf8"));
 }
+
+describePrimitives("file", async () => ({
+  primitives: filePrimitives({ path: "primitives/secrets.json" }, { baseDir: base }),
+  key: () => `primitives/${randomUUID()}`,
+}));
 
 describeStoreConformance("file", async () => {
   const dir = join(base, "conformance");
@@ -98,7 +104,7 @@ describe("file store", () => {
     await store.push("k", "v");
     const before = await stat(path);
     await store.push("k", "v");
-    await store.discardPending("k", randomUUID());
+    await store.discard("k", randomUUID(), await store.observe("k"));
     await store.delete("missing");
     expect((await stat(path)).ino).toBe(before.ino); // A write replaces the file, so a new inode.
   });
@@ -183,7 +189,16 @@ describe("file store", () => {
       import { createFileStore } from ${JSON.stringify(FILE_STORE)};
       const [path, rid, worker] = process.argv.slice(1);
       const store = createFileStore({ path }, {});
-      const staged = await store.stagePending("shared", "from-" + worker, rid);
+      // Without a Lease the writers race: a lost fence means observe again and decide again, as the engine does.
+      let staged;
+      for (;;) {
+        try {
+          staged = await store.stage("shared", "from-" + worker, rid, await store.observe("shared"));
+          break;
+        } catch (e) {
+          if (e.name !== "StoreConflictError") throw e;
+        }
+      }
       await Promise.all(Array.from({ length: 10 }, (_, i) => store.push(worker + "/" + i, "value-" + i)));
       process.stdout.write(JSON.stringify(staged));
     `;
@@ -202,7 +217,9 @@ describe("file store", () => {
     }
     const raw = await readRaw(path);
     expect(Object.keys(raw!.secrets)).toHaveLength(41);
-    expect(raw!.lastVersionId).toBe(41); // One version per push and one staged version: no write was lost or doubled.
+    // One version per push (the staged one is named by its rotation id): no write was lost or doubled.
+    expect(raw!.lastVersionId).toBe(40);
+    expect(raw!.secrets.shared).toMatchObject({ pending: { versionId: rid, rotationId: rid } });
   });
 
   it("serialises 5 concurrent writers in one process", async () => {

@@ -13,13 +13,15 @@ import {
   CURRENT_ROTATION,
   createGcpStore,
   ENDPOINT_ENV,
+  gcpPrimitives,
   PREVIOUS_ROTATION,
   ROLE_LABEL,
   ROTATION_ID,
 } from "../../lib/stores/gcp.ts";
-import type { SecretStoreClient } from "../../lib/stores/legacy.ts";
+import type { SecretStoreClient } from "../../lib/stores/types.ts";
 import { type GcpSecretManagerEmulator, GOOGLE_CLIENT_ENV, startGcpSecretManager } from "../infra/emulators/servers.ts";
 import { describeStoreConformance } from "./stores.conformance.ts";
+import { describePrimitives } from "./stores.primitives.ts";
 
 const PROJECT = "cnpg-rotator-test";
 const PARENT = `projects/${PROJECT}`;
@@ -71,6 +73,8 @@ async function versions(name: string): Promise<string[]> {
   return list.map((v) => `${v.name!.split("/").pop()}:${v.state}`);
 }
 
+describePrimitives("gcpsm", async () => ({ primitives: gcpPrimitives(config()), key: () => `primitives-${randomUUID()}` }));
+
 describeStoreConformance("gcpsm", async () => ({
   store: await createGcpStore(config()),
   key: () => `conformance-${randomUUID()}`,
@@ -98,15 +102,18 @@ describe("gcpsm store", () => {
   beforeAll(async () => {
     store = await createGcpStore(config());
   });
-  afterAll(() => store?.close?.());
+  afterAll(() => store?.close());
   const key = () => `gcp-${randomUUID()}`;
+  const stage = async (k: string, value: string, rid: string, on = store) => on.stage(k, value, rid, await on.observe(k));
+  const promote = async (k: string, rid: string, on = store) => on.promote(k, rid, await on.observe(k));
+  const discard = async (k: string, rid: string) => store.discard(k, rid, await store.observe(k));
   const path = (id: string) => `${PARENT}/secrets/${id}`;
 
   it("stages in <key>-pending: consumers reading latest see the old value until promote", async () => {
     const k = key();
     await store.push(k, "old");
     const rid = randomUUID();
-    await store.stagePending(k, "new", rid);
+    await stage(k, "new", rid);
 
     // In flight: <key> untouched, the staged value in the labelled, annotated sibling.
     expect(await access(path(k))).toBe("old");
@@ -116,7 +123,7 @@ describe("gcpsm store", () => {
     expect(sibling?.annotations).toEqual({ [ROTATION_ID]: rid });
     expect(await access(path(`${k}-pending`), 1)).toBe("new");
 
-    await store.promote(k, rid);
+    await promote(k, rid);
     expect(await access(path(k))).toBe("new");
     expect(await versions(path(k))).toEqual(["2:ENABLED", "1:ENABLED"]);
     expect(await access(path(k), 1)).toBe("old");
@@ -127,13 +134,13 @@ describe("gcpsm store", () => {
   it("creates <key> without versions for a first rotation: consumers find no value, never the staged one", async () => {
     const k = key();
     const rid = randomUUID();
-    await store.stagePending(k, "first", rid);
+    await stage(k, "first", rid);
     const secret = await getSecret(path(k));
     expect(secret?.labels).toEqual({ "managed-by": "cnpg-rotator" });
     expect(secret?.replication?.automatic).toBeTruthy();
     expect(await access(path(k))).toBe(NOT_FOUND);
 
-    await store.promote(k, rid);
+    await promote(k, rid);
     expect(await access(path(k))).toBe("first");
     expect(await versions(path(k))).toEqual(["1:ENABLED"]);
   });
@@ -142,10 +149,10 @@ describe("gcpsm store", () => {
     const k = key();
     const a = randomUUID();
     const b = randomUUID();
-    await store.stagePending(k, "a", a);
-    await store.promote(k, a);
-    await store.stagePending(k, "b", b);
-    await store.promote(k, b);
+    await stage(k, "a", a);
+    await promote(k, a);
+    await stage(k, "b", b);
+    await promote(k, b);
     expect((await getSecret(path(k)))?.annotations).toEqual({
       [CURRENT_ROTATION]: `${b}@2`,
       [PREVIOUS_ROTATION]: `${a}@1`,
@@ -167,8 +174,8 @@ describe("gcpsm store", () => {
       updateMask: { paths: ["annotations"] },
     });
     const rid = randomUUID();
-    await store.stagePending(k, "new", rid);
-    await store.promote(k, rid);
+    await stage(k, "new", rid);
+    await promote(k, rid);
     expect((await getSecret(path(k)))?.annotations).toEqual({
       "team.example.com_owner": "db",
       [CURRENT_ROTATION]: `${rid}@2`,
@@ -178,9 +185,9 @@ describe("gcpsm store", () => {
   it("replaces the sibling of another rotation with a fresh one", async () => {
     const k = key();
     await store.push(k, "old");
-    await store.stagePending(k, "one", randomUUID());
+    await stage(k, "one", randomUUID());
     const rid = randomUUID();
-    await store.stagePending(k, "two", rid);
+    await stage(k, "two", rid);
     expect((await getSecret(path(`${k}-pending`)))?.annotations).toEqual({ [ROTATION_ID]: rid });
     expect(await versions(path(`${k}-pending`))).toEqual(["1:ENABLED"]);
     expect(await access(path(`${k}-pending`), 1)).toBe("two");
@@ -190,7 +197,7 @@ describe("gcpsm store", () => {
     const k = key();
     await store.push(k, "old");
     const rid = randomUUID();
-    await store.stagePending(k, "new", rid);
+    await stage(k, "new", rid);
     // As if a promote had added and recorded the version, then died.
     const sibling = path(`${k}-pending`);
     const [version] = await gcp.addSecretVersion({ parent: path(k), payload: { data: Buffer.from("new") } });
@@ -198,7 +205,7 @@ describe("gcpsm store", () => {
       secret: { name: path(k), annotations: { [CURRENT_ROTATION]: `${rid}@${version.name!.split("/").pop()}` } },
       updateMask: { paths: ["annotations"] },
     });
-    expect(await store.promote(k, rid)).toEqual({ versionId: rid, value: "new", rotationId: rid });
+    expect(await promote(k, rid)).toEqual({ versionId: rid, value: "new", rotationId: rid });
     expect(await getSecret(sibling)).toBeUndefined();
     expect(await versions(path(k))).toEqual(["2:ENABLED", "1:ENABLED"]);
   });
@@ -215,7 +222,7 @@ describe("gcpsm store", () => {
       const k = key();
       await store.push(k, "old");
       const rid = randomUUID();
-      const staged = await store.stagePending(k, "new", rid);
+      const staged = await stage(k, "new", rid);
       // The other promote of this rotation, done straight through the API.
       const otherPromote = async () => {
         const [v] = await addVersion.call(gcp, { parent: path(k), payload: { data: Buffer.from("new") } });
@@ -224,19 +231,25 @@ describe("gcpsm store", () => {
           updateMask: { paths: ["annotations"] },
         });
       };
-      // "newer": it lands between our AddSecretVersion and our UpdateSecret; "older": just before our AddSecretVersion.
+      // "newer": it lands between our AddSecretVersion and our UpdateSecret recording it (the second
+      // UpdateSecret: the first is our claim); "older": just before our AddSecretVersion.
       const spy =
         other === "newer"
-          ? vi.spyOn(proto, "updateSecret").mockImplementationOnce(async function (this: unknown, ...args: unknown[]) {
-              await otherPromote();
-              return updateSecret.apply(this, args);
-            } as never)
+          ? vi
+              .spyOn(proto, "updateSecret")
+              .mockImplementationOnce(function (this: unknown, ...args: unknown[]) {
+                return updateSecret.apply(this, args);
+              } as never)
+              .mockImplementationOnce(async function (this: unknown, ...args: unknown[]) {
+                await otherPromote();
+                return updateSecret.apply(this, args);
+              } as never)
           : vi.spyOn(proto, "addSecretVersion").mockImplementationOnce(async function (this: unknown, ...args: unknown[]) {
               await otherPromote();
               return addVersion.apply(this, args);
             } as never);
       try {
-        expect(await store.promote(k, rid)).toEqual(staged);
+        expect(await promote(k, rid)).toEqual(staged);
       } finally {
         spy.mockRestore();
       }
@@ -265,7 +278,7 @@ describe("gcpsm store", () => {
       },
     });
     expect(await store.getPending(k)).toBeUndefined(); // Nothing staged yet.
-    expect(await store.stagePending(k, "new", rid)).toEqual({ versionId: rid, value: "new", rotationId: rid });
+    expect(await stage(k, "new", rid)).toEqual({ versionId: rid, value: "new", rotationId: rid });
     expect(await versions(path(`${k}-pending`))).toEqual(["1:ENABLED"]);
   });
 
@@ -273,13 +286,13 @@ describe("gcpsm store", () => {
     const k = key();
     await store.push(k, "old");
     const rid = randomUUID();
-    await store.stagePending(k, "first", rid);
+    await stage(k, "first", rid);
     await gcp.disableSecretVersion({ name: `${path(`${k}-pending`)}/versions/1` });
     expect(await store.getPending(k)).toBeUndefined();
-    await expect(store.promote(k, rid)).rejects.toThrow(/without a staged value/);
-    expect(await store.stagePending(k, "second", rid)).toEqual({ versionId: rid, value: "second", rotationId: rid });
+    await expect(promote(k, rid)).rejects.toThrow(/without a staged value/);
+    expect(await stage(k, "second", rid)).toEqual({ versionId: rid, value: "second", rotationId: rid });
     expect(await versions(path(`${k}-pending`))).toEqual(["1:ENABLED"]);
-    await store.promote(k, rid);
+    await promote(k, rid);
     expect(await access(path(k))).toBe("second");
   });
 
@@ -287,15 +300,15 @@ describe("gcpsm store", () => {
     const k = key();
     await store.push(k, "old");
     const rid = randomUUID();
-    await store.stagePending(k, "new", rid);
-    await store.discardPending(k, rid);
+    await stage(k, "new", rid);
+    await discard(k, rid);
     expect(await getSecret(path(`${k}-pending`))).toBeUndefined();
     expect(await access(path(k))).toBe("old");
 
     const fresh = key();
     const first = randomUUID();
-    await store.stagePending(fresh, "never accepted", first);
-    await store.discardPending(fresh, first);
+    await stage(fresh, "never accepted", first);
+    await discard(fresh, first);
     expect(await getSecret(path(fresh))).toBeUndefined();
     expect(await getSecret(path(`${fresh}-pending`))).toBeUndefined();
   });
@@ -303,7 +316,7 @@ describe("gcpsm store", () => {
   it("delete removes the sibling with <key>", async () => {
     const k = key();
     await store.push(k, "old");
-    await store.stagePending(k, "new", randomUUID());
+    await stage(k, "new", randomUUID());
     await store.delete(k);
     expect(await getSecret(path(k))).toBeUndefined();
     expect(await getSecret(path(`${k}-pending`))).toBeUndefined();
@@ -313,11 +326,11 @@ describe("gcpsm store", () => {
     const k = key();
     await store.push(k, "old");
     await gcp.createSecret({ parent: PARENT, secretId: `${k}-pending`, secret: { replication: { automatic: {} } } });
-    const error = await store.stagePending(k, "new", randomUUID()).catch((e: unknown) => e);
+    const error = await stage(k, "new", randomUUID()).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(OwnershipError);
     expect((error as Error).message).toContain(`"${k}-pending"`);
     expect(await store.getPending(k)).toBeUndefined();
-    await store.discardPending(k, randomUUID());
+    await discard(k, randomUUID());
     expect(await getSecret(path(`${k}-pending`))).toBeDefined();
   });
 
@@ -325,7 +338,7 @@ describe("gcpsm store", () => {
     for (const bad of ["team/app", "", "x".repeat(248), "pässword", "db-pending"]) {
       for (const attempt of [
         () => store.push(bad, "v"),
-        () => store.stagePending(bad, "v", randomUUID()),
+        () => stage(bad, "v", randomUUID()),
         () => store.getCurrent(bad),
         () => store.exists(bad),
       ]) {
@@ -346,14 +359,14 @@ describe("gcpsm store", () => {
       expect(regional.description).toContain(`${PARENT}/locations/europe-west1`);
       const k = key();
       const rid = randomUUID();
-      await regional.stagePending(k, "v", rid);
-      await regional.promote(k, rid);
+      await stage(k, "v", rid, regional);
+      await promote(k, rid, regional);
       const name = `${PARENT}/locations/europe-west1/secrets/${k}`;
       expect(await access(name)).toBe("v");
       expect(await getSecret(path(k))).toBeUndefined();
       expect(await regional.getCurrent(k)).toEqual({ versionId: rid, value: "v", rotationId: rid });
     } finally {
-      await regional.close?.();
+      await regional.close();
     }
   });
 
@@ -388,7 +401,7 @@ describe("gcpsm store", () => {
       expect(error.message).not.toContain("secret-value");
     } finally {
       process.env[ENDPOINT_ENV] = saved;
-      await broken.close?.();
+      await broken.close();
     }
   });
 });

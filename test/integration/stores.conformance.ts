@@ -4,8 +4,8 @@
 import { randomUUID } from "node:crypto";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { OwnershipError, StoreStateError } from "../../lib/errors.ts";
-import type { SecretStoreClient, StoredVersion } from "../../lib/stores/legacy.ts";
+import { OwnershipError, StoreConflictError, StoreStateError } from "../../lib/errors.ts";
+import type { SecretStoreClient, StoredVersion } from "../../lib/stores/types.ts";
 
 export interface ConformanceTarget {
   readonly store: SecretStoreClient;
@@ -59,14 +59,18 @@ export function describeStoreConformance(name: string, setup: () => Promise<Conf
       store = t.store;
     });
     afterAll(async () => {
-      await store?.close?.();
+      await store?.close();
     });
+    // Each write decided on what an observation just before it saw, as the engine does.
+    const stage = async (key: string, value: string, rid: string) => store.stage(key, value, rid, await store.observe(key));
+    const promote = async (key: string, rid: string) => store.promote(key, rid, await store.observe(key));
+    const discard = async (key: string, rid: string) => store.discard(key, rid, await store.observe(key));
 
-    describe("stagePending", () => {
+    describe("stage", () => {
       it("makes the value pending, creates the secret with our marker and leaves no current", async () => {
         const key = t.key();
         const rid = rotationId();
-        const staged = await store.stagePending(key, "first", rid);
+        const staged = await stage(key, "first", rid);
         expect(staged).toEqual({ versionId: expect.any(String), value: "first", rotationId: rid });
         expect(await store.getPending(key)).toEqual(staged);
         expect(await store.getCurrent(key)).toBeUndefined();
@@ -78,7 +82,7 @@ export function describeStoreConformance(name: string, setup: () => Promise<Conf
         const key = t.key();
         await store.push(key, "old");
         const before = await store.getCurrent(key);
-        await store.stagePending(key, "new", rotationId());
+        await stage(key, "new", rotationId());
         expect(await store.getCurrent(key)).toEqual(before);
         expect((await t.inspect(key))?.current).toBe("old");
       });
@@ -86,9 +90,9 @@ export function describeStoreConformance(name: string, setup: () => Promise<Conf
       it("is idempotent per rotation id: the first staged value is kept and returned", async () => {
         const key = t.key();
         const rid = rotationId();
-        const first = await store.stagePending(key, "first", rid);
-        const again = await store.stagePending(key, "first", rid);
-        const other = await store.stagePending(key, "a different value", rid);
+        const first = await stage(key, "first", rid);
+        const again = await stage(key, "first", rid);
+        const other = await stage(key, "a different value", rid);
         expect(again).toEqual(first);
         expect(other).toEqual(first);
         expect(await store.getPending(key)).toEqual(first);
@@ -97,9 +101,9 @@ export function describeStoreConformance(name: string, setup: () => Promise<Conf
       it("replaces the pending version of another rotation", async () => {
         const key = t.key();
         await store.push(key, "old");
-        const one = await store.stagePending(key, "one", rotationId());
+        const one = await stage(key, "one", rotationId());
         const rid = rotationId();
-        const two = await store.stagePending(key, "two", rid);
+        const two = await stage(key, "two", rid);
         expect(two.versionId).not.toBe(one.versionId);
         expect(await store.getPending(key)).toEqual({ versionId: two.versionId, value: "two", rotationId: rid });
         expect((await store.getCurrent(key))?.value).toBe("old");
@@ -111,7 +115,8 @@ export function describeStoreConformance(name: string, setup: () => Promise<Conf
           await prepare(key);
           const rid = rotationId();
           const values = ["v0", "v1", "v2", "v3", "v4"];
-          const results = await Promise.all(values.map((v) => store.stagePending(key, v, rid)));
+          const seen = await store.observe(key);
+          const results = await Promise.all(values.map((v) => store.stage(key, v, rid, seen)));
           const pending = await store.getPending(key);
           expect(pending?.rotationId).toBe(rid);
           expect(values).toContain(pending?.value);
@@ -126,8 +131,8 @@ export function describeStoreConformance(name: string, setup: () => Promise<Conf
         await store.push(key, "old");
         const old = await store.getCurrent(key);
         const rid = rotationId();
-        const staged = await store.stagePending(key, "new", rid);
-        const promoted = await store.promote(key, rid);
+        const staged = await stage(key, "new", rid);
+        const promoted = await promote(key, rid);
         expect(promoted).toEqual(staged);
         expect(await store.getCurrent(key)).toEqual(staged);
         expect(await store.getPrevious(key)).toEqual(old);
@@ -139,19 +144,19 @@ export function describeStoreConformance(name: string, setup: () => Promise<Conf
         const key = t.key();
         await store.push(key, "old");
         const rid = rotationId();
-        await store.stagePending(key, "new", rid);
-        const first = await store.promote(key, rid);
+        await stage(key, "new", rid);
+        const first = await promote(key, rid);
         const previous = await store.getPrevious(key);
-        expect(await store.promote(key, rid)).toEqual(first);
+        expect(await promote(key, rid)).toEqual(first);
         expect(await store.getCurrent(key)).toEqual(first);
         expect(await store.getPrevious(key)).toEqual(previous);
         // Staging a rotation that is already current returns it and stages nothing.
-        expect(await store.stagePending(key, "late retry", rid)).toEqual(first);
+        expect(await stage(key, "late retry", rid)).toEqual(first);
         expect(await store.getPending(key)).toBeUndefined();
         // A later rotation still stages and promotes normally.
         const next = rotationId();
-        await store.stagePending(key, "newer", next);
-        await store.promote(key, next);
+        await stage(key, "newer", next);
+        await promote(key, next);
         expect((await store.getCurrent(key))?.value).toBe("newer");
         expect((await store.getPrevious(key))?.value).toBe("new");
       });
@@ -159,8 +164,8 @@ export function describeStoreConformance(name: string, setup: () => Promise<Conf
       it("of the first rotation of a new secret leaves no previous", async () => {
         const key = t.key();
         const rid = rotationId();
-        const staged = await store.stagePending(key, "first", rid);
-        await store.promote(key, rid);
+        const staged = await stage(key, "first", rid);
+        await promote(key, rid);
         expect(await store.getCurrent(key)).toEqual(staged);
         expect(await store.getPrevious(key)).toBeUndefined();
         expect(await store.getPending(key)).toBeUndefined();
@@ -169,39 +174,39 @@ export function describeStoreConformance(name: string, setup: () => Promise<Conf
 
       it("of a rotation that is not pending is a StoreStateError and changes nothing", async () => {
         const missing = t.key();
-        await expect(store.promote(missing, rotationId())).rejects.toBeInstanceOf(StoreStateError);
+        await expect(promote(missing, rotationId())).rejects.toBeInstanceOf(StoreStateError);
         expect(await store.exists(missing)).toBe(false);
 
         const key = t.key();
         await store.push(key, "old");
-        const staged = await store.stagePending(key, "new", rotationId());
-        await expect(store.promote(key, rotationId())).rejects.toBeInstanceOf(StoreStateError);
+        const staged = await stage(key, "new", rotationId());
+        await expect(promote(key, rotationId())).rejects.toBeInstanceOf(StoreStateError);
         expect(await store.getPending(key)).toEqual(staged);
         expect((await store.getCurrent(key))?.value).toBe("old");
       });
     });
 
-    describe("discardPending", () => {
+    describe("discard", () => {
       it("drops the pending version of that rotation only", async () => {
         const key = t.key();
         await store.push(key, "old");
         const current = await store.getCurrent(key);
         const rid = rotationId();
-        const staged = await store.stagePending(key, "new", rid);
-        await store.discardPending(key, rotationId());
+        const staged = await stage(key, "new", rid);
+        await discard(key, rotationId());
         expect(await store.getPending(key)).toEqual(staged);
-        await store.discardPending(key, rid);
+        await discard(key, rid);
         expect(await store.getPending(key)).toBeUndefined();
         expect(await store.getCurrent(key)).toEqual(current);
-        await store.discardPending(key, rid); // Nothing left to drop: fine.
+        await discard(key, rid); // Nothing left to drop: fine.
         expect(await t.inspect(key)).toEqual({ current: "old", owned: true });
       });
 
       it("of a secret that never had a current value leaves no secret behind", async () => {
         const key = t.key();
         const rid = rotationId();
-        await store.stagePending(key, "never promoted", rid);
-        await store.discardPending(key, rid);
+        await stage(key, "never promoted", rid);
+        await discard(key, rid);
         expect(await store.getPending(key)).toBeUndefined();
         expect(await store.getCurrent(key)).toBeUndefined();
         expect(await store.exists(key)).toBe(false);
@@ -209,7 +214,7 @@ export function describeStoreConformance(name: string, setup: () => Promise<Conf
       });
 
       it("of a missing secret is fine", async () => {
-        await expect(store.discardPending(t.key(), rotationId())).resolves.toBeUndefined();
+        await expect(discard(t.key(), rotationId())).resolves.toBeUndefined();
       });
     });
 
@@ -257,13 +262,112 @@ export function describeStoreConformance(name: string, setup: () => Promise<Conf
         const key = t.key();
         await store.push(key, "old");
         const rid = rotationId();
-        const staged = await store.stagePending(key, "staged", rid);
+        const staged = await stage(key, "staged", rid);
         await store.push(key, "pushed");
         expect(await store.getPending(key)).toEqual(staged);
         expect((await store.getCurrent(key))?.value).toBe("pushed");
-        await store.promote(key, rid);
+        await promote(key, rid);
         expect((await store.getCurrent(key))?.value).toBe("staged");
         expect((await store.getPrevious(key))?.value).toBe("pushed");
+      });
+    });
+
+    describe("fences", () => {
+      it("a stage decided on a stale observation is a StoreConflictError and changes nothing", async () => {
+        const key = t.key();
+        await store.push(key, "old");
+        const stale = await store.observe(key);
+        await store.push(key, "pushed meanwhile");
+        await expect(store.stage(key, "new", rotationId(), stale)).rejects.toBeInstanceOf(StoreConflictError);
+        expect(await store.getPending(key)).toBeUndefined();
+        expect((await store.getCurrent(key))?.value).toBe("pushed meanwhile");
+
+        // Another rotation staged since the observation: its pending value stays.
+        const before = await store.observe(key);
+        const other = await stage(key, "other", rotationId());
+        await expect(store.stage(key, "mine", rotationId(), before)).rejects.toBeInstanceOf(StoreConflictError);
+        expect(await store.getPending(key)).toEqual(other);
+
+        // A secret created since an observation that found none.
+        const fresh = t.key();
+        const none = await store.observe(fresh);
+        await store.push(fresh, "created meanwhile");
+        await expect(store.stage(fresh, "new", rotationId(), none)).rejects.toBeInstanceOf(StoreConflictError);
+        expect(await store.getPending(fresh)).toBeUndefined();
+      });
+
+      it("a promote decided before current moved is a StoreConflictError and changes nothing; observed again, it goes ahead", async () => {
+        const key = t.key();
+        await store.push(key, "old");
+        const rid = rotationId();
+        const staged = await stage(key, "new", rid);
+        const stale = await store.observe(key);
+        await store.push(key, "pushed meanwhile");
+        await expect(store.promote(key, rid, stale)).rejects.toBeInstanceOf(StoreConflictError);
+        expect((await store.getCurrent(key))?.value).toBe("pushed meanwhile");
+        expect(await store.getPending(key)).toEqual(staged);
+        expect(await promote(key, rid)).toEqual(staged);
+        expect((await store.getPrevious(key))?.value).toBe("pushed meanwhile");
+      });
+
+      it("a promote of a rotation discarded since the observation is refused and leaves current as it was", async () => {
+        const key = t.key();
+        await store.push(key, "old");
+        const current = await store.getCurrent(key);
+        const rid = rotationId();
+        await stage(key, "never accepted", rid);
+        const stale = await store.observe(key);
+        await discard(key, rid);
+        await expect(store.promote(key, rid, stale)).rejects.toSatisfy(
+          (e) => e instanceof StoreStateError || e instanceof StoreConflictError,
+        );
+        expect(await store.getCurrent(key)).toEqual(current);
+        expect(await store.getPending(key)).toBeUndefined();
+        expect((await t.inspect(key))?.current).toBe("old");
+      });
+
+      it("a push decided before current moved is a StoreConflictError, unless it already holds the value", async () => {
+        const key = t.key();
+        await store.push(key, "old");
+        const stale = await store.observe(key);
+        await store.push(key, "pushed meanwhile");
+        await expect(store.push(key, "mine", { seen: stale })).rejects.toBeInstanceOf(StoreConflictError);
+        expect((await store.getCurrent(key))?.value).toBe("pushed meanwhile");
+        expect(await store.push(key, "pushed meanwhile", { seen: stale })).toMatchObject({ changed: false });
+        expect((await store.push(key, "mine", { seen: await store.observe(key) })).changed).toBe(true);
+      });
+
+      it("a stale run staging again under a rotation id gets the value first staged, pending or already current", async () => {
+        const key = t.key();
+        await store.push(key, "old");
+        const rid = rotationId();
+        const stale = await store.observe(key);
+        const first = await store.stage(key, "first", rid, stale);
+        // The zombie wakes with its old observation and another password for the same rotation.
+        expect(await store.stage(key, "zombie", rid, stale)).toEqual(first);
+        await promote(key, rid);
+        expect(await store.stage(key, "zombie", rid, stale)).toEqual(first);
+        expect(await store.getCurrent(key)).toEqual(first);
+        expect(await store.getPending(key)).toBeUndefined();
+      });
+
+      it("observe names current and pending as getCurrent and getPending do, without values", async () => {
+        const key = t.key();
+        expect(await store.observe(key)).toEqual({ exists: false, owned: false });
+        const pushed = await store.push(key, "old");
+        const rid = rotationId();
+        await stage(key, "new", rid);
+        expect(await store.observe(key)).toEqual({
+          exists: true,
+          owned: true,
+          current: { versionId: pushed.versionId },
+          pending: { versionId: rid, rotationId: rid },
+        });
+        await promote(key, rid);
+        expect(await store.observe(key)).toEqual({ exists: true, owned: true, current: { versionId: rid, rotationId: rid } });
+        const fresh = t.key();
+        await stage(fresh, "first", rid);
+        expect(await store.observe(fresh)).toEqual({ exists: true, owned: true, pending: { versionId: rid, rotationId: rid } });
       });
     });
 
@@ -276,7 +380,7 @@ export function describeStoreConformance(name: string, setup: () => Promise<Conf
 
         const ours = "our-value-51e7";
         const refusals = [
-          () => store.stagePending(key, ours, rotationId()),
+          () => stage(key, ours, rotationId()),
           () => store.push(key, ours),
           () => store.delete(key),
         ];
@@ -291,10 +395,10 @@ export function describeStoreConformance(name: string, setup: () => Promise<Conf
           expect((error as Error).message).not.toContain(ours);
         }
         // Nothing of ours can be pending there: promote refuses (as foreign or as not pending), discard does nothing.
-        await expect(store.promote(key, rotationId())).rejects.toSatisfy(
+        await expect(promote(key, rotationId())).rejects.toSatisfy(
           (e) => e instanceof OwnershipError || e instanceof StoreStateError,
         );
-        await store.discardPending(key, rotationId());
+        await discard(key, rotationId());
         // IfNotExists leaves any existing secret alone, as ESO does.
         expect(await store.push(key, ours, { ifNotExists: true })).toMatchObject({ changed: false });
 
@@ -330,10 +434,10 @@ export function describeStoreConformance(name: string, setup: () => Promise<Conf
         for (const value of AWKWARD_VALUES) {
           const key = t.key();
           const rid = rotationId();
-          const staged: StoredVersion = await store.stagePending(key, value, rid);
+          const staged: StoredVersion = await stage(key, value, rid);
           expect(Buffer.from(staged.value)).toEqual(Buffer.from(value));
           expect((await store.getPending(key))?.value).toBe(value);
-          expect((await store.promote(key, rid)).value).toBe(value);
+          expect((await promote(key, rid)).value).toBe(value);
           expect((await store.getCurrent(key))?.value).toBe(value);
           expect((await t.inspect(key))?.current).toBe(value);
           // The same value pushed again is recognised as equal, so no new version.

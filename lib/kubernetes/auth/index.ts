@@ -17,5 +17,11 @@ export {
   readInsecureSkipTlsVerify,
 } from "./environment.ts";
 export { GKE_SCOPE, type GoogleAccessTokenClient } from "./gke.ts";
-export { parseKubeconfigFrom, readKubeconfigFrom, type StoredConnection } from "./kubeconfig-from.ts";
+export {
+  type KubeconfigReference,
+  parseKubeconfigFrom,
+  readKubeconfigFrom,
+  type StoredConnection,
+  type StoredSecretReader,
+} from "./kubeconfig-from.ts";
 export { type Token, TokenProvider, type TokenProviderOptions, type TokenSource } from "./token.ts";

@@ -1,9 +1,11 @@
 // CNPG_ROTATOR_KUBECONFIG_FROM: the cluster connection kept in a secret store rather than
 // in the function's plain configuration (which anyone who can read the function sees).
-// Read once at cold start with the function's own identity. Each store's SDK is imported
-// only when named. The value is never logged, and no error quotes it.
+// Read once at cold start with the function's own identity, through the stores' own
+// primitives: the cluster client and the stores meet only in the engine, which hands the
+// reader over (lib/rotation/context.ts: readStoredConnection). The value is never logged,
+// and no error quotes it.
 import { InputError, RotatorError, StoreError } from "../../errors.ts";
-import { KUBECONFIG_FROM_ENV, notInThisBuild, parseCaPem, parseServer } from "./environment.ts";
+import { KUBECONFIG_FROM_ENV, parseCaPem, parseServer } from "./environment.ts";
 
 export type StoredConnection =
   /** A kubeconfig, as YAML (JSON is YAML too). */
@@ -17,13 +19,25 @@ export type StoredConnection =
       readonly source: string;
     };
 
-type Reference =
+/** Where CNPG_ROTATOR_KUBECONFIG_FROM points. */
+export type KubeconfigReference =
   | { readonly store: "aws"; readonly secretId: string; readonly region: string | undefined }
-  | { readonly store: "gcpsm"; readonly name: string; readonly location: string | undefined }
+  | {
+      readonly store: "gcpsm";
+      /** The full resource name, `projects/<p>[/locations/<l>]/secrets/<s>/versions/<v>`. */
+      readonly name: string;
+      readonly project: string;
+      readonly location: string | undefined;
+      readonly secret: string;
+      readonly version: string;
+    }
   | { readonly store: "azurekv"; readonly vaultUrl: string; readonly name: string; readonly version: string | undefined };
 
+/** Reads the secret a reference names, with the function's own identity (the engine's stores provide it). */
+export type StoredSecretReader = (ref: KubeconfigReference, env: NodeJS.ProcessEnv) => Promise<string>;
+
 /** Checks the syntax of CNPG_ROTATOR_KUBECONFIG_FROM (no I/O). */
-export function parseKubeconfigFrom(value: string): Reference & { readonly description: string } {
+export function parseKubeconfigFrom(value: string): KubeconfigReference & { readonly description: string } {
   const colon = value.indexOf(":");
   const scheme = colon < 0 ? "" : value.slice(0, colon);
   const rest = value.slice(colon + 1).trim();
@@ -44,7 +58,15 @@ export function parseKubeconfigFrom(value: string): Reference & { readonly descr
       const m = /^projects\/([^/]+)\/(?:locations\/([a-z0-9-]+)\/)?secrets\/([^/]+)(?:\/versions\/([^/]+))?$/.exec(rest);
       if (!m) throw new InputError(`${KUBECONFIG_FROM_ENV}: "${value}": ${expected}`);
       const name = m[4] ? rest : `${rest}/versions/latest`;
-      return { store: "gcpsm", name, location: m[2], description: `Google Secret Manager ${name}` };
+      return {
+        store: "gcpsm",
+        name,
+        project: m[1]!,
+        location: m[2],
+        secret: m[3]!,
+        version: m[4] ?? "latest",
+        description: `Google Secret Manager ${name}`,
+      };
     }
     case "azurekv": {
       const url = URL.parse(rest);
@@ -70,80 +92,24 @@ export function parseKubeconfigFrom(value: string): Reference & { readonly descr
   }
 }
 
-/** Fetches and parses the connection `value` names, with the function's own cloud identity. */
-export async function readKubeconfigFrom(value: string, env: NodeJS.ProcessEnv = process.env): Promise<StoredConnection> {
+/** Fetches (with `read`, the function's own cloud identity) and parses the connection `value` names. */
+export async function readKubeconfigFrom(
+  value: string,
+  read: StoredSecretReader,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<StoredConnection> {
   const ref = parseKubeconfigFrom(value);
   const source = `${KUBECONFIG_FROM_ENV} (${ref.description})`;
   let text: string;
   try {
-    text = await fetchSecret(ref, env);
+    text = await read(ref, env);
   } catch (e) {
-    if (e instanceof RotatorError) throw e;
+    if (e instanceof InputError) throw e;
     const err = e as Error;
-    const name = err.name && err.name !== "Error" ? `${err.name}: ` : "";
-    throw new StoreError(`cannot read the cluster connection from ${source}: ${name}${err.message.split("\n")[0]}`, {
-      cause: e,
-    });
+    const name = err.name && err.name !== "Error" && !(e instanceof RotatorError) ? `${err.name}: ` : "";
+    throw new StoreError(`cannot read the cluster connection from ${source}: ${name}${err.message.split("\n")[0]}`, { cause: e });
   }
   return parseStoredConnection(text, source);
-}
-
-async function fetchSecret(ref: Reference, env: NodeJS.ProcessEnv): Promise<string> {
-  // A cloud's bundle keeps only its own store: the bundlers define CNPG_ROTATOR_BUNDLE_CLOUD
-  // (unset unbundled: every store). Written out in each condition, as esbuild folds it only so.
-  switch (ref.store) {
-    case "aws":
-      if (!process.env.CNPG_ROTATOR_BUNDLE_CLOUD || process.env.CNPG_ROTATOR_BUNDLE_CLOUD === "aws") return fetchAws(ref, env);
-      throw notInThisBuild(KUBECONFIG_FROM_ENV, "aws store", "aws");
-    case "gcpsm":
-      if (!process.env.CNPG_ROTATOR_BUNDLE_CLOUD || process.env.CNPG_ROTATOR_BUNDLE_CLOUD === "gcp") return fetchGcp(ref);
-      throw notInThisBuild(KUBECONFIG_FROM_ENV, "gcpsm store", "gcp");
-    case "azurekv":
-      if (!process.env.CNPG_ROTATOR_BUNDLE_CLOUD || process.env.CNPG_ROTATOR_BUNDLE_CLOUD === "azure") return fetchAzure(ref);
-      throw notInThisBuild(KUBECONFIG_FROM_ENV, "azurekv store", "azure");
-  }
-}
-
-async function fetchAws(ref: Extract<Reference, { store: "aws" }>, env: NodeJS.ProcessEnv): Promise<string> {
-  const region = ref.region ?? (env.AWS_REGION || env.AWS_DEFAULT_REGION);
-  if (!region) {
-    throw new InputError(`${KUBECONFIG_FROM_ENV}: give the secret's ARN or set AWS_REGION, so the secret's region is known`);
-  }
-  const { SecretsManagerClient, GetSecretValueCommand } = await import("@aws-sdk/client-secrets-manager");
-  // Endpoint (AWS_ENDPOINT_URL_SECRETS_MANAGER) and credentials come from the SDK's own chain.
-  const client = new SecretsManagerClient({ region });
-  try {
-    const out = await client.send(new GetSecretValueCommand({ SecretId: ref.secretId }));
-    if (out.SecretString !== undefined) return out.SecretString;
-    if (out.SecretBinary !== undefined) return Buffer.from(out.SecretBinary).toString("utf8");
-    return "";
-  } finally {
-    client.destroy();
-  }
-}
-
-async function fetchGcp(ref: Extract<Reference, { store: "gcpsm" }>): Promise<string> {
-  const { SecretManagerServiceClient } = await import("@google-cloud/secret-manager");
-  const client = new SecretManagerServiceClient(
-    ref.location ? { apiEndpoint: `secretmanager.${ref.location}.rep.googleapis.com` } : {},
-  );
-  try {
-    const [version] = await client.accessSecretVersion({ name: ref.name });
-    const data = version.payload?.data;
-    return data === undefined || data === null ? "" : typeof data === "string" ? data : Buffer.from(data).toString("utf8");
-  } finally {
-    await client.close();
-  }
-}
-
-async function fetchAzure(ref: Extract<Reference, { store: "azurekv" }>): Promise<string> {
-  const [{ SecretClient }, { DefaultAzureCredential }] = await Promise.all([
-    import("@azure/keyvault-secrets"),
-    import("@azure/identity"),
-  ]);
-  const client = new SecretClient(ref.vaultUrl, new DefaultAzureCredential());
-  const secret = await client.getSecret(ref.name, ref.version ? { version: ref.version } : {});
-  return secret.value ?? "";
 }
 
 /**

@@ -1,0 +1,575 @@
+// The rotation protocol over a store's primitives, written once (docs/STORE-DESIGN.md): pending,
+// current and previous, the fences, the ownership check, and (StoreCalls) error wrapping,
+// retries and the request timeout. A provider (lib/stores/<name>.ts) implements only what its
+// service does (types.ts: NativePrimitives or SiblingPrimitives) and hands them to createClient.
+import { InputError, OwnershipError, RotatorError, StoreConflictError, StoreError, StoreStateError } from "../errors.ts";
+import { parseDuration } from "../manifests/duration.ts";
+import { withRetry } from "../retry.ts";
+import { MANAGED_BY_KEY, MANAGED_BY_VALUE } from "./types.ts";
+import type { LabelledSecret, LabelledVersion, Marks, NativePrimitives, PushResult, RawVersion, RemoteState } from "./types.ts";
+import type { SecretHead, SecretStoreClient, SiblingPrimitives, StoreCapabilities, StoredVersion, StorePrimitives, VersionRef } from "./types.ts";
+
+// ---- Calls: the one place a provider error becomes a StoreError, and a transient one is retried.
+
+export const TIMEOUT_ENV = "CNPG_ROTATOR_STORE_TIMEOUT";
+const DEFAULT_TIMEOUT_MS = 10_000;
+
+/**
+ * How long one request to a store may take (connect to last byte) before it is abandoned and,
+ * as a transient failure, retried: CNPG_ROTATOR_STORE_TIMEOUT ("10s", "2m", or seconds), default 10 s.
+ */
+export function requestTimeoutMs(env: NodeJS.ProcessEnv = process.env): number {
+  const raw = env[TIMEOUT_ENV]?.trim();
+  if (!raw) return DEFAULT_TIMEOUT_MS;
+  const ms = /^\d+(\.\d+)?$/.test(raw) ? Number(raw) * 1000 : parseDuration(raw);
+  if (ms === undefined || !(ms > 0)) {
+    throw new InputError(`${TIMEOUT_ENV}: expected a positive duration such as "10s" or "1m", found "${raw}"`);
+  }
+  return ms;
+}
+
+export interface CallRules {
+  /** Whether an error is worth another try (reset, timeout, 429, 5xx). */
+  transient(error: unknown): boolean;
+  /** The provider error in one line (default: its name and message). Services' messages never echo values. */
+  detail?(error: unknown): string;
+}
+
+/** What a provider sends every request through. */
+export type Send = <T>(call: string, name: string, fn: () => Promise<T>) => Promise<T>;
+
+/** Transient failures retried with lib/retry.ts, any other wrapped in a StoreError naming the call, the secret and the store. */
+export function storeCalls(description: string, rules: CallRules): Send {
+  return async (call, name, fn) => {
+    try {
+      return await withRetry(fn, { what: `${call} "${name}" in ${description}`, isTransient: rules.transient });
+    } catch (error) {
+      if (error instanceof RotatorError) throw error;
+      const e = error as Error;
+      const detail = rules.detail?.(error) ?? `${e.name && e.name !== "Error" ? `${e.name}: ` : ""}${String(e.message).split("\n")[0]}`;
+      throw new StoreError(`${call} of "${name}" in ${description} failed: ${detail}`, { cause: error });
+    }
+  };
+}
+
+/** Resolves to `fallback` when `error` is one the caller expects (e.g. not found); rethrows anything else. */
+export function unless<T>(expected: (error: unknown) => boolean, fallback: T): (error: unknown) => T {
+  return (error) => {
+    if (expected(error)) return fallback;
+    throw error;
+  };
+}
+
+// ---- The protocol.
+
+export const OURS: Marks = { [MANAGED_BY_KEY]: MANAGED_BY_VALUE };
+/** `<key>` + this names the sibling that holds a staged value (stores without native staging). */
+export const PENDING_SUFFIX = "-pending";
+/** On the sibling: the rotation whose value it holds. */
+export const ROTATION_ID = "cnpg-rotator-rotation-id";
+/** Native staging labels: AWS's own, and the file store's. */
+export const PENDING = "AWSPENDING";
+export const CURRENT = "AWSCURRENT";
+export const PREVIOUS = "AWSPREVIOUS";
+/** Ours: on a first version that the service made current although it was only staged (AWS does). */
+export const UNPROMOTED = "CNPG_ROTATOR_UNPROMOTED";
+
+/**
+ * Where a service keeps no metadata per version (GCP annotations, Vault custom_metadata), the
+ * secret's metadata records which versions rotations wrote: `<rotation id>@<version>` for the
+ * current rotation's version and the one before it.
+ */
+export const CURRENT_ROTATION = "cnpg-rotator-current-rotation";
+export const PREVIOUS_ROTATION = "cnpg-rotator-previous-rotation";
+
+/** The marks recording `versionId` as `rotationId`'s; the record of another rotation it replaces becomes the previous one. */
+export function recordRotation(marks: Marks, versionId: string, rotationId: string): Record<string, string> {
+  const next: Record<string, string> = { ...marks, [CURRENT_ROTATION]: `${rotationId}@${versionId}` };
+  const before = marks[CURRENT_ROTATION];
+  if (before !== undefined && !before.startsWith(`${rotationId}@`)) next[PREVIOUS_ROTATION] = before;
+  return next;
+}
+
+/** The rotation the marks record as having written `versionId`, if any. */
+export function recordedRotation(marks: Marks, versionId: string): string | undefined {
+  for (const record of [marks[CURRENT_ROTATION], marks[PREVIOUS_ROTATION]]) {
+    const at = record?.lastIndexOf("@") ?? -1;
+    if (at > 0 && record!.slice(at + 1) === versionId) return record!.slice(0, at);
+  }
+  return undefined;
+}
+
+/** The client the engine uses, over a provider's primitives. */
+export function createClient(primitives: StorePrimitives): SecretStoreClient {
+  return primitives.staging === "native" ? new NativeStore(primitives) : new SiblingStore(primitives);
+}
+
+const isOwned = (marks: Marks | undefined) => marks?.[MANAGED_BY_KEY] === MANAGED_BY_VALUE;
+
+/** Ownership, fences, one call at a time per key in this process: what both ways of staging share. */
+abstract class Protocol<P extends StorePrimitives> {
+  readonly provider: string;
+  readonly description: string;
+  readonly capabilities: StoreCapabilities;
+  protected readonly p: P;
+  // Calls that change one key run one after another, so concurrent calls of this process see
+  // each other's writes (the only fence Azure has within a process; the Lease keeps others out).
+  readonly #queues = new Map<string, Promise<void>>();
+
+  constructor(p: P, nativeStaging: boolean) {
+    this.p = p;
+    this.provider = p.provider;
+    this.description = p.description;
+    this.capabilities = { nativeStaging, compareAndSwap: p.compareAndSwap };
+  }
+
+  close(): Promise<void> {
+    return this.p.close();
+  }
+
+  protected async serialized<T>(name: string, body: () => Promise<T>): Promise<T> {
+    const run = (this.#queues.get(name) ?? Promise.resolve()).then(body);
+    const tail = run.then(noop, noop);
+    this.#queues.set(name, tail);
+    try {
+      return await run;
+    } finally {
+      if (this.#queues.get(name) === tail) this.#queues.delete(name);
+    }
+  }
+
+  protected assertOwned(name: string, marks: Marks, action: string): void {
+    if (isOwned(marks)) return;
+    const found = marks[MANAGED_BY_KEY];
+    throw new OwnershipError(
+      `refusing to ${action} "${name}" in ${this.description}: expected ${this.p.markKind} ${MANAGED_BY_KEY}=${MANAGED_BY_VALUE}, found ${
+        found === undefined ? `no such ${this.p.markKind}` : `${MANAGED_BY_KEY}=${found}`
+      }; it was not created by cnpg-rotator`,
+    );
+  }
+
+  /** The fence of a write decided on `seen`: StoreConflictError, nothing written, when the remote moved since. */
+  protected fence(action: string, name: string, now: RemoteState, seen: RemoteState, what: "current" | "both"): void {
+    const moved =
+      now.exists !== seen.exists ||
+      now.current?.versionId !== seen.current?.versionId ||
+      (what === "both" && now.pending?.versionId !== seen.pending?.versionId);
+    if (!moved) return;
+    throw new StoreConflictError(
+      `cannot ${action} "${name}" in ${this.description}: expected ${showState(seen)} as observed, found ${showState(now)}; nothing was written`,
+    );
+  }
+
+  protected checkRotationId(name: string, rotationId: string): void {
+    if (rotationId.length < 32 || rotationId.length > 64) {
+      throw new StoreError(
+        `cannot stage into "${name}" in ${this.description}: expected a rotation id of 32 to 64 characters (AWS takes it as ClientRequestToken), found ${rotationId.length}`,
+      );
+    }
+  }
+
+  protected notPending(name: string, rotationId: string, found: string): StoreStateError {
+    return new StoreStateError(
+      `cannot promote rotation ${rotationId} of "${name}" in ${this.description}: expected it pending, found ${found}`,
+    );
+  }
+}
+
+const noop = () => {};
+const showVersion = (r: VersionRef | undefined) => (r ? `version ${r.versionId}` : "none");
+const showState = (s: RemoteState) => (s.exists ? `current ${showVersion(s.current)}, pending ${showVersion(s.pending)}` : "no secret");
+/** True when `write` went ahead, false when it lost its compare-and-swap; other errors pass. */
+const wentAhead = (write: Promise<unknown>) =>
+  write.then(
+    () => true,
+    (error: unknown) => (error instanceof StoreConflictError ? false : Promise.reject(error)),
+  );
+
+/** A version as the engine names it: a rotation's by its rotation id, any other by the provider's id. */
+function refOf(v: { readonly versionId: string; readonly rotationId?: string }): VersionRef {
+  return v.rotationId === undefined ? { versionId: v.versionId } : { versionId: v.rotationId, rotationId: v.rotationId };
+}
+
+function storedOf(v: RawVersion): StoredVersion;
+function storedOf(v: RawVersion | undefined): StoredVersion | undefined;
+function storedOf(v: RawVersion | undefined): StoredVersion | undefined {
+  return v && { ...refOf(v), value: v.value };
+}
+
+// ---- Native staging (AWS, file): labels on versions, moved by the service.
+
+const has = (v: LabelledVersion | undefined, label: string) => v?.labels.includes(label) ?? false;
+/** Current in the protocol's sense: the current label, on a version that is not a never-promoted first one. */
+const isPromoted = (v: LabelledVersion | undefined) => has(v, CURRENT) && !has(v, UNPROMOTED);
+const holder = (s: LabelledSecret | undefined, label: string) => s?.versions.find((v) => v.labels.includes(label));
+
+function nativeState(s: LabelledSecret | undefined): RemoteState {
+  if (!s) return { exists: false, owned: false };
+  if (s.deleted) return { exists: false, owned: isOwned(s.marks) };
+  const current = s.versions.find(isPromoted);
+  const pending = holder(s, PENDING);
+  return {
+    exists: true,
+    owned: isOwned(s.marks),
+    ...(current ? { current: refOf(current) } : {}),
+    ...(pending ? { pending: refOf(pending) } : {}),
+  };
+}
+
+class NativeStore extends Protocol<NativePrimitives> implements SecretStoreClient {
+  /** Values by version: a version never changes, so one read (or written) here is never read again. */
+  readonly #values = new Map<string, string>();
+
+  constructor(p: NativePrimitives) {
+    super(p, true);
+  }
+
+  async observe(key: string): Promise<RemoteState> {
+    return nativeState(await this.p.describe(this.p.names(key).key));
+  }
+
+  getCurrent = (key: string) => this.#byLabel(key, CURRENT);
+  getPending = (key: string) => this.#byLabel(key, PENDING);
+  getPrevious = (key: string) => this.#byLabel(key, PREVIOUS);
+
+  async stage(key: string, value: string, rotationId: string, seen: RemoteState): Promise<StoredVersion> {
+    const name = this.p.names(key).key;
+    this.checkRotationId(name, rotationId);
+    return this.serialized(name, async () => {
+      const secret = await this.p.describe(name);
+      if (secret) this.assertOwned(name, secret.marks, "stage a pending version in");
+      const mine = secret?.deleted ? undefined : secret?.versions.find((v) => v.rotationId === rotationId);
+      // The first value staged for a rotation is the one kept: a retry must not change the password.
+      if (has(mine, PENDING) || isPromoted(mine)) return this.#version(name, mine!);
+      this.fence("stage a pending version in", name, nativeState(secret), seen, "both");
+      if (!secret) {
+        if ((await this.p.create(name)) === false) throw this.#moved("stage a pending version in", name, "it was created meanwhile");
+      } else if (secret.deleted) {
+        await this.p.restore(name);
+      }
+      // AWS makes a secret's first version current whatever it is asked: ours marks it as not promoted.
+      // (A secret restored from its recovery window keeps its labels.)
+      const labels = holder(secret, CURRENT) ? [PENDING] : [PENDING, UNPROMOTED];
+      const put = await this.p.put(name, value, { rotationId, labels });
+      // A version of this rotation staged and discarded before: the service does not relabel it on a repeat.
+      if (!has(put, PENDING)) await this.p.move(name, PENDING, { to: put.versionId, ...from(holder(secret, PENDING)) });
+      return this.#remember(name, put, put.value);
+    });
+  }
+
+  async promote(key: string, rotationId: string, seen: RemoteState): Promise<StoredVersion> {
+    const name = this.p.names(key).key;
+    return this.serialized(name, async () => {
+      if (seen.owned && seen.current && seen.pending?.rotationId === rotationId) {
+        // As observed, without a second look: moving the current label off the version seen holding
+        // it is the service's compare-and-swap (refused: look, and go on from what is there).
+        if (await wentAhead(this.p.move(name, CURRENT, { to: rotationId, from: seen.current.versionId }))) {
+          if (await wentAhead(this.p.move(name, PENDING, { from: rotationId }))) {
+            return this.#version(name, { versionId: rotationId, rotationId, labels: [CURRENT] });
+          }
+          // Discarded or replaced since observed: never leave it current.
+          await this.p.move(name, CURRENT, { to: seen.current.versionId, from: rotationId });
+          throw this.notPending(name, rotationId, "it was discarded or replaced since observed");
+        }
+      }
+      const secret = await this.p.describe(name);
+      if (!secret || secret.deleted) throw this.notPending(name, rotationId, "no such secret");
+      this.assertOwned(name, secret.marks, "promote a version of");
+      const mine = secret.versions.find((v) => v.rotationId === rotationId);
+      if (!has(mine, PENDING) && !isPromoted(mine)) {
+        const pending = holder(secret, PENDING);
+        throw this.notPending(name, rotationId, pending ? `version ${refOf(pending).versionId} pending` : "nothing pending");
+      }
+      const current = holder(secret, CURRENT);
+      if (!isPromoted(mine)) this.fence("promote a version of", name, nativeState(secret), seen, "current");
+      // Each step is safe to repeat: a promote that stopped half way is finished by the next one.
+      // Moving the current label off the version seen holding it is the service's compare-and-swap.
+      if (current?.versionId !== mine!.versionId) {
+        await this.p.move(name, CURRENT, { to: mine!.versionId, ...from(current) });
+      }
+      if (has(mine, UNPROMOTED)) await this.p.move(name, UNPROMOTED, { from: mine!.versionId });
+      if (has(mine, PENDING)) await this.p.move(name, PENDING, { from: mine!.versionId });
+      return this.#version(name, mine!);
+    });
+  }
+
+  async discard(key: string, rotationId: string, _seen: RemoteState): Promise<void> {
+    const name = this.p.names(key).key;
+    return this.serialized(name, async () => {
+      const secret = await this.p.describe(name);
+      // Nothing of ours can be pending in a foreign or deleted secret; nothing of this rotation, nothing to drop.
+      if (!secret || secret.deleted || !isOwned(secret.marks)) return;
+      const mine = secret.versions.find((v) => v.rotationId === rotationId);
+      if (!has(mine, PENDING)) return;
+      // Never promoted, so no consumer may read a value from it: the only way back to "no value" is no secret.
+      if (!secret.versions.some(isPromoted)) return this.p.remove(name, "now");
+      await this.p.move(name, PENDING, { from: mine!.versionId });
+    });
+  }
+
+  async push(key: string, value: string, options: { ifNotExists?: boolean; seen?: RemoteState } = {}): Promise<PushResult> {
+    const name = this.p.names(key).key;
+    return this.serialized(name, async (): Promise<PushResult> => {
+      let secret = await this.p.describe(name);
+      if (!secret && !options.seen?.exists) {
+        const created = await this.p.create(name, { value });
+        if (created) return { changed: true, ...created };
+        secret = await this.p.describe(name); // Created meanwhile: go on as if it had been there.
+      }
+      if (!secret) throw this.#moved("push to", name, "it is gone");
+      const current = secret.deleted ? undefined : secret.versions.find(isPromoted);
+      const currentRef = current && refOf(current);
+      // Like ESO's updatePolicy IfNotExists: an existing secret, ours or not, is left alone.
+      if (options.ifNotExists && !secret.deleted) return { changed: false, versionId: currentRef?.versionId };
+      this.assertOwned(name, secret.marks, "push to");
+      if (current && (await this.#version(name, current)).value === value) return { changed: false, versionId: currentRef!.versionId };
+      if (options.seen) this.fence("push to", name, nativeState(secret), options.seen, "current");
+      if (secret.deleted) await this.p.restore(name);
+      const live = secret.deleted ? undefined : secret;
+      const put = await this.p.put(name, value, { ...(current ? { replaces: current.versionId } : {}) });
+      // The idempotency key named an old version (this value pushed once onto the same current): no label moved.
+      if (!has(put, CURRENT)) await this.p.move(name, CURRENT, { to: put.versionId, ...from(holder(live, CURRENT)) });
+      this.#remember(name, put, value);
+      return { changed: true, versionId: refOf(put).versionId };
+    });
+  }
+
+  async exists(key: string): Promise<boolean> {
+    const secret = await this.p.describe(this.p.names(key).key);
+    return secret !== undefined && !secret.deleted;
+  }
+
+  async delete(key: string): Promise<void> {
+    const name = this.p.names(key).key;
+    await this.serialized(name, async () => {
+      const secret = await this.p.describe(name);
+      if (!secret || secret.deleted) return;
+      this.assertOwned(name, secret.marks, "delete");
+      await this.p.remove(name, "recoverable");
+    });
+  }
+
+  async #byLabel(key: string, label: string): Promise<StoredVersion | undefined> {
+    const name = this.p.names(key).key;
+    const v = await this.p.read(name, { label });
+    if (!v || (label !== PENDING && has(v, UNPROMOTED))) return undefined;
+    return this.#remember(name, v, v.value);
+  }
+
+  async #version(name: string, v: LabelledVersion): Promise<StoredVersion> {
+    const value = this.#values.get(`${name}\n${v.versionId}`);
+    if (value !== undefined) return storedOf({ ...v, value });
+    const read = await this.p.read(name, { versionId: v.versionId });
+    if (!read) throw new StoreStateError(`version ${v.versionId} of "${name}" in ${this.description} is gone`);
+    return this.#remember(name, read, read.value);
+  }
+
+  #remember(name: string, v: LabelledVersion, value: string): StoredVersion {
+    if (this.#values.size >= 1000) this.#values.delete(this.#values.keys().next().value!);
+    this.#values.set(`${name}\n${v.versionId}`, value);
+    return storedOf({ ...v, value });
+  }
+
+  #moved(action: string, name: string, found: string): StoreConflictError {
+    return new StoreConflictError(`cannot ${action} "${name}" in ${this.description}: ${found}; observe it again`);
+  }
+}
+
+function from(v: LabelledVersion | undefined): { from?: string } {
+  return v ? { from: v.versionId } : {};
+}
+
+// ---- The `<key>-pending` sibling (GCP, Azure, Vault): consumers read `<key>`'s latest version.
+
+const rotationOf = (s: SecretHead | undefined) => (s && !s.deleted && isOwned(s.marks) && s.latest ? s.marks[ROTATION_ID] : undefined);
+
+function siblingState(k: SecretHead | undefined, s: SecretHead | undefined): RemoteState {
+  const rotationId = rotationOf(s);
+  const pending = rotationId === undefined ? {} : { pending: { versionId: rotationId, rotationId } };
+  // A secret whose first rotation is in flight may exist only as its sibling so far (Azure).
+  if (!k || k.deleted) return { exists: rotationId !== undefined, owned: k ? isOwned(k.marks) : rotationId !== undefined, ...pending };
+  return { exists: true, owned: isOwned(k.marks), ...(k.latest ? { current: refOf(k.latest) } : {}), ...pending };
+}
+
+class SiblingStore extends Protocol<SiblingPrimitives> implements SecretStoreClient {
+  constructor(p: SiblingPrimitives) {
+    super(p, false);
+  }
+
+  async observe(key: string): Promise<RemoteState> {
+    const [k, s] = await this.#heads(this.p.names(key));
+    return siblingState(k, s);
+  }
+
+  getCurrent = async (key: string) => storedOf(await this.p.read(this.p.names(key).key, "latest"));
+  getPrevious = async (key: string) => storedOf(await this.p.read(this.p.names(key).key, "previous"));
+  async getPending(key: string): Promise<StoredVersion | undefined> {
+    const { pending } = this.p.names(key);
+    return pending === undefined ? undefined : this.#staged(pending, await this.p.head(pending));
+  }
+
+  async stage(key: string, value: string, rotationId: string, seen: RemoteState): Promise<StoredVersion> {
+    const names = this.#rotatable(key);
+    this.checkRotationId(names.key, rotationId);
+    this.p.checkValue?.(names.pending, value);
+    return this.serialized(names.key, async () => {
+      const [k, s] = await this.#heads(names);
+      // A soft-deleted <key> is recovered at promote: find out now if it is not ours, not after the database changed.
+      if (k) this.assertOwned(names.key, k.marks, "stage a pending version for");
+      if (s) this.#assertSibling(names.pending, s, "stage a pending version in");
+      // The first value staged for a rotation is the one kept: a retry must not change the password.
+      const staged = rotationOf(s) === rotationId ? await this.#staged(names.pending, s) : undefined;
+      if (staged) return staged;
+      if (k && !k.deleted && k.latest?.rotationId === rotationId) {
+        const current = await this.getCurrent(key);
+        if (current?.rotationId === rotationId) return current;
+      }
+      this.fence("stage a pending version in", names.key, siblingState(k, s), seen, "both");
+      // Another rotation's pending value, or a stage that stopped before its value: staged afresh.
+      if (s && !s.deleted) await this.p.remove(names.pending, { head: s, purge: true });
+      if (!k && this.p.createEmpty && !(await this.p.createEmpty(names.key, OURS))) {
+        throw new StoreConflictError(`cannot stage into "${names.key}" in ${this.description}: it was created meanwhile; observe it again`);
+      }
+      try {
+        await this.p.write(names.pending, value, { head: undefined, marks: { ...OURS, [ROTATION_ID]: rotationId } });
+      } catch (error) {
+        // Lost a create-only write to a concurrent stage of this same rotation: its value is the one kept.
+        const again = error instanceof StoreConflictError ? await this.p.head(names.pending) : undefined;
+        const theirs = rotationOf(again) === rotationId ? await this.#staged(names.pending, again) : undefined;
+        if (theirs) return theirs;
+        throw error;
+      }
+      return { versionId: rotationId, value, rotationId };
+    });
+  }
+
+  async promote(key: string, rotationId: string, seen: RemoteState): Promise<StoredVersion> {
+    const names = this.p.names(key);
+    return this.serialized(names.key, async () => {
+      const [k, s] = await this.#heads(names);
+      if (k) this.assertOwned(names.key, k.marks, "promote a version of");
+      const ours = rotationOf(s) === rotationId ? s : undefined;
+      const marked = s && !s.deleted && isOwned(s.marks) && s.marks[ROTATION_ID] === rotationId;
+      if (k && !k.deleted && k.latest?.rotationId === rotationId) {
+        // Promoted before, maybe by a call that stopped before deleting the sibling: finish that.
+        if (ours) await this.p.remove(names.pending!, { head: ours, purge: true });
+        const current = await this.getCurrent(key);
+        if (current) return current;
+      }
+      if (!ours) {
+        if (marked) throw this.notPending(names.key, rotationId, `"${names.pending}" without a staged value`);
+        const other = rotationOf(s);
+        throw this.notPending(names.key, rotationId, !k && !s ? "no such secret" : other ? `rotation ${other} pending` : "nothing pending");
+      }
+      const staged = await this.p.read(names.pending!, "latest");
+      if (!staged) throw this.notPending(names.key, rotationId, `"${names.pending}" without a staged value`);
+      const live = k && !k.deleted ? k : undefined;
+      const latest = live?.latest && live.latest.rotationId === undefined ? await this.p.read(names.key, "latest") : undefined;
+      if (live && latest?.versionId === live.latest?.versionId && latest?.value === staged.value) {
+        // A promote that stopped after writing the value left it as the latest version: record it, write no copy.
+        await this.p.adopt(names.key, live, rotationId);
+      } else {
+        this.fence("promote a version of", names.key, siblingState(k, s), seen, "current");
+        try {
+          await this.p.write(names.key, staged.value, { head: k, marks: k?.marks ?? OURS, rotationId });
+        } catch (error) {
+          // Lost to a concurrent promote of this same rotation: what this promote would have made.
+          const again = error instanceof StoreConflictError ? await this.p.head(names.key) : undefined;
+          if (again?.latest?.rotationId !== rotationId) throw error;
+        }
+      }
+      await this.p.remove(names.pending!, { head: ours, purge: true });
+      return { versionId: rotationId, value: staged.value, rotationId };
+    });
+  }
+
+  async discard(key: string, rotationId: string, _seen: RemoteState): Promise<void> {
+    const names = this.p.names(key);
+    return this.serialized(names.key, async () => {
+      const [k, s] = await this.#heads(names);
+      // Nothing of ours, or of this rotation, is pending: nothing to drop.
+      if (rotationOf(s) !== rotationId) return;
+      // <key> first: should we stop between the two, the sibling still says what to finish.
+      if (k && !k.deleted && isOwned(k.marks) && !k.latest) await this.p.remove(names.key, { head: k, purge: false });
+      await this.p.remove(names.pending!, { head: s, purge: true });
+    });
+  }
+
+  async push(key: string, value: string, options: { ifNotExists?: boolean; seen?: RemoteState } = {}): Promise<PushResult> {
+    const names = this.p.names(key);
+    this.p.checkValue?.(names.key, value);
+    return this.serialized(names.key, async (): Promise<PushResult> => {
+      const k = await this.p.head(names.key);
+      // Like ESO's updatePolicy IfNotExists: an existing secret, ours or not, is left alone (and its value unread).
+      if (k && !k.deleted && options.ifNotExists) return { changed: false, ...(k.latest ? { versionId: refOf(k.latest).versionId } : {}) };
+      if (k) this.assertOwned(names.key, k.marks, "push to");
+      const current = k && !k.deleted && k.latest ? await this.p.read(names.key, "latest") : undefined;
+      if (current?.value === value) return { changed: false, versionId: refOf(current).versionId };
+      if (options.seen) {
+        const now: RemoteState = { exists: !!k && !k.deleted, owned: true, ...(current ? { current: refOf(current) } : {}) };
+        this.fence("push to", names.key, now, { ...options.seen, exists: options.seen.exists && now.exists }, "current");
+      }
+      try {
+        return { changed: true, versionId: await this.p.write(names.key, value, { head: k, marks: k?.marks ?? OURS }) };
+      } catch (error) {
+        // Lost to a concurrent write: of this very value, that is what this push would have made.
+        const again = error instanceof StoreConflictError ? await this.p.read(names.key, "latest") : undefined;
+        if (again?.value === value) return { changed: false, versionId: refOf(again).versionId };
+        throw error;
+      }
+    });
+  }
+
+  async exists(key: string): Promise<boolean> {
+    const names = this.p.names(key);
+    const k = await this.p.head(names.key);
+    if (k && !k.deleted) return true;
+    // A secret being created by its first rotation may exist only as its sibling so far.
+    return names.pending !== undefined && rotationOf(await this.p.head(names.pending)) !== undefined;
+  }
+
+  async delete(key: string): Promise<void> {
+    const names = this.p.names(key);
+    await this.serialized(names.key, async () => {
+      const [k, s] = await this.#heads(names);
+      if (k && !k.deleted) {
+        this.assertOwned(names.key, k.marks, "delete");
+        await this.p.remove(names.key, { head: k, purge: false });
+      }
+      // A rotation in flight goes with it (it must not bring the secret back); a foreign secret of that name stays.
+      if (s && !s.deleted && isOwned(s.marks) && s.marks[ROTATION_ID] !== undefined) {
+        await this.p.remove(names.pending!, { head: s, purge: true });
+      }
+    });
+  }
+
+  #heads(names: { key: string; pending?: string }): Promise<[SecretHead | undefined, SecretHead | undefined]> {
+    return Promise.all([this.p.head(names.key), names.pending === undefined ? undefined : this.p.head(names.pending)]);
+  }
+
+  #rotatable(key: string): { key: string; pending: string } {
+    const names = this.p.names(key);
+    if (names.pending === undefined) {
+      throw new InputError(
+        `remote key "${key}" in ${this.description} can be pushed but not rotated: the name of its staging sibling "${key}${PENDING_SUFFIX}" is too long for the service`,
+      );
+    }
+    return { key: names.key, pending: names.pending };
+  }
+
+  /** The sibling's staged version, if it holds one of ours. */
+  async #staged(name: string, s: SecretHead | undefined): Promise<StoredVersion | undefined> {
+    const rotationId = rotationOf(s);
+    const v = rotationId === undefined ? undefined : await this.p.read(name, "latest");
+    return v && { versionId: rotationId!, value: v.value, rotationId: rotationId! };
+  }
+
+  #assertSibling(name: string, s: SecretHead, action: string): void {
+    this.assertOwned(name, s.marks, action);
+    if (s.marks[ROTATION_ID] === undefined) {
+      throw new StoreStateError(
+        `refusing to ${action} "${name}" in ${this.description}: that secret is managed in its own right, not a staging sibling (no ${this.p.markKind} ${ROTATION_ID})`,
+      );
+    }
+  }
+}
