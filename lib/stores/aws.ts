@@ -19,12 +19,13 @@ import {
   type GetSecretValueCommandOutput,
   PutSecretValueCommand,
   RestoreSecretCommand,
-  SecretsManagerClient,
+  type SecretsManagerClient,
   UpdateSecretVersionStageCommand,
 } from "@aws-sdk/client-secrets-manager";
 import * as z from "zod";
 import { InputError, OwnershipError, RotatorError, StoreError, StoreStateError } from "../errors.ts";
 import type { AwsProvider } from "../manifests/schema.ts";
+import { createSecretsManagerClient } from "./aws-client.ts";
 import {
   MANAGED_BY_KEY,
   MANAGED_BY_VALUE,
@@ -96,7 +97,7 @@ export function createAwsStore(config: AwsProvider, _deps: StoreDeps = {}): Secr
     );
   }
   // Endpoint (AWS_ENDPOINT_URL_SECRETS_MANAGER, AWS_ENDPOINT_URL) and credentials come from the SDK's own chain.
-  const client = new SecretsManagerClient({ region: config.region });
+  const client = createSecretsManagerClient(config.region);
   return new AwsStore(client, config.region, config.prefix ?? "", options.data);
 }
 

@@ -109,9 +109,12 @@ async function fetchAws(ref: Extract<Reference, { store: "aws" }>, env: NodeJS.P
   if (!region) {
     throw new InputError(`${KUBECONFIG_FROM_ENV}: give the secret's ARN or set AWS_REGION, so the secret's region is known`);
   }
-  const { SecretsManagerClient, GetSecretValueCommand } = await import("@aws-sdk/client-secrets-manager");
-  // Endpoint (AWS_ENDPOINT_URL_SECRETS_MANAGER) and credentials come from the SDK's own chain.
-  const client = new SecretsManagerClient({ region });
+  const [{ GetSecretValueCommand }, { createSecretsManagerClient }] = await Promise.all([
+    import("@aws-sdk/client-secrets-manager"),
+    import("../../stores/aws-client.ts"),
+  ]);
+  // Endpoint (AWS_ENDPOINT_URL_SECRETS_MANAGER) and credentials come from the SDK's own chain (shared with the aws store).
+  const client = createSecretsManagerClient(region);
   try {
     const out = await client.send(new GetSecretValueCommand({ SecretId: ref.secretId }));
     if (out.SecretString !== undefined) return out.SecretString;
