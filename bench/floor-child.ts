@@ -3,12 +3,14 @@
 // kube-apiserver over a keep-alive HTTPS agent, four unsigned DescribeSecret POSTs to moto
 // over a keep-alive HTTP agent (moto closes every connection, as it does for the SDK) —
 // each answer read and parsed. `n` such groups, `concurrency` at a time, as the rotation
-// runs its targets. Prints one JSON line.
+// runs its targets, with the same request counter as the rotation's process (bench/requests.ts),
+// so both pay for the instrumentation alike. Prints one JSON line.
 //
 // Config (JSON in env BENCH_FLOOR): see FloorConfig.
 import { Agent as HttpAgent, request as httpRequest } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import type { IncomingMessage } from "node:http";
+import { RequestCounter, type RequestTally } from "./requests.ts";
 
 export interface FloorConfig {
   kubeServer: string;
@@ -25,6 +27,7 @@ export interface FloorConfig {
 export interface FloorReport {
   n: number;
   requests: number;
+  tally: RequestTally;
   cpuMs: number;
   elapsedMs: number;
 }
@@ -90,13 +93,17 @@ async function run(groups: number): Promise<void> {
   await Promise.all(Array.from({ length: Math.min(config!.concurrency, groups) }, worker));
 }
 
+const counter = new RequestCounter({ kubeServer: config.kubeServer, storeEndpoint: config.storeEndpoint });
 await run(config.concurrency * 3); // warm: connections open, code compiled
+counter.start();
 const cpu0 = process.cpuUsage();
 const t0 = performance.now();
 await run(config.n);
 const elapsedMs = performance.now() - t0;
 const cpu = process.cpuUsage(cpu0);
+const tally = counter.stop();
+counter.close();
 kubeAgent.destroy();
 storeAgent.destroy();
-const report: FloorReport = { n: config.n, requests: config.n * 10, cpuMs: (cpu.user + cpu.system) / 1000, elapsedMs };
+const report: FloorReport = { n: config.n, requests: config.n * 10, tally, cpuMs: (cpu.user + cpu.system) / 1000, elapsedMs };
 process.stdout.write(`${JSON.stringify(report)}\n`);

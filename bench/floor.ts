@@ -35,6 +35,9 @@ export async function benchFloor(bench: Bench, options: { n: number; concurrency
   const line = r.stdout.trim().split("\n").at(-1) ?? "";
   if (r.code !== 0 || !line.startsWith("{")) throw new Error(`floor process failed (exit ${r.code}):\n${r.stderr.slice(-3000)}`);
   const report = JSON.parse(line) as FloorReport;
+  if (report.tally.total !== report.requests) {
+    throw new Error(`floor: expected ${report.requests} requests counted, found ${report.tally.total}`);
+  }
   return {
     n: report.n,
     concurrency: options.concurrency,

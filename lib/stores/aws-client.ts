@@ -20,18 +20,30 @@ type SourceData = NonNullable<HashInput>;
  *   each invocation's new store client does not resolve the credentials again (on Lambda
  *   they come from the environment; elsewhere the chain may mean files, SSO or a metadata
  *   endpoint). The SDK refreshes them before they expire.
+ * - no retry middleware (below).
  * - `sha256`: SigV4 signs each request with an HMAC keyed by the day's signing key and
  *   hashes the credentials for its signing-key cache with another; Node's createHmac turns a
  *   key given as bytes into a KeyObject each time, so the KeyObjects are kept instead.
  */
 export function createSecretsManagerClient(region: string, options: SecretsManagerClientConfig = {}): SecretsManagerClient {
-  return new SecretsManagerClient({
+  const client = new SecretsManagerClient({
     region,
     cacheMiddleware: true,
     credentials: containerCredentials(),
     sha256: Sha256,
     ...options,
   });
+  // No SDK retries: lib/retry.ts is the one retry policy, around each call. The SDK's retry
+  // middleware would still draw a token from its bucket, make an invocation id and add two
+  // headers to sign on every call, so it is replaced by one that only passes the call on
+  // (same name and place: the signing middleware is placed relative to it).
+  client.middlewareStack.add((next) => next, {
+    step: "finalizeRequest",
+    name: "retryMiddleware",
+    priority: "high",
+    override: true,
+  });
+  return client;
 }
 
 let shared: CredentialProvider | undefined;

@@ -80,6 +80,24 @@ describe("Sha256", () => {
 });
 
 describe("createSecretsManagerClient", () => {
+  it("makes one attempt per call (lib/retry.ts retries), and AWS's error arrives under its own name", async () => {
+    let calls = 0;
+    const requestHandler = {
+      handle: async () => {
+        calls++;
+        const body = new TextEncoder().encode('{"__type":"InternalServiceError","message":"try again"}');
+        return { response: { statusCode: 500, headers: { "content-type": "application/x-amz-json-1.1" }, body } };
+      },
+    };
+    // Credentials given, so the process's shared chain (the next test's subject) is left alone.
+    const credentials = { accessKeyId: "AKIDTEST", secretAccessKey: "secret" };
+    const client = createSecretsManagerClient("eu-west-1", { requestHandler, credentials });
+    const error = await client.send(new DescribeSecretCommand({ SecretId: "x" })).catch((e: unknown) => e as Error);
+    expect(error).toMatchObject({ name: "InternalServiceError", message: "try again" });
+    expect(calls).toBe(1);
+    client.destroy();
+  });
+
   const dir = mkdtempSync(join(tmpdir(), "cnpg-rotator-aws-client-"));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
