@@ -37,7 +37,7 @@ async function interleaved(ops: number, fns: Record<string, () => Promise<unknow
       const start = process.cpuUsage();
       for (let i = 0; i < per; i++) await fn();
       const used = process.cpuUsage(start);
-      (samples[name] ??= []).push((used.user + used.system) / 1000 / per);
+      samples[name] = [...(samples[name] ?? []), (used.user + used.system) / 1000 / per];
     }
   }
   return Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, round(median(v), 3)]));

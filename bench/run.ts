@@ -8,7 +8,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { type Artifact, packageArtifact } from "../test/infra/artifact.ts";
+import { packageArtifact } from "../test/infra/artifact.ts";
 import { type ClientCosts, benchClientCosts } from "./clients.ts";
 import { type ColdStartResult, type LabelledArtifact, ROOT, benchColdStart } from "./cold-start.ts";
 import { type Bench, startBench } from "./fixtures.ts";
