@@ -6,7 +6,7 @@ import type { ProviderConfig } from "../manifests/types.ts";
 import type { SecretStoreClient, StoreDeps } from "./types.ts";
 
 // The cloud a bundle is built for: the bundlers define process.env.CNPG_ROTATOR_BUNDLE_CLOUD
-// as "aws", "gcp" or "azure" (serverless.yml, deploy/*/build.ts); unbundled runs (tests, CLI)
+// as "aws", "gcp" or "azure" (serverless.yml, deploy/build.ts); unbundled runs (tests, CLI)
 // leave it unset and keep every store.
 const BUNDLE_CLOUD = process.env.CNPG_ROTATOR_BUNDLE_CLOUD;
 
