@@ -1,99 +1,21 @@
-// Cold start of the AWS artifact: build it the way a deploy does (`serverless
-// package`), unzip it, and in fresh `node` processes import the bundled handler and
-// run two rotations through it (bench/cold-start-child.ts). What the bundle holds
-// comes from an esbuild metafile of the same build options.
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+// Cold start of the AWS artifact: the artifact as a deploy builds it (`serverless
+// package`, test/infra/artifact.ts) for the working tree and for a baseline commit,
+// unzipped, and in fresh `node` processes, alternating between the two, the bundled
+// handler imported and invoked twice, each time rotating one target against
+// kube-apiserver and moto (bench/cold-start-child.ts). What the bundle holds comes from an
+// esbuild metafile of the same build options.
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parse as parseYaml } from "yaml";
+import { bundleOptions } from "../deploy/build.ts";
+import { type Artifact, ROOT, rotateHandler } from "../test/infra/artifact.ts";
 import { executedPackages, type FunctionCoverage, packageOf, type SourceMap } from "./coverage.ts";
 import { exec } from "./exec.ts";
 import { type Bench, createTargets, manifestFiles } from "./fixtures.ts";
 import { median, round } from "./stats.ts";
 
-export const ROOT = join(import.meta.dirname, "..");
+export { ROOT };
 const NODE = process.execPath;
-
-// ---------------------------------------------------------------------------------------
-// The artifact
-
-export interface Artifact {
-  /** .serverless/rotate.zip as `serverless package` wrote it. */
-  zip: string;
-  bytes: number;
-  /** The source tree it was built from. */
-  serviceDir: string;
-  /** The unzipped bundle. */
-  bundle: string;
-  bundleBytes: number;
-  /** Everything temporary (removed by cleanup()). */
-  cleanup(): void;
-}
-
-// Never copied into the build's service directory: not part of the service, or built output.
-const NOT_SOURCE = new Set(["node_modules", ".git", ".serverless", ".esbuild", "dist", "coverage", "bench", ".state"]);
-
-/**
- * Builds the artifact with `serverless package` in a copy of the working tree (with
- * node_modules linked), so that builds other processes run in the repo at the same
- * time neither see nor clobber this one. `prebuilt` skips the build.
- */
-export async function buildArtifact(options: { prebuilt?: string; log?: (line: string) => void }): Promise<Artifact> {
-  const tmp = mkdtempSync(join(tmpdir(), "cnpg-rotator-bench-artifact-"));
-  const cleanup = () => rmSync(tmp, { recursive: true, force: true });
-  try {
-    let zip = options.prebuilt;
-    let serviceDir = ROOT;
-    if (!zip) {
-      serviceDir = join(tmp, "service");
-      mkdirSync(serviceDir);
-      for (const entry of readdirSync(ROOT)) {
-        if (!NOT_SOURCE.has(entry)) cpSync(join(ROOT, entry), join(serviceDir, entry), { recursive: true });
-      }
-      symlinkSync(join(ROOT, "node_modules"), join(serviceDir, "node_modules"), "dir");
-      options.log?.("cold start: npx serverless package (in a copy of the tree)...");
-      const out = join(tmp, "package");
-      const env = { ...process.env, PATH: `${join(ROOT, "node_modules/.bin")}:${process.env.PATH ?? ""}` };
-      const r = await exec(NODE, [join(ROOT, "node_modules/osls/bin/serverless.js"), "package", "--package", out], {
-        cwd: serviceDir,
-        env,
-        timeoutMs: 300_000,
-      });
-      if (r.code !== 0) throw new Error(`serverless package failed (exit ${r.code}):\n${(r.stdout + r.stderr).slice(-4000)}`);
-      zip = join(out, "rotate.zip");
-    }
-    if (!existsSync(zip)) throw new Error(`no artifact at ${zip}`);
-    const unzipped = join(tmp, "unzipped");
-    const r = await exec("unzip", ["-q", "-o", zip, "-d", unzipped], { timeoutMs: 60_000 });
-    if (r.code !== 0) throw new Error(`unzip ${zip} failed: ${r.stderr}`);
-    const bundle = findBundle(unzipped, serviceDir);
-    return { zip, bytes: statSync(zip).size, serviceDir, bundle, bundleBytes: statSync(bundle).size, cleanup };
-  } catch (e) {
-    cleanup();
-    throw e;
-  }
-}
-
-/** functions/aws/rotate.mjs (serverless-esbuild keeps the handler's path, with .mjs). */
-function findBundle(dir: string, serviceDir: string): string {
-  const handler = rotateHandler(serviceDir);
-  const candidate = join(dir, `${handler.file}.mjs`);
-  if (existsSync(candidate)) return candidate;
-  throw new Error(`the artifact has no ${handler.file}.mjs`);
-}
-
-function serverlessConfig(root: string): Record<string, unknown> {
-  return parseYaml(readFileSync(join(root, "serverless.yml"), "utf8")) as Record<string, unknown>;
-}
-
-/** The rotate function's handler: `functions/aws/rotate.handler` → file `functions/aws/rotate`. */
-function rotateHandler(root: string): { file: string; name: string } {
-  const fns = serverlessConfig(root).functions as Record<string, { handler: string }>;
-  const handler = fns.rotate?.handler;
-  if (!handler) throw new Error("serverless.yml has no functions.rotate.handler");
-  const dot = handler.lastIndexOf(".");
-  return { file: handler.slice(0, dot), name: handler.slice(dot + 1) };
-}
 
 // ---------------------------------------------------------------------------------------
 // What is in the bundle
@@ -117,26 +39,6 @@ export interface BundleAnalysis {
 
 const FOREIGN_SDK = /^(@google-cloud\/|@azure\/|google-gax|@grpc\/|googleapis|google-auth-library|gcp-metadata|gtoken|node-vault|@hashicorp\/|@azure-rest\/)/;
 
-/** The esbuild options serverless-esbuild takes from serverless.yml's custom.esbuild. */
-function esbuildOptions(root: string): Record<string, unknown> {
-  const custom = (serverlessConfig(root).custom as { esbuild?: Record<string, unknown> } | undefined)?.esbuild ?? {};
-  const pluginOnly = new Set([
-    "outputFileExtension",
-    "skipRebuild",
-    "exclude",
-    "packager",
-    "packagerOptions",
-    "watch",
-    "installExtraArgs",
-    "nativeZip",
-    "zipConcurrency",
-    "keepOutputDirectory",
-    "disableIncremental",
-    "concurrency",
-  ]);
-  return Object.fromEntries(Object.entries(custom).filter(([k]) => !pluginOnly.has(k)));
-}
-
 interface Analysed {
   analysis: BundleAnalysis;
   /** The source map of the bundle, when the build matches the artifact. */
@@ -151,7 +53,7 @@ export async function analyseBundle(serviceDir: string, bundlePath: string): Pro
   // Inside the service directory (nothing is written), so source map paths read "../lib/…", "../node_modules/…".
   const outfile = join(serviceDir, ".bench-analysis", "rotate.mjs");
   const result = await esbuild.build({
-    ...esbuildOptions(serviceDir),
+    ...bundleOptions("aws", serviceDir),
     entryPoints: [entry],
     absWorkingDir: serviceDir,
     outfile,
@@ -211,105 +113,163 @@ export interface ColdRun {
   second: string;
 }
 
-export interface ColdStartResult {
-  /** importMs + (firstInvocationMs − warmInvocationMs), median over the fresh processes. */
-  initMs: number;
+/** One artifact's cold start: medians over its fresh processes. */
+export interface ColdStartRow {
+  /** "slim" (the working tree) or "baseline" (the commit it is compared with). */
+  label: string;
+  /** The commit built, or null for the working tree. */
+  rev: string | null;
+  /** importMs + firstInvocationMs: a fresh process loading the bundle and making one whole rotation. */
+  coldMs: number;
   /** The same in CPU time (less sensitive to a busy machine). */
-  initCpuMs: number;
+  coldCpuMs: number;
   importMs: number;
-  lazyMs: number;
   firstInvocationMs: number;
   warmInvocationMs: number;
+  /** importMs + (firstInvocationMs − warmInvocationMs): what loading and first use add to a rotation. */
+  initMs: number;
+  lazyMs: number;
   bootMs: number;
   rssMb: number;
   runs: number;
   artifactBytes: number;
   bundleBytes: number;
   bundle: BundleAnalysis;
-  /** Single dependencies bundled alone with the same options: median import time in fresh processes, and size. */
-  importBreakdown?: Record<string, { ms: number; kb: number }>;
   samples: ColdRun[];
+}
+
+export interface ColdStartResult {
+  rows: ColdStartRow[];
+  /**
+   * slim ÷ baseline, the median of the ratios of processes run one after the other (a
+   * pair per round): pairing keeps the ratio meaningful while the machine's load drifts.
+   */
+  ratios?: { coldMs: number; coldCpuMs: number; initMs: number; artifactBytes: number };
+  /** Single dependencies bundled alone with the slim options: median import time in fresh processes, and size. */
+  importBreakdown?: Record<string, { ms: number; kb: number }>;
+}
+
+export interface LabelledArtifact {
+  readonly label: string;
+  readonly rev: string | null;
+  readonly artifact: Artifact;
 }
 
 export async function benchColdStart(
   bench: Bench,
-  artifact: Artifact,
+  artifacts: readonly LabelledArtifact[],
   options: { runs: number; breakdown: boolean; log?: (line: string) => void },
 ): Promise<ColdStartResult> {
   const say = options.log ?? (() => {});
-  const { analysis: bundle, map } = await analyseBundle(artifact.serviceDir, artifact.bundle);
+  const analysed = await Promise.all(artifacts.map((a) => analyseBundle(a.artifact.serviceDir, a.artifact.bundle)));
 
-  // Two targets per process: one warm-up process first (numbers dropped), the timed ones, one coverage run.
-  const processes = options.runs + 2;
-  say(`cold start: creating ${2 * processes} targets...`);
-  const set = await createTargets(bench, 2 * processes, "bench-cold");
+  // Per artifact and round one process of two targets; round 0 warms up (numbers dropped); then one coverage run of the first.
+  const rounds = options.runs + 1;
+  const perArtifact = 2 * rounds;
+  say(`cold start: creating ${artifacts.length * perArtifact + 2} targets...`);
+  const set = await createTargets(bench, artifacts.length * perArtifact + 2, "bench-cold");
   const work = mkdtempSync(join(tmpdir(), "cnpg-rotator-bench-cold-"));
-  const samples: ColdRun[] = [];
+  const samples: ColdRun[][] = artifacts.map(() => []);
+  let used = 0;
+  const runProcess = async (bundlePath: string, coverageFile?: string): Promise<ColdRun> => {
+    const pair = set.targets.slice(used, used + 2);
+    used += 2;
+    const dir = join(work, `manifests-${used}`);
+    mkdirSync(dir);
+    for (const f of manifestFiles(pair)) writeFileSync(join(dir, f.file), f.text);
+    const env: NodeJS.ProcessEnv = {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      ...bench.awsEnv,
+      CNPG_ROTATOR_MANIFESTS: dir,
+      CNPG_ROTATOR_NAMESPACE: set.namespace,
+      CNPG_ROTATOR_KUBECONFIG: bench.kubeconfigYaml,
+      CNPG_ROTATOR_LOG_LEVEL: "info",
+      ...(coverageFile ? { BENCH_COVERAGE_FILE: coverageFile } : {}),
+    };
+    const r = await exec(
+      NODE,
+      [join(import.meta.dirname, "cold-start-child.ts"), bundlePath, ...pair.map((t) => `${set.namespace}/${t.secretName}`)],
+      { env, cwd: work, timeoutMs: 120_000 },
+    );
+    const line = r.stdout.trim().split("\n").at(-1) ?? "";
+    if (r.code !== 0 || !line.startsWith("{")) {
+      throw new Error(`cold-start process for ${bundlePath} failed (exit ${r.code}):\n${(r.stdout + r.stderr).slice(-3000)}`);
+    }
+    const run = JSON.parse(line) as ColdRun;
+    if (run.first !== "rotated" || run.second !== "rotated") {
+      throw new Error(`cold-start process for ${bundlePath}: expected two rotations, got "${run.first}" and "${run.second}"`);
+    }
+    return run;
+  };
   try {
-    for (let i = 0; i < processes; i++) {
-      const pair = set.targets.slice(2 * i, 2 * i + 2);
-      const dir = join(work, `manifests-${i}`);
-      mkdirSync(dir);
-      for (const f of manifestFiles(pair)) writeFileSync(join(dir, f.file), f.text);
-      const env: NodeJS.ProcessEnv = {
-        PATH: process.env.PATH,
-        HOME: process.env.HOME,
-        ...bench.awsEnv,
-        CNPG_ROTATOR_MANIFESTS: dir,
-        CNPG_ROTATOR_NAMESPACE: set.namespace,
-        CNPG_ROTATOR_KUBECONFIG: bench.kubeconfigYaml,
-        CNPG_ROTATOR_LOG_LEVEL: "info",
-      };
-      const coverageRun = i === processes - 1;
-      if (coverageRun) {
-        if (!map) break; // cannot map coverage to files without a build identical to the artifact
-        env.BENCH_COVERAGE_FILE = join(work, "coverage.json");
+    for (let round = 0; round < rounds; round++) {
+      // Alternate which goes first, so neither always runs right after the other's process.
+      const order = artifacts.map((_, i) => i);
+      if (round % 2 === 1) order.reverse();
+      for (const i of order) {
+        const run = await runProcess(artifacts[i]!.artifact.bundle);
+        if (round > 0) samples[i]!.push(run);
+        say(
+          `cold start: ${artifacts[i]!.label} round ${round}${round === 0 ? " (warm-up)" : ""}: import ${run.importMs.toFixed(0)} ms + first rotation ${run.firstInvocationMs.toFixed(0)} ms (warm ${run.warmInvocationMs.toFixed(0)} ms)`,
+        );
       }
-      const r = await exec(
-        NODE,
-        [join(import.meta.dirname, "cold-start-child.ts"), artifact.bundle, ...pair.map((t) => `${set.namespace}/${t.secretName}`)],
-        { env, cwd: work, timeoutMs: 120_000 },
+    }
+    // Coverage of the first artifact (the slim one): which packages' code ran.
+    const { map } = analysed[0]!;
+    if (map) {
+      const file = join(work, "coverage.json");
+      await runProcess(artifacts[0]!.artifact.bundle, file);
+      const functions = JSON.parse(readFileSync(file, "utf8")) as FunctionCoverage[];
+      const bundle = analysed[0]!.analysis;
+      bundle.executedPackages = executedPackages(readFileSync(artifacts[0]!.artifact.bundle, "utf8"), map, functions);
+      bundle.foreignSdksExecuted = bundle.executedPackages.filter((p) => FOREIGN_SDK.test(p));
+      say(
+        `cold start: code that ran comes from ${bundle.executedPackages.length} packages; other clouds' SDKs among them: ${bundle.foreignSdksExecuted.join(", ") || "none"}`,
       );
-      const line = r.stdout.trim().split("\n").at(-1) ?? "";
-      if (r.code !== 0 || !line.startsWith("{")) {
-        throw new Error(`cold-start process ${i} failed (exit ${r.code}):\n${(r.stdout + r.stderr).slice(-3000)}`);
-      }
-      const run = JSON.parse(line) as ColdRun;
-      if (run.first !== "rotated" || run.second !== "rotated") {
-        throw new Error(`cold-start process ${i}: expected two rotations, got "${run.first}" and "${run.second}"`);
-      }
-      if (coverageRun && map && env.BENCH_COVERAGE_FILE) {
-        const functions = JSON.parse(readFileSync(env.BENCH_COVERAGE_FILE, "utf8")) as FunctionCoverage[];
-        bundle.executedPackages = executedPackages(readFileSync(artifact.bundle, "utf8"), map, functions);
-        bundle.foreignSdksExecuted = bundle.executedPackages.filter((p) => FOREIGN_SDK.test(p));
-        say(`cold start: code that ran comes from ${bundle.executedPackages.length} packages; other clouds' SDKs among them: ${bundle.foreignSdksExecuted.join(", ") || "none"}`);
-        break;
-      }
-      if (i > 0) samples.push(run);
-      say(`cold start: run ${i}${i === 0 ? " (warm-up)" : ""}: import ${run.importMs.toFixed(0)} ms, first ${run.firstInvocationMs.toFixed(0)} ms, warm ${run.warmInvocationMs.toFixed(0)} ms`);
     }
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
 
-  const pick = (f: (r: ColdRun) => number) => round(median(samples.map(f)), 1);
+  const cold = (r: ColdRun) => r.importMs + r.firstInvocationMs;
+  const coldCpu = (r: ColdRun) => r.importCpuMs + r.firstInvocationCpuMs;
   const lazy = (r: ColdRun) => Math.max(0, r.firstInvocationMs - r.warmInvocationMs);
-  const result: ColdStartResult = {
-    initMs: pick((r) => r.importMs + lazy(r)),
-    initCpuMs: pick((r) => r.importCpuMs + Math.max(0, r.firstInvocationCpuMs - r.warmInvocationCpuMs)),
-    importMs: pick((r) => r.importMs),
-    lazyMs: pick(lazy),
-    firstInvocationMs: pick((r) => r.firstInvocationMs),
-    warmInvocationMs: pick((r) => r.warmInvocationMs),
-    bootMs: pick((r) => r.bootMs),
-    rssMb: pick((r) => r.rssMb),
-    runs: samples.length,
-    artifactBytes: artifact.bytes,
-    bundleBytes: artifact.bundleBytes,
-    bundle,
-    samples: samples.map((s) => Object.fromEntries(Object.entries(s).map(([k, v]) => [k, typeof v === "number" ? round(v, 1) : v])) as unknown as ColdRun),
-  };
-  if (options.breakdown) result.importBreakdown = await importBreakdown(artifact.serviceDir, say);
+  const init = (r: ColdRun) => r.importMs + lazy(r);
+  const rows: ColdStartRow[] = artifacts.map((a, i) => {
+    const runs = samples[i]!;
+    const pick = (f: (r: ColdRun) => number) => round(median(runs.map(f)), 1);
+    return {
+      label: a.label,
+      rev: a.rev,
+      coldMs: pick(cold),
+      coldCpuMs: pick(coldCpu),
+      importMs: pick((r) => r.importMs),
+      firstInvocationMs: pick((r) => r.firstInvocationMs),
+      warmInvocationMs: pick((r) => r.warmInvocationMs),
+      initMs: pick(init),
+      lazyMs: pick(lazy),
+      bootMs: pick((r) => r.bootMs),
+      rssMb: pick((r) => r.rssMb),
+      runs: runs.length,
+      artifactBytes: a.artifact.bytes,
+      bundleBytes: a.artifact.bundleBytes,
+      bundle: analysed[i]!.analysis,
+      samples: runs.map((s) => Object.fromEntries(Object.entries(s).map(([k, v]) => [k, typeof v === "number" ? round(v, 1) : v])) as unknown as ColdRun),
+    };
+  });
+  const result: ColdStartResult = { rows };
+  if (artifacts.length === 2) {
+    const [slim, base] = samples as [ColdRun[], ColdRun[]];
+    const paired = (f: (r: ColdRun) => number) => round(median(slim.map((r, k) => f(r) / f(base[k]!))), 3);
+    result.ratios = {
+      coldMs: paired(cold),
+      coldCpuMs: paired(coldCpu),
+      initMs: paired(init),
+      artifactBytes: round(artifacts[0]!.artifact.bytes / artifacts[1]!.artifact.bytes, 3),
+    };
+  }
+  if (options.breakdown) result.importBreakdown = await importBreakdown(artifacts[0]!.artifact.serviceDir, say);
   // esbuild's service process would otherwise live on as one of our children (and be counted as a server).
   await (await import("esbuild")).stop();
   return result;
@@ -325,11 +285,20 @@ async function importBreakdown(
 ): Promise<Record<string, { ms: number; kb: number }>> {
   const esbuild = await import("esbuild");
   const entries: Record<string, string> = {
-    "@kubernetes/client-node": `import { AuthorizationV1Api, CoordinationV1Api, CoreV1Api, KubeConfig, createConfiguration, IsomorphicFetchHttpLibrary, ServerConfiguration, wrapHttpLibrary, setHeaderMiddleware, setHeaderOptions, PatchStrategy, ApiException, V1MicroTime } from "@kubernetes/client-node";
-globalThis.__x = [AuthorizationV1Api, CoordinationV1Api, CoreV1Api, KubeConfig, createConfiguration, IsomorphicFetchHttpLibrary, ServerConfiguration, wrapHttpLibrary, setHeaderMiddleware, setHeaderOptions, PatchStrategy, ApiException, V1MicroTime];`,
+    // What lib/kubernetes imports (deep imports: client-node's index would add watch, exec, cp, ws, tar...).
+    "@kubernetes/client-node": `import { KubeConfig } from "@kubernetes/client-node/dist/config.js";
+import { ObjectAuthorizationV1Api, ObjectCoordinationV1Api, ObjectCoreV1Api } from "@kubernetes/client-node/dist/gen/types/ObjectParamAPI.js";
+import { createConfiguration } from "@kubernetes/client-node/dist/gen/configuration.js";
+import { ServerConfiguration } from "@kubernetes/client-node/dist/gen/servers.js";
+import { wrapHttpLibrary } from "@kubernetes/client-node/dist/gen/http/http.js";
+import { ApiException } from "@kubernetes/client-node/dist/gen/apis/exception.js";
+import { setHeaderMiddleware, setHeaderOptions } from "@kubernetes/client-node/dist/middleware.js";
+import { PatchStrategy } from "@kubernetes/client-node/dist/patch.js";
+import { V1MicroTime } from "@kubernetes/client-node/dist/types.js";
+globalThis.__x = [KubeConfig, ObjectAuthorizationV1Api, ObjectCoordinationV1Api, ObjectCoreV1Api, createConfiguration, ServerConfiguration, wrapHttpLibrary, ApiException, setHeaderMiddleware, setHeaderOptions, PatchStrategy, V1MicroTime];`,
     "@aws-sdk/client-secrets-manager": `import { SecretsManagerClient, CreateSecretCommand, DeleteSecretCommand, DescribeSecretCommand, GetSecretValueCommand, PutSecretValueCommand, RestoreSecretCommand, UpdateSecretVersionStageCommand } from "@aws-sdk/client-secrets-manager";
 globalThis.__x = [new SecretsManagerClient({ region: "us-east-1" }), CreateSecretCommand, DeleteSecretCommand, DescribeSecretCommand, GetSecretValueCommand, PutSecretValueCommand, RestoreSecretCommand, UpdateSecretVersionStageCommand];`,
-    zod: `import { z } from "zod"; globalThis.__x = z.object({ a: z.string() });`,
+    zod: `import * as z from "zod"; globalThis.__x = z.object({ a: z.string() });`,
     yaml: `import { parseAllDocuments } from "yaml"; globalThis.__x = parseAllDocuments;`,
     pino: `import { pino } from "pino"; globalThis.__x = pino({ level: "info" });`,
   };
@@ -339,7 +308,7 @@ globalThis.__x = [new SecretsManagerClient({ region: "us-east-1" }), CreateSecre
     for (const [name, contents] of Object.entries(entries)) {
       const file = join(work, `${name.replace(/[^a-z0-9]+/gi, "_")}.mjs`);
       await esbuild.build({
-        ...esbuildOptions(serviceDir),
+        ...bundleOptions("aws", serviceDir),
         stdin: { contents, resolveDir: serviceDir, loader: "js" },
         absWorkingDir: serviceDir,
         outfile: file,

@@ -1,7 +1,8 @@
-// Counts every HTTP request this process sends, whichever client sends it: undici
-// (the Kubernetes client, global fetch) publishes `undici:request:create`, node:http
-// (the AWS SDK's NodeHttpHandler) publishes `http.client.request.start`. Retries and
-// refused calls are requests too, so they count.
+// Counts every HTTP request this process sends, whichever client sends it: node:http(s)
+// (the Kubernetes client's transport, the AWS SDK's NodeHttpHandler) publishes
+// `http.client.request.start`, undici (global fetch; client-node's own before
+// lib/kubernetes/transport.ts) `undici:request:create`. Retries and refused calls are
+// requests too, so they count.
 import dc from "node:diagnostics_channel";
 import type { Socket } from "node:net";
 
@@ -87,7 +88,9 @@ export class RequestCounter {
     const r = (message as { request: HttpClientRequest }).request;
     const target = r.getHeader("x-amz-target");
     const host = String(r.getHeader("host") ?? r.host);
-    if (host === this.#storeHost || typeof target === "string") {
+    if (host === this.#kubeHostPort) {
+      this.#add("kube", `${r.method} ${kubeResource(r.path)}`);
+    } else if (host === this.#storeHost || typeof target === "string") {
       this.#add("store", typeof target === "string" ? target.replace(/^secretsmanager\./, "") : `${r.method} ${r.path}`);
     } else {
       this.#add("other", `${r.method} ${r.protocol}//${host}`);

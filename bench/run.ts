@@ -1,19 +1,28 @@
-// npm run bench [-- options]: the generator, the AWS artifact's cold start, and N
-// rotations in one invocation against a local kube-apiserver and moto. Starts and
-// stops its own servers, prints a table, writes bench/results/latest.json.
+// npm run bench [-- options]: the generator, the AWS artifact's size and cold start next
+// to a baseline commit's, the floor (ten bare requests), and N rotations in one invocation
+// against a local kube-apiserver and moto. Starts and stops its own servers, prints a
+// table, writes bench/results/latest.json.
 // Options: see usage below or bench/README.md.
 import { execFileSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { packageArtifact } from "../test/infra/artifact.ts";
 import { type ClientCosts, benchClientCosts } from "./clients.ts";
-import { type Artifact, type ColdStartResult, ROOT, benchColdStart, buildArtifact } from "./cold-start.ts";
+import { type ColdStartResult, type LabelledArtifact, ROOT, benchColdStart } from "./cold-start.ts";
 import { type Bench, startBench } from "./fixtures.ts";
 import { type DowntimeRow, benchDowntime } from "./downtime.ts";
+import { type FloorResult, benchFloor } from "./floor.ts";
 import { type GeneratorResult, benchGenerator } from "./generator.ts";
 import { type RotationResultRow, benchRotation } from "./rotation.ts";
 import { round } from "./stats.ts";
+
+/**
+ * The configuration the slim bundle is measured against: the last commit before it
+ * (client-node's index and its undici, keepNames, the ESM import of node:http(s), archiver's zip).
+ */
+const BASELINE_REV = "fa0a120";
 
 const usage = `npm run bench -- [options]
   --sizes=100,1000          targets per invocation (env BENCH_SIZES)
@@ -22,6 +31,8 @@ const usage = `npm run bench -- [options]
   --generator-seconds=2     per measured round, each side
   --generator-rounds=3      alternating rounds (median)
   --artifact=PATH           use this rotate.zip instead of running serverless package
+  --baseline=REV            also build this commit's artifact and compare (default ${BASELINE_REV})
+  --no-baseline             measure the working tree's artifact alone
   --only=LIST               some of: generator,coldStart,clients,rotation,downtime
                             (downtime: simulated applications against the real CNPG while it
                             rotates, single-user and alternating side by side; not in the default)
@@ -38,6 +49,8 @@ const { values: args } = parseArgs({
     "generator-seconds": { type: "string", default: "2" },
     "generator-rounds": { type: "string", default: "3" },
     artifact: { type: "string" },
+    baseline: { type: "string", default: BASELINE_REV },
+    "no-baseline": { type: "boolean", default: false },
     only: { type: "string", default: "generator,coldStart,clients,rotation" },
     "no-breakdown": { type: "boolean", default: false },
     "cpu-prof": { type: "boolean", default: false },
@@ -84,20 +97,27 @@ interface Target {
   met: boolean | null;
 }
 
+/** A rotation row with the floor measured around it. */
+interface RotationRow extends RotationResultRow {
+  floor: { before: FloorResult; after: FloorResult; cpuMsPerTen: number };
+  /** cpuMsPerRotation ÷ floor.cpuMsPerTen. */
+  cpuToFloor: number;
+}
+
 interface Results {
   meta: Record<string, unknown>;
   generator?: GeneratorResult;
   coldStart?: ColdStartResult;
   clientCosts?: ClientCosts;
   downtime?: DowntimeRow[];
-  rotation: RotationResultRow[];
+  rotation: RotationRow[];
   targets: Target[];
   errors: Record<string, string>;
 }
 
 const results: Results = { meta: meta(), rotation: [], targets: [], errors: {} };
 let bench: Bench | undefined;
-let artifact: Artifact | undefined;
+const artifacts: LabelledArtifact[] = [];
 
 function git(...a: string[]): string | undefined {
   try {
@@ -118,7 +138,16 @@ function meta(): Record<string, unknown> {
     loadAverageAtStart: os.loadavg().map((l) => round(l, 2)),
     commit: git("rev-parse", "HEAD"),
     dirtyTree: (git("status", "--porcelain") ?? "") !== "",
-    options: { sizes, concurrency, coldRuns, generatorSeconds, generatorRounds, artifact: args.artifact ?? null, only: [...sections] },
+    options: {
+      sizes,
+      concurrency,
+      coldRuns,
+      generatorSeconds,
+      generatorRounds,
+      artifact: args.artifact ?? null,
+      baseline: args["no-baseline"] ? null : args.baseline,
+      only: [...sections],
+    },
   };
 }
 
@@ -133,8 +162,7 @@ async function section(name: string, fn: () => Promise<void>): Promise<void> {
 }
 
 async function cleanup(): Promise<void> {
-  artifact?.cleanup();
-  artifact = undefined;
+  for (const a of artifacts.splice(0)) a.artifact.cleanup();
   const b = bench;
   bench = undefined;
   await b?.stop().catch((e: unknown) => log(`stopping the servers failed: ${String(e)}`));
@@ -173,8 +201,15 @@ if (sections.has("generator")) {
 
 if (sections.has("coldStart")) {
   await section("artifact", async () => {
-    artifact = await buildArtifact({ ...(args.artifact ? { prebuilt: resolve(args.artifact) } : {}), log });
-    log(`artifact: ${artifact.zip} ${round(artifact.bytes / 1024, 0)} KB zipped, bundle ${round(artifact.bundleBytes / 1024, 0)} KB`);
+    const slim = await packageArtifact({ ...(args.artifact ? { prebuilt: resolve(args.artifact) } : {}), log });
+    artifacts.push({ label: "slim", rev: null, artifact: slim });
+    if (!args["no-baseline"]) {
+      const base = await packageArtifact({ rev: args.baseline, log });
+      artifacts.push({ label: "baseline", rev: args.baseline, artifact: base });
+    }
+    for (const { label, artifact: a } of artifacts) {
+      log(`artifact ${label}: ${a.bytes} bytes zipped, bundle ${round(a.bundleBytes / 1024, 0)} KB`);
+    }
   });
 }
 
@@ -184,10 +219,10 @@ if (sections.has("coldStart") || sections.has("rotation") || sections.has("clien
   });
 }
 
-if (bench && artifact && sections.has("coldStart")) {
-  const [b, a] = [bench, artifact];
+if (bench && artifacts.length > 0 && sections.has("coldStart")) {
+  const b = bench;
   await section("coldStart", async () => {
-    results.coldStart = await benchColdStart(b, a, { runs: coldRuns, breakdown: !args["no-breakdown"], log });
+    results.coldStart = await benchColdStart(b, artifacts, { runs: coldRuns, breakdown: !args["no-breakdown"], log });
   });
 }
 
@@ -204,9 +239,21 @@ if (bench && sections.has("rotation")) {
   for (const n of sizes) {
     await section(`rotation n=${n}`, async () => {
       const cpuProfile = args["cpu-prof"] ? join(dirname(outFile), `rotation-${n}.cpuprofile`) : undefined;
+      // The floor just before and just after the rotation, in the same conditions; their mean is the yardstick.
+      log(`floor n=${n}: ten bare requests per rotation, concurrency ${concurrency}...`);
+      const before = await benchFloor(b, { n, concurrency });
       const row = await benchRotation(b, { n, concurrency, log, ...(cpuProfile ? { cpuProfile } : {}) });
-      results.rotation.push(row);
-      log(`rotation n=${n}: ${row.seconds} s, ${row.rotationsPerSecond}/s, ${row.cpuMsPerRotation} ms CPU and ${row.requestsPerRotation} requests per rotation`);
+      const after = await benchFloor(b, { n, concurrency });
+      const floorCpuMsPerTen = round((before.cpuMsPerTen + after.cpuMsPerTen) / 2, 3);
+      results.rotation.push({
+        ...row,
+        floor: { before, after, cpuMsPerTen: floorCpuMsPerTen },
+        cpuToFloor: round(row.cpuMsPerRotation / floorCpuMsPerTen, 2),
+      });
+      log(
+        `rotation n=${n}: ${row.seconds} s, ${row.rotationsPerSecond}/s, ${row.cpuMsPerRotation} ms CPU (floor ${floorCpuMsPerTen} ms: ` +
+          `${round(row.cpuMsPerRotation / floorCpuMsPerTen, 2)}x) and ${row.requestsPerRotation} requests per rotation`,
+      );
     });
   }
 }
@@ -235,14 +282,15 @@ function evaluateTargets(): Target[] {
     actual: row1000 ? `${row1000.seconds} s` : "not measured (needs --sizes with 1000 and --concurrency=16)",
     met: row1000 ? row1000.seconds <= 30 : null,
   });
-  const rows = results.rotation;
-  const worstCpu = rows.length ? Math.max(...rows.map((r) => r.cpuMsPerRotation)) : undefined;
   t.push({
     name: "CPU per rotation",
-    goal: "<= 2 ms of our CPU per rotation",
-    actual: worstCpu === undefined ? "not measured" : `${worstCpu} ms (worst of ${rows.map((r) => `n=${r.n}`).join(", ")})`,
-    met: worstCpu === undefined ? null : worstCpu <= 2,
+    goal: "<= 2x the floor (ten bare requests, same run) at n=1000",
+    actual: row1000
+      ? `${row1000.cpuMsPerRotation} ms vs floor ${row1000.floor.cpuMsPerTen} ms: ${row1000.cpuToFloor}x`
+      : "not measured (needs --sizes with 1000 and --concurrency=16)",
+    met: row1000 ? row1000.cpuToFloor <= 2 : null,
   });
+  const rows = results.rotation;
   const worstExtra = rows.length ? Math.max(...rows.map((r) => r.requestsPerRotation - r.minRequestsPerRotation)) : undefined;
   t.push({
     name: "requests per rotation",
@@ -254,17 +302,22 @@ function evaluateTargets(): Target[] {
     met: worstExtra === undefined ? null : worstExtra <= 1,
   });
   const cold = results.coldStart;
+  const slim = cold?.rows.find((r) => r.label === "slim");
+  const base = cold?.rows.find((r) => r.label === "baseline");
   t.push({
     name: "cold start",
-    goal: "initMs <= 100 ms",
-    actual: cold ? `${cold.initMs} ms (import ${cold.importMs} + lazy ${cold.lazyMs})` : "not measured",
-    met: cold ? cold.initMs <= 100 : null,
+    goal: "import + first rotation <= 0.7x the baseline's, same run",
+    actual:
+      slim && base && cold?.ratios
+        ? `${slim.coldMs} ms vs ${base.coldMs} ms: ${cold.ratios.coldMs}x (CPU ${cold.ratios.coldCpuMs}x)`
+        : "not measured (needs the coldStart section with a baseline)",
+    met: cold?.ratios ? cold.ratios.coldMs <= 0.7 : null,
   });
   t.push({
     name: "artifact size",
-    goal: "<= 600 KB zipped (614,400 bytes)",
-    actual: cold ? `${cold.artifactBytes} bytes (${round(cold.artifactBytes / 1024, 0)} KB)` : "not measured",
-    met: cold ? cold.artifactBytes <= 600 * 1024 : null,
+    goal: "<= 450 KB zipped (460,800 bytes)",
+    actual: slim ? `${slim.artifactBytes} bytes${base ? ` (baseline ${base.artifactBytes})` : ""}` : "not measured",
+    met: slim ? slim.artifactBytes <= 450 * 1024 : null,
   });
   const gen = results.generator;
   t.push({
@@ -291,7 +344,7 @@ function printTable(): void {
     out.push(
       "Rotation (one invocation; local kube-apiserver + moto)",
       table(
-        ["n", "conc", "seconds", "rot/s", "p50 ms", "p99 ms", "CPU ms/rot", "peak RSS MB", "req/rot", "min req/rot"],
+        ["n", "conc", "seconds", "rot/s", "p50 ms", "p99 ms", "CPU ms/rot", "floor ms", "x floor", "peak RSS MB", "req/rot", "min req/rot"],
         results.rotation.map((r) => [
           r.n,
           r.concurrency,
@@ -300,6 +353,8 @@ function printTable(): void {
           r.p50Ms,
           r.p99Ms,
           r.cpuMsPerRotation,
+          r.floor.cpuMsPerTen,
+          r.cpuToFloor,
           r.peakRssMb,
           r.requestsPerRotation,
           r.minRequestsPerRotation,
@@ -320,15 +375,33 @@ function printTable(): void {
   const c = results.coldStart;
   if (c) {
     out.push(
-      `Cold start (median of ${c.runs} fresh processes)`,
+      `Cold start (medians of ${c.rows[0]?.runs ?? 0} fresh processes each, alternating; cold = import + first whole rotation)`,
       table(
-        ["initMs", "importMs", "lazyMs", "initCpuMs", "first inv ms", "warm inv ms", "artifact bytes", "bundle bytes"],
-        [[c.initMs, c.importMs, c.lazyMs, c.initCpuMs, c.firstInvocationMs, c.warmInvocationMs, c.artifactBytes, c.bundleBytes]],
+        ["artifact", "cold ms", "cold CPU ms", "import ms", "first rot ms", "warm rot ms", "init ms", "zip bytes", "bundle bytes"],
+        c.rows.map((r) => [
+          r.rev ? `${r.label} (${r.rev})` : r.label,
+          r.coldMs,
+          r.coldCpuMs,
+          r.importMs,
+          r.firstInvocationMs,
+          r.warmInvocationMs,
+          r.initMs,
+          r.artifactBytes,
+          r.bundleBytes,
+        ]),
       ),
-      `bundle: ${c.bundle.packages
-        .slice(0, 6)
-        .map((p) => `${p.name} ${p.kb} KB`)
-        .join(", ")}; other clouds' SDKs: ${c.bundle.foreignSdks.length ? c.bundle.foreignSdks.join(", ") : "none"}`,
+      ...(c.ratios
+        ? [
+            `slim / baseline (paired medians): cold ${c.ratios.coldMs}x, cold CPU ${c.ratios.coldCpuMs}x, init ${c.ratios.initMs}x, zip ${c.ratios.artifactBytes}x`,
+          ]
+        : []),
+      ...c.rows.map(
+        (r) =>
+          `${r.label} bundle: ${r.bundle.packages
+            .slice(0, 6)
+            .map((p) => `${p.name} ${p.kb} KB`)
+            .join(", ")}; other clouds' SDKs: ${r.bundle.foreignSdks.length ? r.bundle.foreignSdks.join(", ") : "none"}`,
+      ),
       ...(c.importBreakdown
         ? [
             `imported alone: ${Object.entries(c.importBreakdown)

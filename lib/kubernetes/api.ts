@@ -1,30 +1,23 @@
 // The HTTP side of the cluster client: one configuration per client (with a request
-// log and timeout) and the translation of API failures into our typed errors.
-import {
-  ApiException,
-  type Configuration,
-  createConfiguration,
-  IsomorphicFetchHttpLibrary,
-  type KubeConfig,
-  type RequestContext,
-  type ResponseContext,
-  ServerConfiguration,
-  setHeaderMiddleware,
-  wrapHttpLibrary,
-} from "@kubernetes/client-node";
+// log, a timeout and its own connection pool) and the translation of API failures into
+// our typed errors. Deep imports of client-node's modules: its index also loads what we
+// never run (watch, exec, attach, cp, port-forward, metrics and their dependencies).
+import type { KubeConfig } from "@kubernetes/client-node/dist/config.js";
+import { ApiException } from "@kubernetes/client-node/dist/gen/apis/exception.js";
+import { type Configuration, createConfiguration } from "@kubernetes/client-node/dist/gen/configuration.js";
+import { ServerConfiguration } from "@kubernetes/client-node/dist/gen/servers.js";
+import { setHeaderMiddleware } from "@kubernetes/client-node/dist/middleware.js";
 import { KubernetesError, PermissionError, RotatorError } from "../errors.ts";
+import { HttpsTransport } from "./transport.ts";
 import type { AccessCheck, RequestRecord } from "./types.ts";
 
 const USER_AGENT = "cnpg-rotator";
 const REQUEST_LOG_LIMIT = 1000;
 
-type Dispatcher = NonNullable<ReturnType<RequestContext["getDispatcher"]>>;
-
-/** Counts and logs every request; reuses one connection pool per client. */
+/** Counts and logs every request. */
 export class RequestLog {
   count = 0;
   readonly records: RequestRecord[] = [];
-  dispatcher: Dispatcher | undefined;
 
   record(r: RequestRecord): void {
     this.count++;
@@ -33,42 +26,25 @@ export class RequestLog {
   }
 }
 
+/** A client-node configuration for the kubeconfig's current context, and the transport it sends with. */
+export interface ApiConfiguration {
+  readonly configuration: Configuration;
+  /** Close it to close the client's connections. */
+  readonly transport: HttpsTransport;
+}
+
 /** A client-node configuration for the kubeconfig's current context that logs into `log`. */
-export function apiConfiguration(kc: KubeConfig, log: RequestLog, timeoutMs: number): Configuration {
+export function apiConfiguration(kc: KubeConfig, log: RequestLog, timeoutMs: number): ApiConfiguration {
   const cluster = kc.getCurrentCluster();
   if (!cluster) throw new KubernetesError("the kubeconfig has no cluster for its current context");
-  const inner = new IsomorphicFetchHttpLibrary();
-  const httpApi = wrapHttpLibrary({
-    async send(request: RequestContext): Promise<ResponseContext> {
-      // The kubeconfig hands every request a fresh connection pool (one TLS handshake
-      // each); a client lives for one run, so keep the first pool for all its requests.
-      const fresh = request.getDispatcher();
-      if (fresh) {
-        if (!log.dispatcher) log.dispatcher = fresh;
-        else if (fresh !== log.dispatcher) {
-          request.setDispatcher(log.dispatcher);
-          void fresh.close().catch(() => {});
-        }
-      }
-      if (!request.getSignal()) request.setSignal(AbortSignal.timeout(timeoutMs));
-      const method = request.getHttpMethod();
-      const path = new URL(request.getUrl()).pathname;
-      try {
-        const response = await inner.send(request).toPromise();
-        log.record({ method, path, status: response.httpStatusCode });
-        return response;
-      } catch (e) {
-        log.record({ method, path, status: 0 });
-        throw e;
-      }
-    },
-  });
-  return createConfiguration({
+  // The transport authenticates each request from the kubeconfig itself, so no auth method is configured here.
+  const transport = new HttpsTransport(kc, cluster, timeoutMs, (sent) => log.record(sent));
+  const configuration = createConfiguration({
     baseServer: new ServerConfiguration(cluster.server, {}),
-    authMethods: { default: kc },
-    httpApi,
+    httpApi: transport.library,
     middleware: [setHeaderMiddleware("User-Agent", USER_AGENT)],
   });
+  return { configuration, transport };
 }
 
 /** The request an error is about, in RBAC's words. */

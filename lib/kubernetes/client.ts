@@ -1,20 +1,21 @@
 // The cluster client the engine uses: read and merge-write one Secret with optimistic
 // concurrency, hold a Lease per target, check RBAC up front. Create one per run.
+import type { KubeConfig } from "@kubernetes/client-node/dist/config.js";
+import type { V1Secret } from "@kubernetes/client-node/dist/gen/models/V1Secret.js";
 import {
-  AuthorizationV1Api,
-  CoordinationV1Api,
-  CoreV1Api,
-  CustomObjectsApi,
-  type KubeConfig,
-  PatchStrategy,
-  setHeaderOptions,
-  type V1Secret,
-} from "@kubernetes/client-node";
+  ObjectAuthorizationV1Api as AuthorizationV1Api,
+  ObjectCoordinationV1Api as CoordinationV1Api,
+  ObjectCoreV1Api as CoreV1Api,
+  ObjectCustomObjectsApi as CustomObjectsApi,
+} from "@kubernetes/client-node/dist/gen/types/ObjectParamAPI.js";
+import { setHeaderOptions } from "@kubernetes/client-node/dist/middleware.js";
+import { PatchStrategy } from "@kubernetes/client-node/dist/patch.js";
 import { KubernetesError, SecretConflictError, SecretMissingError } from "../errors.ts";
 import { isNetworkError, isTransientStatus, withRetry } from "../retry.ts";
 import { describeAccess } from "./access.ts";
 import { type ApiOperation, apiConfiguration, apiError, httpStatus, RequestLog } from "./api.ts";
 import { acquireLease, type LeaseCall } from "./leases.ts";
+import type { HttpsTransport } from "./transport.ts";
 import { emptySecret, encodeData, mergePatchFor, presentAnnotations, toSecretObject } from "./secrets.ts";
 import type {
   AccessCheck,
@@ -47,9 +48,15 @@ export class KubernetesClient {
   readonly #authorization: AuthorizationV1Api;
   readonly #custom: CustomObjectsApi;
   readonly #log = new RequestLog();
+  readonly #transport: HttpsTransport;
 
   constructor(kubeConfig: KubeConfig, options: KubernetesClientOptions = {}) {
-    const config = apiConfiguration(kubeConfig, this.#log, options.requestTimeoutMs ?? DEFAULT_TIMEOUT_MS);
+    const { configuration: config, transport } = apiConfiguration(
+      kubeConfig,
+      this.#log,
+      options.requestTimeoutMs ?? DEFAULT_TIMEOUT_MS,
+    );
+    this.#transport = transport;
     this.server = kubeConfig.getCurrentCluster()?.server ?? "";
     this.#core = new CoreV1Api(config);
     this.#coordination = new CoordinationV1Api(config);
@@ -67,11 +74,9 @@ export class KubernetesClient {
     return [...this.#log.records];
   }
 
-  /** Closes the pooled connection; later calls open a new one. */
+  /** Closes the pooled connections; later calls open new ones. */
   async close(): Promise<void> {
-    const d = this.#log.dispatcher;
-    this.#log.dispatcher = undefined;
-    await d?.close();
+    this.#transport.close();
   }
 
   /** One GET; undefined when the Secret does not exist. */

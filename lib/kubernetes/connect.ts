@@ -5,7 +5,8 @@
 import { existsSync } from "node:fs";
 import { homedir } from "node:os";
 import { delimiter, join } from "node:path";
-import { type Cluster, KubeConfig, type User } from "@kubernetes/client-node";
+import { KubeConfig } from "@kubernetes/client-node/dist/config.js";
+import type { Cluster, User } from "@kubernetes/client-node/dist/config_types.js";
 import { InputError } from "../errors.ts";
 import { createLogger, type Logger } from "../log.ts";
 import { useTokenProvider } from "./auth/authenticator.ts";
@@ -23,6 +24,7 @@ import {
 import { readKubeconfigFrom, type StoredConnection, type StoredSecretReader } from "./auth/kubeconfig-from.ts";
 import type { TokenProvider } from "./auth/token.ts";
 import { KubernetesClient, type KubernetesClientOptions } from "./client.ts";
+import { checkProxyUrl } from "./transport.ts";
 import type { ClusterConnection } from "./types.ts";
 
 /** Env var holding a whole kubeconfig (YAML text, or base64 of it) for functions without a file system to ship one. */
@@ -307,6 +309,7 @@ function check(kc: KubeConfig, source: string, insecure: boolean): void {
   if (!cluster.server.startsWith("https://")) {
     throw new InputError(`${source}: cluster "${cluster.name}" server must be an https:// URL, got "${cluster.server}"`);
   }
+  checkProxyUrl(cluster, source);
   // Secrets travel over this connection: the server's certificate is verified unless the operator says otherwise.
   if (cluster.skipTLSVerify && !insecure) {
     throw new InputError(

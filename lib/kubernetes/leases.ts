@@ -2,7 +2,10 @@
 // leader election does it: whoever last wrote holderIdentity owns the Lease until
 // renewTime + leaseDurationSeconds; every write carries the resourceVersion read.
 import { createHash } from "node:crypto";
-import { type CoordinationV1Api, type V1Lease, type V1LeaseSpec, V1MicroTime } from "@kubernetes/client-node";
+import type { V1Lease } from "@kubernetes/client-node/dist/gen/models/V1Lease.js";
+import type { V1LeaseSpec } from "@kubernetes/client-node/dist/gen/models/V1LeaseSpec.js";
+import type { ObjectCoordinationV1Api as CoordinationV1Api } from "@kubernetes/client-node/dist/gen/types/ObjectParamAPI.js";
+import { V1MicroTime } from "@kubernetes/client-node/dist/types.js";
 import { PermissionError } from "../errors.ts";
 import { httpStatus } from "./api.ts";
 import type { LeaseHandle } from "./types.ts";

@@ -1,6 +1,6 @@
 // Pure conversions between the API's Secret and ours, and the merge patch of one change.
 import { isUtf8 } from "node:buffer";
-import type { V1Secret } from "@kubernetes/client-node";
+import type { V1Secret } from "@kubernetes/client-node/dist/gen/models/V1Secret.js";
 import type { SecretChange, SecretObject } from "./types.ts";
 
 export function toSecretObject(s: V1Secret, namespace: string, name: string): SecretObject {

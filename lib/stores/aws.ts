@@ -23,6 +23,7 @@ import * as z from "zod";
 import { InputError, StoreConflictError, StoreStateError } from "../errors.ts";
 import type { AwsProvider } from "../manifests/schema.ts";
 import { isNetworkError, isTransientStatus } from "../retry.ts";
+import { createSecretsManagerClient } from "./aws-client.ts";
 import { createClient, OURS, requestTimeoutMs, storeCalls, unless } from "./protocol.ts";
 import { MANAGED_BY_KEY, MANAGED_BY_VALUE, type NativePrimitives, type SecretStoreClient, type StoreDeps } from "./types.ts";
 
@@ -70,8 +71,8 @@ export function awsPrimitives(config: AwsProvider, _deps: StoreDeps = {}): Nativ
   // Endpoint (AWS_ENDPOINT_URL_SECRETS_MANAGER, AWS_ENDPOINT_URL) and credentials come from the SDK's own
   // chain. One attempt per call: storeCalls retries, so retries never multiply; a request that hangs
   // (a blackholed connection) fails after the timeout instead of holding the function to its end.
-  const client = new SecretsManagerClient({
-    region: config.region,
+  // The trimmed client of aws-client.ts (cached middleware, one credential chain per container).
+  const client = createSecretsManagerClient(config.region, {
     maxAttempts: 1,
     requestHandler: { connectionTimeout: timeout, requestTimeout: timeout, throwOnRequestTimeout: true },
   });

@@ -8,7 +8,7 @@ import { CURRENT, createClient } from "./protocol.ts";
 import type { SecretStoreClient, StoreDeps, StorePrimitives } from "./types.ts";
 
 // The cloud a bundle is built for: the bundlers define process.env.CNPG_ROTATOR_BUNDLE_CLOUD
-// as "aws", "gcp" or "azure" (serverless.yml, deploy/*/build.ts); unbundled runs (tests, CLI)
+// as "aws", "gcp" or "azure" (serverless.yml, deploy/build.ts); unbundled runs (tests, CLI)
 // leave it unset and keep every store.
 const BUNDLE_CLOUD = process.env.CNPG_ROTATOR_BUNDLE_CLOUD;
 

@@ -2,9 +2,11 @@
 // everything else byte-identical, the 409 path, Leases, RBAC and connection setup.
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import dc from "node:diagnostics_channel";
 import { readFileSync } from "node:fs";
+import type { Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { parseAllDocuments } from "yaml";
+import { parseAllDocuments, parse as parseYaml, stringify as toYaml } from "yaml";
 import { InputError, KubernetesError, PermissionError, SecretMissingError } from "../../lib/errors.ts";
 import {
   connectCluster,
@@ -13,6 +15,7 @@ import {
   rotationAccessChecks,
 } from "../../lib/kubernetes/index.ts";
 import { kubeRequest } from "../infra/kube-client.ts";
+import { startConnectProxy, startSocks5Proxy } from "../infra/proxies.ts";
 import { issueClientCertificate, renderKubeconfig } from "../infra/servers.ts";
 
 const infra = inject("infra");
@@ -558,5 +561,97 @@ describe("connectCluster", () => {
     expect((error as Error).message).toMatch(/HTTP 401 Unauthorized/);
     expect((error as Error).message).not.toContain("not-a-valid-token");
     await bad.close();
+  });
+});
+
+describe("transport (node:https, one keep-alive agent per client)", () => {
+  const adminYaml = () => readFileSync(infra.kubeconfigPath, "utf8");
+  const withProxy = (proxyUrl: string) => {
+    const doc = parseYaml(adminYaml()) as { clusters: { cluster: Record<string, unknown> }[] };
+    doc.clusters[0]!.cluster["proxy-url"] = proxyUrl;
+    return toYaml(doc);
+  };
+  const SECRET = "transport-read";
+  beforeAll(() => seedSecret(ns, SECRET));
+
+  /** New TCP connections this process opens to the API server while `fn` runs. */
+  async function connectionsDuring(fn: () => Promise<void>): Promise<number> {
+    const port = Number(new URL(infra.server).port);
+    let opened = 0;
+    const onSocket = (message: unknown) => {
+      const socket = (message as { socket: Socket }).socket;
+      socket.once("connect", () => {
+        if (socket.remotePort === port) opened++;
+      });
+    };
+    dc.subscribe("net.client.socket", onSocket);
+    try {
+      await fn();
+    } finally {
+      dc.unsubscribe("net.client.socket", onSocket);
+    }
+    return opened;
+  }
+
+  it("sends a client's requests over one connection, and close() ends it; the next request opens another", async () => {
+    const c = connectCluster({ kubeconfigPath: infra.kubeconfigPath });
+    const opened = await connectionsDuring(async () => {
+      for (let i = 0; i < 10; i++) expect(await c.readSecret(ns, SECRET)).toBeDefined();
+    });
+    expect(opened).toBe(1);
+    expect(c.requestCount).toBe(10);
+    // A run's concurrent requests share the pool too: no more connections than requests in flight.
+    const parallel = await connectionsDuring(async () => {
+      await Promise.all(Array.from({ length: 4 }, () => c.readSecret(ns, SECRET)));
+    });
+    expect(parallel).toBeLessThanOrEqual(3);
+    await c.close();
+    const afterClose = await connectionsDuring(async () => {
+      expect(await c.readSecret(ns, SECRET)).toBeDefined();
+    });
+    expect(afterClose).toBe(1);
+    await c.close();
+  });
+
+  it("a client certificate (mutual TLS) works over the pooled connection", async () => {
+    const cert = await issueClientCertificate(infra, "transport-test");
+    const c = connectCluster({ kubeconfigYaml: renderKubeconfig(infra, { user: "transport-test", clientCertificate: cert }) });
+    // Authenticated as transport-test, who may do nothing: a 403 naming that user proves the certificate was presented.
+    const error = await c.readSecret(ns, SECRET).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(PermissionError);
+    expect((error as Error).message).toContain('user "transport-test"');
+    await c.close();
+  });
+
+  it("a kubeconfig proxy-url of http:// tunnels through the proxy with CONNECT, one tunnel for many requests", async () => {
+    const proxy = await startConnectProxy();
+    try {
+      const c = connectCluster({ kubeconfigYaml: withProxy(proxy.url) });
+      for (let i = 0; i < 5; i++) expect(await c.readSecret(ns, SECRET)).toBeDefined();
+      expect(proxy.tunnels).toEqual([new URL(infra.server).host]);
+      await c.close();
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it("a kubeconfig proxy-url of socks5:// goes through the SOCKS proxy, one tunnel for many requests", async () => {
+    const proxy = await startSocks5Proxy();
+    try {
+      const c = connectCluster({ kubeconfigYaml: withProxy(proxy.url) });
+      for (let i = 0; i < 5; i++) expect(await c.readSecret(ns, SECRET)).toBeDefined();
+      expect(proxy.tunnels).toEqual([new URL(infra.server).host]);
+      await c.close();
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it("refuses a proxy-url it cannot use, naming the field, before any request", () => {
+    expect(() => connectCluster({ kubeconfigYaml: withProxy("ftp://proxy.example:21") })).toThrow(InputError);
+    expect(() => connectCluster({ kubeconfigYaml: withProxy("ftp://proxy.example:21") })).toThrow(
+      /cluster "cnpg-rotator-test" proxy-url has scheme "ftp"; supported: http, https, socks/,
+    );
+    expect(() => connectCluster({ kubeconfigYaml: withProxy("not a url") })).toThrow(/proxy-url is not a URL/);
   });
 });

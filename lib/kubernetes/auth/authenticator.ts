@@ -4,7 +4,8 @@
 // auth-provider is ours gets `Authorization: Bearer <provider token>` on every request,
 // fetched (or taken from the cache) right then. The built-in matchers look for the names
 // azure, gcp, oidc, a tokenFile or an exec block, none of which our user has.
-import type { Cluster, KubeConfig, User } from "@kubernetes/client-node";
+import type { KubeConfig } from "@kubernetes/client-node/dist/config.js";
+import type { Cluster, User } from "@kubernetes/client-node/dist/config_types.js";
 import type { TokenProvider } from "./token.ts";
 
 /** The auth-provider name of the in-memory user that carries a TokenProvider. */

@@ -51,7 +51,7 @@ import { defaultGoogleClient, type GoogleAccessTokenClient, googleAccessToken } 
 import { TokenProvider } from "./token.ts";
 
 // The cloud a bundle is built for: the bundlers define process.env.CNPG_ROTATOR_BUNDLE_CLOUD
-// as "aws", "gcp" or "azure" (serverless.yml, deploy/*/build.ts); unbundled runs (tests, CLI)
+// as "aws", "gcp" or "azure" (serverless.yml, deploy/build.ts); unbundled runs (tests, CLI)
 // leave it unset and keep every cloud. Where a condition must drop another cloud's SDK from
 // the bundle it is written out instead: esbuild folds it only so, not through these consts.
 const BUNDLE_CLOUD = process.env.CNPG_ROTATOR_BUNDLE_CLOUD;
