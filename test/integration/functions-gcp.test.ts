@@ -209,9 +209,11 @@ describe("GCP rotate: Cloud Scheduler → Pub/Sub → push → Functions Framewo
     expect(after.data.password).not.toBe(before.data.password);
     expect(after.data.password).toHaveLength(42);
     expect(after.labels["cnpg.io/reload"]).toBe("true");
-    // The function's own log says so, naming the rotation it wrote on the Secret.
-    const finished = child.lines.find((l) => l.includes('"msg":"rotation finished"') && l.includes('"outcome":"rotated"'));
-    expect(finished).toContain(after.annotations[ANNOTATIONS.rotationId]);
+    // The function's own log says so, naming the rotation it wrote on the Secret. (The Secret
+    // carries the rotation id from the merge on; the run finishes after the promote.)
+    const isFinished = (l: string) => l.includes('"msg":"rotation finished"') && l.includes('"outcome":"rotated"');
+    await until("the rotation's last log line", () => child.lines.some(isFinished), 30_000, child);
+    expect(child.lines.find(isFinished)).toContain(after.annotations[ANNOTATIONS.rotationId]);
   });
 
   it("a failed scheduled run answers 500, Pub/Sub redelivers, and the redelivery rotates", async () => {
