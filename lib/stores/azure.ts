@@ -230,37 +230,31 @@ export function azurePrimitives(config: AzureProvider, _deps: StoreDeps = {}, se
   return primitives;
 }
 
+/** Where each of ESO's environmentTypes authenticates (PublicCloud: the SDK's default). */
+const AUTHORITY: Record<string, string | undefined> = {
+  PublicCloud: undefined,
+  ChinaCloud: AzureAuthorityHosts.AzureChina,
+  USGovernmentCloud: AzureAuthorityHosts.AzureGovernment,
+};
+
 function defaultCredential(config: AzureProvider): TokenCredential {
   const authType = config.authType ?? "ServicePrincipal";
   if (!(AUTH_TYPES as readonly string[]).includes(authType)) {
     throw new InputError(`spec.provider.azurekv.authType: expected one of ${AUTH_TYPES.join(", ")}, found "${authType}"`);
   }
-  let authorityHost: string | undefined;
-  switch (config.environmentType ?? "PublicCloud") {
-    case "PublicCloud":
-      break;
-    case "ChinaCloud":
-      authorityHost = AzureAuthorityHosts.AzureChina;
-      break;
-    case "USGovernmentCloud":
-      authorityHost = AzureAuthorityHosts.AzureGovernment;
-      break;
-    default:
-      throw new InputError(
-        `spec.provider.azurekv.environmentType: expected PublicCloud, ChinaCloud or USGovernmentCloud, found "${config.environmentType}" (GermanCloud closed in 2021; AzureStackCloud is not supported)`,
-      );
+  const environment = config.environmentType ?? "PublicCloud";
+  if (!Object.hasOwn(AUTHORITY, environment)) {
+    throw new InputError(
+      `spec.provider.azurekv.environmentType: expected PublicCloud, ChinaCloud or USGovernmentCloud, found "${environment}" (GermanCloud closed in 2021; AzureStackCloud is not supported)`,
+    );
   }
-  const common = {
-    ...(config.tenantId ? { tenantId: config.tenantId } : {}),
-    ...(authorityHost ? { authorityHost } : {}),
-  };
+  const authorityHost = AUTHORITY[environment];
+  const common = { ...(config.tenantId ? { tenantId: config.tenantId } : {}), ...(authorityHost ? { authorityHost } : {}) };
   // identityId picks a user-assigned managed identity, by client id or by ARM resource id.
   const id = config.identityId;
-  if (id?.startsWith("/subscriptions/")) {
-    const options: DefaultAzureCredentialResourceIdOptions = { ...common, managedIdentityResourceId: id };
-    return new DefaultAzureCredential(options);
-  }
-  const options: DefaultAzureCredentialClientIdOptions = { ...common, ...(id ? { managedIdentityClientId: id } : {}) };
+  const options: DefaultAzureCredentialResourceIdOptions | DefaultAzureCredentialClientIdOptions = id?.startsWith("/subscriptions/")
+    ? { ...common, managedIdentityResourceId: id }
+    : { ...common, ...(id ? { managedIdentityClientId: id } : {}) };
   return new DefaultAzureCredential(options);
 }
 

@@ -12,7 +12,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import * as z from "zod";
 import { StoreConflictError, StoreError, StoreStateError } from "../errors.ts";
 import type { FileProvider } from "../manifests/schema.ts";
-import { CURRENT, createClient, OURS, PENDING, PREVIOUS, storeCalls } from "./protocol.ts";
+import { CURRENT, createClient, OURS, PENDING, PREVIOUS, storeCalls, unless } from "./protocol.ts";
 import type { LabelledVersion, NativePrimitives, SecretStoreClient, StoreDeps } from "./types.ts";
 
 export interface FileStoreOptions {
@@ -90,13 +90,8 @@ export function filePrimitives(config: FileProvider, deps: StoreDeps = {}, optio
     send(call, key, async () => view((await read()).secrets.get(key)));
 
   const read = async (): Promise<State> => {
-    let text: string;
-    try {
-      text = await fs.readFile(path, "utf8");
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === "ENOENT") return { lastVersionId: 0, secrets: new Map(), dirty: false };
-      throw error;
-    }
+    const text = await readIfExists(path);
+    if (text === undefined) return { lastVersionId: 0, secrets: new Map(), dirty: false };
     // Errors below name the file and the field, never the content: it holds secret values.
     let json: unknown;
     try {
@@ -303,12 +298,8 @@ class FileLock {
     const owner = JSON.stringify({ pid: process.pid, host: hostname(), id: randomUUID() });
     const deadline = Date.now() + this.#timeoutMs;
     for (let attempt = 0; ; attempt++) {
-      try {
-        await fs.writeFile(this.#path, owner, { flag: "wx", mode: 0o600 });
-        return owner;
-      } catch (error) {
-        if (!isErrno(error, "EEXIST")) throw error;
-      }
+      const taken = await fs.writeFile(this.#path, owner, { flag: "wx", mode: 0o600 }).then(() => true, ifErrno("EEXIST", false));
+      if (taken) return owner;
       if (await this.#removeIfStale()) continue;
       if (Date.now() > deadline) {
         throw new StoreError(
@@ -325,17 +316,10 @@ class FileLock {
   }
 
   async #removeIfStale(): Promise<boolean> {
-    let stat: Awaited<ReturnType<typeof fs.stat>>;
-    try {
-      stat = await fs.stat(this.#path);
-    } catch (error) {
-      if (isErrno(error, "ENOENT")) return true;
-      throw error;
-    }
+    const stat = await fs.stat(this.#path).catch(ifErrno("ENOENT", undefined));
     const content = await readIfExists(this.#path);
-    if (content === undefined) return true;
-    const old = Date.now() - stat.mtimeMs > this.#staleMs;
-    if (!old && !ownerIsDead(content)) return false;
+    if (!stat || content === undefined) return true;
+    if (Date.now() - stat.mtimeMs <= this.#staleMs && !ownerIsDead(content)) return false;
     if ((await readIfExists(this.#path)) === content) await fs.rm(this.#path, { force: true });
     return true;
   }
@@ -357,15 +341,6 @@ function ownerIsDead(content: string): boolean {
   }
 }
 
-async function readIfExists(path: string): Promise<string | undefined> {
-  try {
-    return await fs.readFile(path, "utf8");
-  } catch (error) {
-    if (isErrno(error, "ENOENT")) return undefined;
-    throw error;
-  }
-}
-
-function isErrno(error: unknown, code: string): boolean {
-  return (error as NodeJS.ErrnoException | undefined)?.code === code;
-}
+const readIfExists = (path: string) => fs.readFile(path, "utf8").catch(ifErrno("ENOENT", undefined));
+const isErrno = (error: unknown, code: string) => (error as NodeJS.ErrnoException | undefined)?.code === code;
+const ifErrno = <T>(code: string, fallback: T) => unless((e) => isErrno(e, code), fallback);

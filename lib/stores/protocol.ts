@@ -28,19 +28,17 @@ export function requestTimeoutMs(env: NodeJS.ProcessEnv = process.env): number {
   return ms;
 }
 
-export interface CallRules {
-  /** Whether an error is worth another try (reset, timeout, 429, 5xx). */
-  transient(error: unknown): boolean;
-  /** The provider error in one line (default: its name and message). Services' messages never echo values. */
-  detail?(error: unknown): string;
-}
-
-/** What a provider sends every request through. */
-export type Send = <T>(call: string, name: string, fn: () => Promise<T>) => Promise<T>;
-
-/** Transient failures retried with lib/retry.ts, any other wrapped in a StoreError naming the call, the secret and the store. */
-export function storeCalls(description: string, rules: CallRules): Send {
-  return async (call, name, fn) => {
+/**
+ * What a provider sends every request through: a transient failure (`rules.transient`: reset,
+ * timeout, 429, 5xx) retried with lib/retry.ts, any other wrapped in a StoreError naming the call,
+ * the secret and the store, with `rules.detail` (default: name and message; services' messages
+ * never echo values).
+ */
+export function storeCalls(
+  description: string,
+  rules: { transient(error: unknown): boolean; detail?(error: unknown): string },
+): <T>(call: string, name: string, fn: () => Promise<T>) => Promise<T> {
+  return async <T>(call: string, name: string, fn: () => Promise<T>): Promise<T> => {
     try {
       return await withRetry(fn, { what: `${call} "${name}" in ${description}`, isTransient: rules.transient });
     } catch (error) {
