@@ -120,6 +120,13 @@ export class HttpsTransport {
     if (body !== undefined && typeof body !== "string" && !Buffer.isBuffer(body)) {
       throw new TypeError("the Kubernetes transport sends string or Buffer bodies only");
     }
+    // Always framed by its length: Node sends a DELETE's body without chunked encoding, so an
+    // unframed one (a Lease delete's preconditions) would be read as the next request on the
+    // kept-alive connection.
+    if (body !== undefined) {
+      for (const name of Object.keys(headers)) if (name.toLowerCase() === "content-length") delete headers[name];
+      headers["content-length"] = String(Buffer.byteLength(body));
+    }
     const signal = request.getSignal() ?? AbortSignal.timeout(this.#timeoutMs);
     const agent = this.#agentFor(opts);
     return new Promise<ResponseContext>((resolve, reject) => {

@@ -655,3 +655,14 @@ describe("transport (node:https, one keep-alive agent per client)", () => {
     expect(() => connectCluster({ kubeconfigYaml: withProxy("not a url") })).toThrow(/proxy-url is not a URL/);
   });
 });
+
+describe("the transport frames every body", () => {
+  it("a Lease restored by delete (a DELETE with a body) leaves the kept-alive connection usable", async () => {
+    const client = connectCluster({ kubeconfigPath: infra.kubeconfigPath });
+    const lease = await client.acquireLease(ns, "framed", "run-framed", 30);
+    await lease!.restore(); // deletes the Lease it created, with preconditions in the body
+    // The next request on the same connection must be read as a request of its own.
+    expect(await client.readSecret(ns, "no-such-secret-framed")).toBeUndefined();
+    await client.close();
+  });
+});
