@@ -24,6 +24,7 @@ import type {
   NewSecret,
   RequestRecord,
   SecretChange,
+  SecretMetadata,
   SecretObject,
   UpdateSecretOptions,
   UpdateSecretResult,
@@ -34,6 +35,8 @@ const FIELD_MANAGER = "cnpg-rotator";
 const MAX_CONFLICTS = 5;
 const DEFAULT_TIMEOUT_MS = 30_000;
 const MERGE_PATCH = setHeaderOptions("Content-Type", PatchStrategy.MergePatch);
+/** Lists answered as metadata only (names, labels, annotations): a Secret's data never crosses the wire. */
+const METADATA_ONLY = setHeaderOptions("Accept", "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1");
 
 export interface KubernetesClientOptions {
   /** Per HTTP request. Default 30 s. */
@@ -196,6 +199,28 @@ export class KubernetesClient {
       unless([404], this.#custom.getNamespacedCustomObject({ group: "postgresql.cnpg.io", version: "v1", namespace, plural: "clusters", name })),
     )) as { spec?: CnpgCluster["spec"]; status?: CnpgCluster["status"] } | undefined;
     return raw && { name, namespace, spec: raw.spec ?? {}, status: raw.status ?? {} };
+  }
+
+  /**
+   * The metadata of the Secrets in `namespace` matching `labelSelector`, as the API's
+   * PartialObjectMetadataList (no Secret's data is sent), `pageSize` per request
+   * (limit/continue). For a planner that must see many Secrets' annotations cheaply.
+   */
+  async listSecretMetadata(namespace: string, labelSelector: string, pageSize = 500): Promise<SecretMetadata[]> {
+    const out: SecretMetadata[] = [];
+    let cont: string | undefined;
+    do {
+      const page = await this.#call({ verb: "list", ...SECRET, namespace }, () =>
+        this.#core.listNamespacedSecret({ namespace, labelSelector, limit: pageSize, ...(cont ? { _continue: cont } : {}) }, METADATA_ONLY),
+      );
+      for (const item of page.items) {
+        const m = item.metadata ?? {};
+        if (item.data !== undefined) throw new KubernetesError(`list secrets in namespace "${namespace}": the API server sent Secret data for a metadata-only list`);
+        out.push({ name: m.name ?? "", uid: m.uid ?? "", labels: { ...m.labels }, annotations: { ...m.annotations } });
+      }
+      cont = page.metadata?._continue || undefined;
+    } while (cont);
+    return out;
   }
 
   /** One POST. */

@@ -18,6 +18,7 @@ export type {
   NewSecret,
   RequestRecord,
   SecretChange,
+  SecretMetadata,
   SecretObject,
   UpdateSecretOptions,
   UpdateSecretResult,

@@ -1,6 +1,14 @@
 // The shapes the rest of the engine sees; nothing here depends on the client library.
 
 /** A Kubernetes Secret as the engine reads it. */
+/** A Secret's metadata without its data (a metadata-only list). */
+export interface SecretMetadata {
+  readonly name: string;
+  readonly uid: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly annotations: Readonly<Record<string, string>>;
+}
+
 export interface SecretObject {
   readonly name: string;
   readonly namespace: string;

@@ -6,7 +6,9 @@ import { resolvePasswordSpec } from "../generator/index.ts";
 import { type ParsedTemplate, parseTemplate } from "../template/index.ts";
 import { parseDuration } from "./duration.ts";
 import {
+  CLUSTER_API_VERSION,
   externalSecretSpecSchema,
+  kubernetesClusterSpecSchema,
   metadataSchema,
   PROVIDERS,
   type ProviderName,
@@ -18,6 +20,7 @@ import {
 } from "./schema.ts";
 import type {
   ExternalSecret,
+  KubernetesCluster,
   ManifestSet,
   ObjectMeta,
   Password,
@@ -47,7 +50,13 @@ const API_VERSIONS: Record<string, readonly string[]> = {
   SecretStore: ["external-secrets.io/v1", "external-secrets.io/v1beta1"],
   ClusterSecretStore: ["external-secrets.io/v1", "external-secrets.io/v1beta1"],
   Secret: ["v1"],
+  KubernetesCluster: [CLUSTER_API_VERSION],
 };
+
+/** On an ExternalSecret: the KubernetesCluster its target Secret lives in (absent: DEFAULT_CLUSTER). */
+export const KUBERNETES_CLUSTER_ANNOTATION = "cnpg-rotator.io/kubernetes-cluster";
+/** The cluster of targets that name none: the one the environment configures (CNPG_ROTATOR_CLUSTER*, a kubeconfig). */
+export const DEFAULT_CLUSTER = "default";
 
 const PASSWORD_API = "generators.external-secrets.io/v1alpha1";
 
@@ -98,11 +107,13 @@ export function loadManifests(files: readonly ManifestFile[], options: LoadOptio
     .filter((d) => d.kind === "SecretStore" || d.kind === "ClusterSecretStore")
     .map((d) => toSecretStore(d, problems));
   const secrets = docs.filter((d) => d.kind === "Secret").map((d) => toSecret(d, problems));
+  const clusters = docs.filter((d) => d.kind === "KubernetesCluster").map((d) => toKubernetesCluster(d, problems));
   const ok = <T>(x: T | undefined): x is T => x !== undefined;
   const set = {
     passwords: passwords.filter(ok),
     secretStores: secretStores.filter(ok),
     secrets: secrets.filter(ok),
+    clusters: clusters.filter(ok),
   };
   const externalSecrets = docs
     .filter((d) => d.kind === "ExternalSecret")
@@ -114,6 +125,7 @@ export function loadManifests(files: readonly ManifestFile[], options: LoadOptio
     .filter(ok);
 
   checkUnique(docs, problems);
+  checkClusterNames(docs, set.clusters, problems);
   throwIf(problems);
   return { ...set, externalSecrets, pushSecrets, warnings: [...problems.warnings, ...awsWriteRateWarnings(externalSecrets, pushSecrets)] };
 }
@@ -471,10 +483,34 @@ function toSecret(doc: RawDoc, problems: Problems): Secret | undefined {
   };
 }
 
+function toKubernetesCluster(doc: RawDoc, problems: Problems): KubernetesCluster | undefined {
+  const parsed = kubernetesClusterSpecSchema.safeParse(spec(doc, problems));
+  if (!parsed.success) {
+    problems.zod(ctx(doc), "spec", parsed.error);
+    return undefined;
+  }
+  return { kind: "KubernetesCluster", metadata: doc.metadata, spec: parsed.data };
+}
+
+/** Every cluster an ExternalSecret or PushSecret names is among the KubernetesClusters (or the default one). */
+function checkClusterNames(docs: readonly RawDoc[], clusters: readonly KubernetesCluster[], problems: Problems): void {
+  const known = new Set([DEFAULT_CLUSTER, ...clusters.map((c) => c.metadata.name)]);
+  for (const d of docs) {
+    const named =
+      d.kind === "ExternalSecret" || d.kind === "PushSecret" ? d.metadata.annotations[KUBERNETES_CLUSTER_ANNOTATION] : undefined;
+    if (named === undefined || known.has(named)) continue;
+    problems.at(ctx(d), `metadata.annotations["${KUBERNETES_CLUSTER_ANNOTATION}"]`)(
+      `no KubernetesCluster "${named}" among the manifests given; known: ${[...known].map((n) => `"${n}"`).join(", ")} ` +
+        `("${DEFAULT_CLUSTER}" is the cluster the environment configures)`,
+    );
+  }
+}
+
 function checkUnique(docs: readonly RawDoc[], problems: Problems): void {
   const seen = new Map<string, RawDoc>();
   for (const d of docs) {
-    const id = `${d.kind}/${d.kind === "ClusterSecretStore" ? "" : d.metadata.namespace}/${d.metadata.name}`;
+    const clusterScoped = d.kind === "ClusterSecretStore" || d.kind === "KubernetesCluster";
+    const id = `${d.kind}/${clusterScoped ? "" : d.metadata.namespace}/${d.metadata.name}`;
     const first = seen.get(id);
     if (first) {
       problems.at(ctx(d), "metadata.name")(

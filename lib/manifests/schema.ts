@@ -227,3 +227,54 @@ export type AwsProvider = z.infer<typeof awsProviderSchema>;
 export type GcpProvider = z.infer<typeof gcpProviderSchema>;
 export type AzureProvider = z.infer<typeof azureProviderSchema>;
 export type FileProvider = z.infer<typeof fileProviderSchema>;
+
+// --- cnpg-rotator.io/v1alpha1 KubernetesCluster: one cluster of a fleet (README "Fleets") -------
+// How a function reaches one cluster, in the terms of the CNPG_ROTATOR_CLUSTER* and
+// CNPG_ROTATOR_KUBECONFIG_FROM variables (lib/kubernetes/auth/environment.ts): the
+// connection is read by the same code, so a cluster here behaves as a single-cluster
+// deployment configured by those variables.
+export type KubernetesClusterSpec = z.infer<typeof kubernetesClusterSpecSchema>;
+export const CLUSTER_API_VERSION = "cnpg-rotator.io/v1alpha1";
+export const kubernetesClusterSpecSchema = z
+  .strictObject({
+    /** As CNPG_ROTATOR_KUBECONFIG_FROM: `aws:<name or ARN>`, `gcpsm:projects/…`, `azurekv:https://…`. */
+    kubeconfigFrom: z.string().regex(/^(aws|gcpsm|azurekv):\S+$/, "expected aws:<name or ARN>, gcpsm:projects/<p>/secrets/<name> or azurekv:https://<vault>.vault.azure.net/secrets/<name>").optional(),
+    /** The name of an environment variable holding a kubeconfig (YAML or base64), as CNPG_ROTATOR_KUBECONFIG does. */
+    kubeconfigEnv: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "expected the name of an environment variable").optional(),
+    /** As CNPG_ROTATOR_CLUSTER_SERVER / _CA: the API server named directly (needs `identity`). */
+    server: z.string().startsWith("https://", "expected the https:// URL of the API server").optional(),
+    certificateAuthorityData: z.string().min(1).optional(),
+    /** As CNPG_ROTATOR_CLUSTER: authenticate with a short-lived token of the function's identity. */
+    identity: z.string().regex(/^(eks:[A-Za-z0-9][A-Za-z0-9_-]*|gke|aks)$/, "expected eks:<cluster-name>, gke or aks").optional(),
+    /** The EKS cluster's region, for STS (default: the function's AWS_REGION). */
+    region: z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d+$/, "expected an AWS region such as eu-west-1").optional(),
+    /** At most this many rotations of this cluster at once in one invocation (default CNPG_ROTATOR_CLUSTER_CONCURRENCY, else 4). */
+    maxConcurrentRotations: z.number().int().min(1).max(64).optional(),
+  })
+  .check((ctx) => {
+    const s = ctx.value;
+    const sources = (["kubeconfigFrom", "kubeconfigEnv", "server"] as const).filter((k) => s[k] !== undefined);
+    if (sources.length !== 1) {
+      ctx.issues.push({
+        code: "custom",
+        input: s,
+        path: sources.length > 1 ? [sources[1]!] : [],
+        message:
+          sources.length === 0
+            ? "expected exactly one of kubeconfigFrom, kubeconfigEnv or server (with certificateAuthorityData and identity)"
+            : `${sources.join(" and ")} both name the API server; set only one`,
+      });
+    }
+    if (s.server !== undefined && s.identity === undefined) {
+      ctx.issues.push({ code: "custom", input: s, path: ["identity"], message: "required with server (eks:<cluster-name>, gke or aks), as CNPG_ROTATOR_CLUSTER is with CNPG_ROTATOR_CLUSTER_SERVER" });
+    }
+    if (s.server !== undefined && s.certificateAuthorityData === undefined) {
+      ctx.issues.push({ code: "custom", input: s, path: ["certificateAuthorityData"], message: "required with server: the cluster's CA (PEM or base64 of it)" });
+    }
+    if (s.server === undefined && s.certificateAuthorityData !== undefined) {
+      ctx.issues.push({ code: "custom", input: s, path: ["certificateAuthorityData"], message: "only with server" });
+    }
+    if (s.region !== undefined && !s.identity?.startsWith("eks:")) {
+      ctx.issues.push({ code: "custom", input: s, path: ["region"], message: "only with identity eks:<cluster-name>" });
+    }
+  });

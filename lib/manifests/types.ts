@@ -5,6 +5,7 @@ import type {
   AzureProvider,
   FileProvider,
   GcpProvider,
+  KubernetesClusterSpec,
   REFRESH_POLICIES,
   VaultProvider,
 } from "./schema.ts";
@@ -102,7 +103,14 @@ export interface Secret {
   readonly data: Readonly<Record<string, string>>;
 }
 
-export type Manifest = Password | ExternalSecret | PushSecret | SecretStore | Secret;
+/** One cluster of a fleet (cnpg-rotator.io/v1alpha1 KubernetesCluster); cluster-scoped, so its namespace is unused. */
+export interface KubernetesCluster {
+  readonly kind: "KubernetesCluster";
+  readonly metadata: ObjectMeta;
+  readonly spec: KubernetesClusterSpec;
+}
+
+export type Manifest = Password | ExternalSecret | PushSecret | SecretStore | Secret | KubernetesCluster;
 
 export interface ManifestSet {
   readonly passwords: readonly Password[];
@@ -110,6 +118,8 @@ export interface ManifestSet {
   readonly pushSecrets: readonly PushSecret[];
   readonly secretStores: readonly SecretStore[];
   readonly secrets: readonly Secret[];
+  /** The clusters targets name (annotation cnpg-rotator.io/kubernetes-cluster); none: the one the environment configures. */
+  readonly clusters: readonly KubernetesCluster[];
   /** Fields ESO would accept that have no effect here. */
   readonly warnings: readonly string[];
 }

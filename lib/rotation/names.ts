@@ -66,7 +66,8 @@ function uuidShaped(input: string): string {
 /** Whether a rotation is due, and when the next one is. */
 export function dueCheck(
   es: ExternalSecret,
-  secret: SecretObject | undefined,
+  // Annotations only, so a planner can decide from a metadata-only list (lib/fleet/plan.ts).
+  secret: Pick<SecretObject, "annotations"> | undefined,
   now: Date,
 ): { due: boolean; reason: string; nextDue?: Date } {
   const last = secret?.annotations[ANNOTATIONS.rotatedAt];

@@ -2,7 +2,15 @@
 // Pure: resolves references and refuses, before anything is written, a
 // rotation that could not stage or could not be resumed after a crash.
 import { BinaryKeyError, InputError } from "../errors.ts";
-import type { ExternalSecret, ManifestSet, PushSecret, PushSecretData, SecretStore } from "../manifests/index.ts";
+import {
+  DEFAULT_CLUSTER,
+  type ExternalSecret,
+  KUBERNETES_CLUSTER_ANNOTATION,
+  type ManifestSet,
+  type PushSecret,
+  type PushSecretData,
+  type SecretStore,
+} from "../manifests/index.ts";
 import { renderTemplate } from "../template/index.ts";
 import { generateValues, renderTarget } from "./render.ts";
 import { type Strategy, strategyOf } from "./strategy.ts";
@@ -18,6 +26,8 @@ export interface Publication {
 
 export interface RotationTarget {
   readonly externalSecret: ExternalSecret;
+  /** The KubernetesCluster the Secret lives in ("default": the one the environment configures). */
+  readonly cluster: string;
   readonly namespace: string;
   readonly secretName: string;
   readonly publications: readonly Publication[];
@@ -40,15 +50,22 @@ export function planRotations(set: ManifestSet): RotationTarget[] {
     const secretName = es.target.name;
     const where = `ExternalSecret ${namespace}/${es.metadata.name}`;
     const id = `${namespace}/${secretName}`;
-    const other = seen.get(id);
+    // One Secret name in two clusters is two Secrets.
+    const cluster = es.metadata.annotations[KUBERNETES_CLUSTER_ANNOTATION] ?? DEFAULT_CLUSTER;
+    const other = seen.get(`${cluster}|${id}`);
     if (other) {
       throw new InputError(
         `${where}: Secret ${id} is already the target of ExternalSecret ${namespace}/${other.metadata.name}; two rotations of one Secret would undo each other`,
       );
     }
-    seen.set(id, es);
+    seen.set(`${cluster}|${id}`, es);
 
-    const pushSecrets = set.pushSecrets.filter((p) => p.metadata.namespace === namespace && p.secretName === secretName);
+    const pushSecrets = set.pushSecrets.filter(
+      (p) =>
+        p.metadata.namespace === namespace &&
+        p.secretName === secretName &&
+        (p.metadata.annotations[KUBERNETES_CLUSTER_ANNOTATION] ?? DEFAULT_CLUSTER) === cluster,
+    );
     if (pushSecrets.length === 0) {
       throw new InputError(
         `${where}: no store is selected for Secret ${id}, so there is nowhere to stage the new password before the Secret changes. ` +
@@ -60,7 +77,13 @@ export function planRotations(set: ManifestSet): RotationTarget[] {
     const strategy = strategyOf(es);
     if (strategy.kind === "alternating") {
       for (const r of strategy.roles) {
-        const other = set.externalSecrets.find((o) => o !== es && o.metadata.namespace === namespace && o.target.name === r.secretName);
+        const other = set.externalSecrets.find(
+          (o) =>
+            o !== es &&
+            o.metadata.namespace === namespace &&
+            o.target.name === r.secretName &&
+            (o.metadata.annotations[KUBERNETES_CLUSTER_ANNOTATION] ?? DEFAULT_CLUSTER) === cluster,
+        );
         if (other) {
           throw new InputError(
             `${where}: role ${r.role}'s passwordSecret ${namespace}/${r.secretName} is the target of ExternalSecret ${namespace}/${other.metadata.name} too; only the alternating rotation may write it`,
@@ -74,6 +97,7 @@ export function planRotations(set: ManifestSet): RotationTarget[] {
     renderTarget(es, generateValues(es), undefined, strategy.kind === "alternating" ? { user: strategy.roles[0].role } : {});
     targets.push({
       externalSecret: es,
+      cluster,
       namespace,
       secretName,
       publications,

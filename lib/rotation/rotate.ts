@@ -378,7 +378,7 @@ function dryRun(
   target: RotationTarget,
   deps: RotationDeps,
   options: RotateOptions,
-  secret: Parameters<typeof dueCheck>[1],
+  secret: SecretObject | undefined,
   rendered: Readonly<Record<string, string>>,
 ): RotationResult {
   const due = dueCheck(target.externalSecret, secret, deps.now?.() ?? new Date());
