@@ -19,6 +19,7 @@ const LIB_ALLOWED = {
   stores: ["errors.ts", "log.ts", "retry.ts", "manifests/"],
   kubernetes: ["errors.ts", "log.ts", "retry.ts"],
   postgres: ["errors.ts", "log.ts", "retry.ts"],
+  queues: ["errors.ts", "log.ts", "retry.ts"],
 };
 
 const alternatives = (paths) => paths.map((p) => p.replaceAll(".", "\\.") + (p.endsWith("/") ? "" : "$")).join("|");

@@ -6,7 +6,8 @@ import { redactDeep, redactError } from "../lib/redact.ts";
 import { engineFromEnvironment } from "../lib/rotation/context.ts";
 import { type Engine, rotate } from "../lib/rotation/engine.ts";
 import { type PushReport, push } from "../lib/rotation/push.ts";
-import { parseRotateRequest } from "./request.ts";
+import { rotateInCluster } from "./fleet.ts";
+import { type ParsedRequest, parseRotateRequest } from "./request.ts";
 import type { RotationResult } from "../lib/rotation/rotate.ts";
 import { type Status, status } from "../lib/rotation/status.ts";
 
@@ -53,9 +54,12 @@ async function bounded<T>(answer: () => Promise<T>): Promise<T> {
   }
 }
 
+/** Runs a request; the single-cluster engine is built only when asked for (a fleet's manual run needs none). */
+type Run<R> = (engine: () => Promise<Engine>, request: Omit<ParsedRequest, "trigger">) => Promise<R[]>;
+
 function invoke<R extends { outcome: string; error?: { type: string } }>(
   event: unknown,
-  run: (engine: Engine, request: Omit<ReturnType<typeof parseRotateRequest>, "trigger">) => Promise<R[]>,
+  run: Run<R>,
   describe: (r: R) => string,
 ): Promise<InvocationResponse<R>> {
   return bounded(() => answer(event, run, describe));
@@ -63,14 +67,14 @@ function invoke<R extends { outcome: string; error?: { type: string } }>(
 
 async function answer<R extends { outcome: string; error?: { type: string } }>(
   event: unknown,
-  run: (engine: Engine, request: Omit<ReturnType<typeof parseRotateRequest>, "trigger">) => Promise<R[]>,
+  run: Run<R>,
   describe: (r: R) => string,
 ): Promise<InvocationResponse<R>> {
   let trigger: "schedule" | "manual" | undefined;
   try {
     const { trigger: t, ...request } = parseRotateRequest(event);
     trigger = t;
-    const results = await run(await engine(), request);
+    const results = await run(engine, request);
     const failed = results.filter((r) => r.outcome === "failed");
     if (trigger === "schedule" && failed.length > 0) {
       throw new ScheduledRunFailed(`${failed.length} of ${results.length} failed: ${failed.map(describe).join(", ")}`);
@@ -87,16 +91,21 @@ async function answer<R extends { outcome: string; error?: { type: string } }>(
 
 /** Rotate: a scheduled event (`detail.target` optional) or a manual `{"target", "force", "dryRun"}`. */
 export function invokeRotate(event: unknown): Promise<RotateResponse> {
-  return invoke(event, (e, request) => rotate(e, request), (r) => `${r.target} (${r.error?.type})`);
+  return invoke(
+    event,
+    async (e, { cluster, ...request }) => (cluster !== undefined ? rotateInCluster(cluster, request) : rotate(await e(), request)),
+    (r) => `${r.target} (${r.error?.type})`,
+  );
 }
 
 /** Push: a scheduled event or a manual `{"target": "<namespace>/<PushSecret>", "dryRun"}`. */
 export function invokePush(event: unknown): Promise<PushResponse> {
   return invoke(
     event,
-    (e, request) => {
+    async (e, { cluster, ...request }) => {
       if (request.force !== undefined) throw new InputError("event.force: not a push option (a push always compares first)");
-      return push(e, request);
+      if (cluster !== undefined) throw new InputError("event.cluster: a push runs in the cluster the environment configures");
+      return push(await e(), request);
     },
     (r) => `${r.remoteKey} (${r.error?.type})`,
   );
@@ -109,8 +118,8 @@ export function invokeStatus(event: unknown): Promise<StatusResponse> {
 
 async function statusOf(event: unknown): Promise<StatusResponse> {
   try {
-    const { targets, force, dryRun } = parseRotateRequest(event);
-    if (force !== undefined || dryRun !== undefined) throw new InputError("event: status takes only target or targets");
+    const { targets, force, dryRun, cluster } = parseRotateRequest(event);
+    if (force !== undefined || dryRun !== undefined || cluster !== undefined) throw new InputError("event: status takes only target or targets");
     const results = await status(await engine(), targets ? { targets } : {});
     return { ok: results.every((r) => r.ready), results };
   } catch (e) {

@@ -9,6 +9,8 @@ const target = z.string().regex(/^([a-z0-9]([-a-z0-9]*[a-z0-9])?\/)?[a-z0-9]([-a
 });
 
 const manualSchema = z.strictObject({
+  /** A fleet's cluster (a KubernetesCluster's name); absent: the one the environment configures. */
+  cluster: z.string().regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, { message: "expected a KubernetesCluster name" }).optional(),
   target: target.optional(),
   targets: z.array(target).optional(),
   force: z.boolean().optional(),
@@ -27,7 +29,13 @@ function isScheduledEvent(e: Record<string, unknown>): boolean {
  * A scheduled event (rotate every target that is due), or a manual payload:
  * `{"target": "namespace/name", "force": true, "dryRun": true}`.
  */
-export function parseRotateRequest(event: unknown): RotateRequest & { trigger: "schedule" | "manual" } {
+export interface ParsedRequest extends RotateRequest {
+  readonly trigger: "schedule" | "manual";
+  /** The cluster the targets live in, when the payload names one. */
+  readonly cluster?: string;
+}
+
+export function parseRotateRequest(event: unknown): ParsedRequest {
   if (event === undefined || event === null || (typeof event === "string" && event.trim() === "")) {
     return { trigger: "manual" };
   }
@@ -51,20 +59,21 @@ export function parseRotateRequest(event: unknown): RotateRequest & { trigger: "
   return { ...parseManual(record, "event"), trigger: "manual" };
 }
 
-function parseManual(payload: unknown, where: string): RotateRequest {
+function parseManual(payload: unknown, where: string): Omit<ParsedRequest, "trigger"> {
   const parsed = manualSchema.safeParse(payload);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     const path = [where, ...issue.path.map(String)].join(".");
     const message =
       issue.code === "unrecognized_keys"
-        ? `unknown field${issue.keys.length > 1 ? "s" : ""} ${issue.keys.map((k) => `"${k}"`).join(", ")} (expected target, targets, force, dryRun)`
+        ? `unknown field${issue.keys.length > 1 ? "s" : ""} ${issue.keys.map((k) => `"${k}"`).join(", ")} (expected target, targets, cluster, force, dryRun)`
         : issue.message.replace(/^Invalid input: /, "");
     throw new InputError(`${path}: ${message}`);
   }
-  const { target: one, targets, force, dryRun } = parsed.data;
+  const { target: one, targets, force, dryRun, cluster } = parsed.data;
   const all = [...(one ? [one] : []), ...(targets ?? [])];
   return {
+    ...(cluster !== undefined ? { cluster } : {}),
     ...(all.length > 0 ? { targets: all } : {}),
     ...(force !== undefined ? { force } : {}),
     ...(dryRun !== undefined ? { dryRun } : {}),

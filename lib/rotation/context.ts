@@ -3,7 +3,9 @@
 import { InputError } from "../errors.ts";
 import { connectClusterFromEnvironment, type KubernetesClient } from "../kubernetes/index.ts";
 import { createLogger, type Logger } from "../log.ts";
+import { DEFAULT_CLUSTER, type ManifestSet } from "../manifests/index.ts";
 import type { Engine } from "./engine.ts";
+import { clusterSubset } from "./plan.ts";
 import { manifestsFromEnvironment } from "./files.ts";
 import { readStoredSecret, storeFactory } from "./stores.ts";
 import { applyTimeoutFromEnvironment, verificationFromEnvironment } from "./verify.ts";
@@ -11,6 +13,8 @@ import { applyTimeoutFromEnvironment, verificationFromEnvironment } from "./veri
 export interface EngineConfig {
   /** Manifest files or directories (default: $CNPG_ROTATOR_MANIFESTS, else ./manifests). */
   readonly manifests?: readonly string[];
+  /** The manifests already loaded (a fleet builds one engine per cluster over one set). */
+  readonly manifestSet?: ManifestSet;
   readonly namespace?: string;
   readonly kube?: KubernetesClient;
   readonly log?: Logger;
@@ -29,12 +33,17 @@ export interface EngineConfig {
  */
 export async function engineFromEnvironment(config: EngineConfig = {}): Promise<Engine> {
   const env = config.env ?? process.env;
-  const manifests = manifestsFromEnvironment(env, {
-    ...(config.manifests ? { paths: config.manifests } : {}),
-    ...(config.namespace ? { namespace: config.namespace } : {}),
-  });
+  const loaded =
+    config.manifestSet ??
+    manifestsFromEnvironment(env, {
+      ...(config.manifests ? { paths: config.manifests } : {}),
+      ...(config.namespace ? { namespace: config.namespace } : {}),
+    });
+  // A single-cluster engine sees only the targets of the cluster it connects to: with
+  // KubernetesClusters declared, a fleet (lib/fleet/) serves the others.
+  const manifests = config.manifestSet || loaded.clusters.length === 0 ? loaded : clusterSubset(loaded, DEFAULT_CLUSTER);
   const log = config.log ?? createLogger();
-  for (const warning of manifests.warnings) log.warn({ warning }, "manifest field has no effect");
+  if (!config.manifestSet) for (const warning of manifests.warnings) log.warn({ warning }, "manifest field has no effect");
   const concurrency = config.concurrency ?? (env.CNPG_ROTATOR_CONCURRENCY ? Number(env.CNPG_ROTATOR_CONCURRENCY) : 8);
   if (!Number.isInteger(concurrency) || concurrency < 1) {
     throw new InputError(`CNPG_ROTATOR_CONCURRENCY: expected a positive integer, found "${env.CNPG_ROTATOR_CONCURRENCY}"`);

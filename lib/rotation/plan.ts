@@ -42,6 +42,20 @@ export function targetName(t: { namespace: string; secretName: string }): string
   return `${t.namespace}/${t.secretName}`;
 }
 
+/** The cluster an ExternalSecret or PushSecret names (annotation cnpg-rotator.io/kubernetes-cluster), else the default. */
+export function clusterOfManifest(m: { readonly metadata: { readonly annotations: Readonly<Record<string, string>> } }): string {
+  return m.metadata.annotations[KUBERNETES_CLUSTER_ANNOTATION] ?? DEFAULT_CLUSTER;
+}
+
+/** The manifests of one cluster's targets: its ExternalSecrets and PushSecrets, and everything they share. */
+export function clusterSubset(set: ManifestSet, cluster: string): ManifestSet {
+  return {
+    ...set,
+    externalSecrets: set.externalSecrets.filter((es) => clusterOfManifest(es) === cluster),
+    pushSecrets: set.pushSecrets.filter((ps) => clusterOfManifest(ps) === cluster),
+  };
+}
+
 export function planRotations(set: ManifestSet): RotationTarget[] {
   const targets: RotationTarget[] = [];
   const seen = new Map<string, ExternalSecret>();
@@ -51,7 +65,7 @@ export function planRotations(set: ManifestSet): RotationTarget[] {
     const where = `ExternalSecret ${namespace}/${es.metadata.name}`;
     const id = `${namespace}/${secretName}`;
     // One Secret name in two clusters is two Secrets.
-    const cluster = es.metadata.annotations[KUBERNETES_CLUSTER_ANNOTATION] ?? DEFAULT_CLUSTER;
+    const cluster = clusterOfManifest(es);
     const other = seen.get(`${cluster}|${id}`);
     if (other) {
       throw new InputError(
@@ -64,7 +78,7 @@ export function planRotations(set: ManifestSet): RotationTarget[] {
       (p) =>
         p.metadata.namespace === namespace &&
         p.secretName === secretName &&
-        (p.metadata.annotations[KUBERNETES_CLUSTER_ANNOTATION] ?? DEFAULT_CLUSTER) === cluster,
+        clusterOfManifest(p) === cluster,
     );
     if (pushSecrets.length === 0) {
       throw new InputError(
@@ -82,7 +96,7 @@ export function planRotations(set: ManifestSet): RotationTarget[] {
             o !== es &&
             o.metadata.namespace === namespace &&
             o.target.name === r.secretName &&
-            (o.metadata.annotations[KUBERNETES_CLUSTER_ANNOTATION] ?? DEFAULT_CLUSTER) === cluster,
+            clusterOfManifest(o) === cluster,
         );
         if (other) {
           throw new InputError(

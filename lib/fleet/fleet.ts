@@ -1,0 +1,211 @@
+// One deployment, many clusters: the manifests loaded and checked once per cold start, an
+// engine per cluster (built on first use, kept warm), and the consumer's side of the queue —
+// one message, one target, rotated by the existing engine under its Lease with its due
+// check, so an at-least-once delivery never makes a second password in one period.
+import pLimit from "p-limit";
+import { InputError } from "../errors.ts";
+import type { KubernetesClient } from "../kubernetes/index.ts";
+import { createLogger, type Logger } from "../log.ts";
+import { redactError } from "../redact.ts";
+import type { ManifestSet } from "../manifests/index.ts";
+import { type EngineConfig, engineFromEnvironment } from "../rotation/context.ts";
+import { type Engine, rotate } from "../rotation/engine.ts";
+import { manifestsFromEnvironment } from "../rotation/files.ts";
+import { planRotations, type RotationTarget, targetName } from "../rotation/plan.ts";
+import type { RotationResult } from "../rotation/rotate.ts";
+import { ClusterConnections, checkClusters, clusterConcurrency, clusterNames } from "./clusters.ts";
+import { type FleetMessage, parseMessage } from "./messages.ts";
+
+export interface Fleet {
+  readonly manifests: ManifestSet;
+  readonly log: Logger;
+  readonly connections: ClusterConnections;
+  readonly env: NodeJS.ProcessEnv;
+  /** Every target, by `cluster|namespace/name`, planned (and so checked) once. */
+  readonly targets: ReadonlyMap<string, RotationTarget>;
+  /** The engine of one cluster, built on first use. */
+  engineFor(cluster: string): Promise<Engine>;
+  close(): Promise<void>;
+}
+
+export interface FleetConfig extends Omit<EngineConfig, "kube" | "manifestSet"> {
+  /** Already loaded manifests (tests, the bench); default: CNPG_ROTATOR_MANIFESTS. */
+  readonly manifestSet?: ManifestSet;
+  /** Clients to use for these clusters instead of connecting (tests). */
+  readonly clients?: ReadonlyMap<string, KubernetesClient>;
+  /** Overrides of the built engines (tests: a clock, a store factory). */
+  readonly engine?: Partial<Engine>;
+}
+
+const key = (cluster: string, target: string) => `${cluster}|${target}`;
+
+/**
+ * Loads the manifests, checks every cluster's connection settings and plans every target —
+ * any bad input fails here, at cold start, before a message is sent or a Secret written.
+ */
+export function fleetFromEnvironment(config: FleetConfig = {}): Fleet {
+  const env = config.env ?? process.env;
+  const log = config.log ?? createLogger();
+  const manifests =
+    config.manifestSet ??
+    manifestsFromEnvironment(env, {
+      ...(config.manifests ? { paths: config.manifests } : {}),
+      ...(config.namespace ? { namespace: config.namespace } : {}),
+    });
+  for (const warning of config.manifestSet ? [] : manifests.warnings) log.warn({ warning }, "manifest field has no effect");
+  checkClusters(manifests, env);
+  const targets = new Map(planRotations(manifests).map((t) => [key(t.cluster, targetName(t)), t]));
+  for (const cluster of clusterNames(manifests)) clusterConcurrency(manifests, cluster, env); // a bad cap fails now
+  const connections = new ClusterConnections(manifests, { env, log, ...(config.clients ? { given: config.clients } : {}) });
+  const engines = new Map<string, Promise<Engine>>();
+  const { clients: _c, engine: overrides, manifestSet: _m, ...engineConfig } = config;
+  return {
+    manifests,
+    log,
+    connections,
+    env,
+    targets,
+    engineFor(cluster) {
+      let engine = engines.get(cluster);
+      if (!engine) {
+        engine = (async () => {
+          const kube = await connections.get(cluster);
+          const built = await engineFromEnvironment({ ...engineConfig, env, log: log.child({ cluster }), manifestSet: manifests, kube });
+          return { ...built, ...overrides };
+        })().catch((e: unknown) => {
+          engines.delete(cluster);
+          throw e;
+        });
+        engines.set(cluster, engine);
+      }
+      return engine;
+    },
+    async close() {
+      engines.clear();
+      await connections.closeAll();
+    },
+  };
+}
+
+export interface RotateOne {
+  readonly cluster: string;
+  /** `namespace/name` of the target Secret. */
+  readonly target: string;
+  readonly force?: boolean;
+  readonly dryRun?: boolean;
+}
+
+/** The planned target `cluster|namespace/name`; InputError naming what is known when there is none. */
+export function findTarget(fleet: Fleet, cluster: string, target: string): RotationTarget {
+  const full = target.includes("/") ? target : `default/${target}`;
+  const found = fleet.targets.get(key(cluster, full));
+  if (!found) {
+    const known = clusterNames(fleet.manifests);
+    throw new InputError(
+      known.includes(cluster)
+        ? `target "${target}" in cluster "${cluster}": no ExternalSecret targets Secret ${full} there`
+        : `cluster "${cluster}": no KubernetesCluster of that name; known: ${known.join(", ")}`,
+    );
+  }
+  return found;
+}
+
+/**
+ * Rotates one target of one cluster with the cluster's engine: the engine plans only this
+ * target (its manifests narrowed to its ExternalSecret), so a message costs the same
+ * whatever the fleet's size.
+ */
+export async function rotateOne(fleet: Fleet, request: RotateOne): Promise<RotationResult> {
+  const target = findTarget(fleet, request.cluster, request.target);
+  const engine = await fleet.engineFor(request.cluster);
+  const only: ManifestSet = { ...engine.manifests, externalSecrets: [target.externalSecret] };
+  const [result] = await rotate(
+    { ...engine, manifests: only },
+    {
+      targets: [targetName(target)],
+      ...(request.force !== undefined ? { force: request.force } : {}),
+      ...(request.dryRun !== undefined ? { dryRun: request.dryRun } : {}),
+    },
+  );
+  return result!;
+}
+
+/** One received message, as the consumer sees it. */
+export interface Delivered {
+  readonly id: string;
+  readonly body: string;
+}
+
+export interface MessageResult {
+  readonly id: string;
+  readonly cluster?: string;
+  readonly target?: string;
+  /** The engine's outcome, or `failed` for a message that could not be read or rotated. */
+  readonly outcome: RotationResult["outcome"] | "malformed";
+  readonly error?: { readonly type: string; readonly message: string };
+  readonly result?: RotationResult;
+}
+
+/** A message is handled (deleted from the queue) unless it failed: the queue delivers it again, up to its DLQ. */
+export function failedMessage(r: MessageResult): boolean {
+  return r.outcome === "failed" || r.outcome === "malformed";
+}
+
+// A cluster whose API server cannot be reached fails the rest of its messages in the batch at
+// once instead of each waiting out its own timeouts: the queue delivers them again later.
+const UNREACHABLE = /request to \S+ failed|no answer from \S+ in time/;
+
+/**
+ * Rotates the targets of a batch of messages: at most the cluster's cap at once per cluster,
+ * the clusters side by side, so a slow or unreachable cluster holds up only its own messages.
+ * Never throws for one message: each gets its own result, and the caller reports the failed
+ * ones to the queue (partial batch response).
+ */
+export async function consumeBatch(fleet: Fleet, messages: readonly Delivered[]): Promise<MessageResult[]> {
+  const limits = new Map<string, ReturnType<typeof pLimit>>();
+  const down = new Map<string, { type: string; message: string }>();
+  const limitFor = (cluster: string) => {
+    let limit = limits.get(cluster);
+    if (!limit) {
+      limit = pLimit(clusterConcurrency(fleet.manifests, cluster, fleet.env));
+      limits.set(cluster, limit);
+    }
+    return limit;
+  };
+  return Promise.all(
+    messages.map(async (delivered): Promise<MessageResult> => {
+      let message: FleetMessage;
+      try {
+        message = parseMessage(delivered.body, delivered.id);
+        findTarget(fleet, message.cluster, message.target);
+      } catch (e) {
+        const error = errorOf(e);
+        fleet.log.error({ messageId: delivered.id, error }, "queue message refused");
+        return { id: delivered.id, outcome: "malformed", error };
+      }
+      const { cluster, target } = message;
+      return limitFor(cluster)(async (): Promise<MessageResult> => {
+        const unreachable = down.get(cluster);
+        if (unreachable) return { id: delivered.id, cluster, target, outcome: "failed", error: unreachable };
+        try {
+          const result = await rotateOne(fleet, { cluster, target });
+          if (result.outcome === "failed" && result.error && UNREACHABLE.test(result.error.message)) {
+            down.set(cluster, { type: result.error.type, message: `cluster "${cluster}" unreachable: ${result.error.message}` });
+          }
+          fleet.log.info({ messageId: delivered.id, cluster, target, due: message.due, outcome: result.outcome }, "queue message handled");
+          return { id: delivered.id, cluster, target, outcome: result.outcome, ...(result.error ? { error: result.error } : {}), result };
+        } catch (e) {
+          const error = errorOf(e);
+          if (UNREACHABLE.test(error.message)) down.set(cluster, error);
+          fleet.log.error({ messageId: delivered.id, cluster, target, error }, "queue message failed");
+          return { id: delivered.id, cluster, target, outcome: "failed", error };
+        }
+      });
+    }),
+  );
+}
+
+function errorOf(e: unknown): { type: string; message: string } {
+  const error = redactError(e instanceof Error ? e : new Error(String(e)));
+  return { type: error.name, message: error.message };
+}
