@@ -1,5 +1,5 @@
-// osls's door to the manifests: serverless.yml reads ${file(./serverless/derive.cjs):rotateEvents},
-// :pushEvents and :iamStatements. The manifests are read and checked by lib/manifests (the
+// osls's door to the manifests: serverless.yml reads ${file(./serverless/derive.cjs):planEvents},
+// :planSpreadSeconds, :pushEvents and :iamStatements. The manifests are read and checked by lib/manifests (the
 // function's own reader: a manifest the function would refuse fails the package), and what is
 // derived from them — schedules, IAM — is deploy/aws/derive.ts. This file only finds the
 // settings in serverless.yml and hands the results over.
@@ -10,9 +10,14 @@
 // Preview without the framework:  npx node serverless/derive.cjs [manifests-dir]
 "use strict";
 
-const { resolve } = require("node:path");
+const { mkdirSync, writeFileSync } = require("node:fs");
+const { relative, resolve } = require("node:path");
 const derive = require("../deploy/aws/derive.ts");
-const { readManifests } = require("../lib/rotation/files.ts");
+const { compileManifests, readManifests } = require("../lib/rotation/files.ts");
+
+const SERVICE_DIR = resolve(__dirname, "..");
+/** What the functions read (CNPG_ROTATOR_MANIFESTS): the manifests compiled at package time, so a cold start parses JSON, not YAML. */
+const COMPILED = "dist/aws/manifests.json";
 
 /** custom.rotator in serverless.yml: manifests (comma-separated, relative to it), namespace, schedule. */
 async function settings({ resolveConfigurationProperty }) {
@@ -32,22 +37,34 @@ const loaded = new Map();
 async function manifests(framework) {
   const s = await settings(framework);
   const key = JSON.stringify(s);
-  if (!loaded.has(key)) loaded.set(key, readManifests(s.paths, { namespace: s.namespace }));
+  if (!loaded.has(key)) {
+    loaded.set(key, readManifests(s.paths, { namespace: s.namespace }));
+    mkdirSync(resolve(SERVICE_DIR, "dist/aws"), { recursive: true });
+    writeFileSync(resolve(SERVICE_DIR, COMPILED), compileManifests(s.paths, { namespace: s.namespace }, (p) => relative(SERVICE_DIR, p)));
+  }
   return { set: loaded.get(key), options: { schedule: s.schedule } };
 }
 
 module.exports = {
-  rotateEvents: async (framework) => {
+  compiledManifests: async (framework) => {
+    await manifests(framework);
+    return COMPILED;
+  },
+  planEvents: async (framework) => {
     const { set, options } = await manifests(framework);
-    return derive.scheduleEvents(derive.rotateSchedules(set, options));
+    return derive.scheduleEvents(derive.plannerSchedule(set, options));
+  },
+  planSpreadSeconds: async (framework) => {
+    const { set, options } = await manifests(framework);
+    return String(derive.plannerSpreadSeconds(derive.plannerSchedule(set, options)));
   },
   pushEvents: async (framework) => {
     const { set, options } = await manifests(framework);
-    return derive.scheduleEvents(derive.pushSchedules(set, options));
+    return derive.scheduleEvents(derive.pushSchedule(set, options));
   },
   iamStatements: async (framework) => {
     const { set } = await manifests(framework);
-    return derive.iamStatements(set);
+    return [...derive.iamStatements(set), derive.queueStatement()];
   },
 };
 
@@ -56,13 +73,14 @@ if (require.main === module) {
   const namespace = process.env.CNPG_ROTATOR_NAMESPACE;
   const set = readManifests(paths.length > 0 ? paths : ["manifests"], namespace ? { namespace } : {});
   const options = { schedule: process.env.CNPG_ROTATOR_SCHEDULE || "" };
-  const rotate = derive.rotateSchedules(set, options);
-  const push = derive.pushSchedules(set, options);
+  const plan = derive.plannerSchedule(set, options);
+  const push = derive.pushSchedule(set, options);
   const out = {
-    rotate,
+    plan,
     push,
     awsSecrets: derive.awsSecrets(set),
-    rotateEvents: derive.scheduleEvents(rotate),
+    clusterSecrets: derive.clusterSecrets(set),
+    planEvents: derive.scheduleEvents(plan),
     pushEvents: derive.scheduleEvents(push),
     iamStatements: derive.iamStatements(set),
   };

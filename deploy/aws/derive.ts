@@ -1,7 +1,7 @@
 // What the AWS deployment derives from the manifests it ships (as deploy/gcp/commands.ts does
 // for Google Cloud), all from one ManifestSet read by lib/manifests:
-//   schedules      — one EventBridge schedule per ExternalSecret, from its refreshInterval,
-//                    and one per PushSecret;
+//   schedules      — the planner's one EventBridge schedule and the push function's one,
+//                    whatever the number of targets (README, "Fleets");
 //   iamStatements  — Secrets Manager access for exactly the secrets the PushSecrets write
 //                    through an `aws` SecretStore (none at all when no such store is used).
 // serverless/derive.cjs hands these to osls. Pure: no I/O, tested in test/unit/deploy-aws.test.ts.
@@ -10,7 +10,7 @@ import { InputError } from "../../lib/errors.ts";
 import type { ManifestSet } from "../../lib/manifests/index.ts";
 import { MANAGED_BY_KEY, MANAGED_BY_VALUE } from "../../lib/stores/index.ts";
 
-/** Per-ExternalSecret fixed schedule, e.g. "cron(0 3 * * ? *)"; wins over every other setting. */
+/** Was a per-ExternalSecret fixed schedule; refused since one planner schedule serves every target. */
 export const SCHEDULE_ANNOTATION = "cnpg-rotator.io/schedule";
 
 export interface DeriveOptions {
@@ -20,7 +20,7 @@ export interface DeriveOptions {
 
 /** One thing to run on a timer; `expression` is absent when it runs only when invoked. */
 export interface Schedule {
-  /** `<namespace>/<name>`: the Secret to rotate, or the PushSecret to push. */
+  /** What it runs for: "*" (every target). */
   readonly target: string;
   readonly expression?: string;
   /** Where the schedule comes from, for the rule's description. */
@@ -50,64 +50,64 @@ function checkExpression(expression: string, where: string): string {
 }
 
 const OVERRIDE = "schedule override (--param schedule / CNPG_ROTATOR_SCHEDULE)";
+const HOUR = 60 * MINUTE;
 
-/** The rotate function's schedules: one per ExternalSecret, or none for those rotated on demand. */
-export function rotateSchedules(set: ManifestSet, options: DeriveOptions = {}): Schedule[] {
-  return set.externalSecrets.map((es) => {
-    const target = `${es.metadata.namespace}/${es.target.name}`;
-    const where = `${es.metadata.source.file}: document ${es.metadata.source.document} (ExternalSecret/${es.metadata.name})`;
-    const fixed = es.metadata.annotations[SCHEDULE_ANNOTATION];
-    let expression: string | undefined;
-    let why: string;
-    if (es.refreshPolicy !== "Periodic" || es.refreshIntervalMs === 0) {
-      // Generated once (or on spec change): rotate by `serverless invoke`, not on a timer.
-      why = es.refreshPolicy !== "Periodic" ? `refreshPolicy ${es.refreshPolicy}` : "refreshInterval 0";
-    } else if (fixed) {
-      expression = checkExpression(fixed, `${where}: metadata.annotations["${SCHEDULE_ANNOTATION}"]`);
-      why = `annotation ${SCHEDULE_ANNOTATION}`;
-    } else if (options.schedule) {
-      expression = checkExpression(options.schedule, OVERRIDE);
-      why = "schedule override";
-    } else {
-      expression = rateFor(es.refreshIntervalMs);
-      why = `refreshInterval ${es.refreshInterval}${es.refreshIntervalMs % MINUTE === 0 ? "" : ", rounded up to whole minutes"}`;
+/**
+ * The planner's one schedule, whatever the number of targets: a quarter of the shortest
+ * periodic refreshInterval, between 1 minute and 1 hour (a target is rotated at most one
+ * planner period plus the spread window late), or the override. A per-ExternalSecret
+ * schedule no longer exists: its annotation is refused, so it cannot silently mean nothing.
+ */
+export function plannerSchedule(set: ManifestSet, options: DeriveOptions = {}): Schedule {
+  for (const es of set.externalSecrets) {
+    if (es.metadata.annotations[SCHEDULE_ANNOTATION] !== undefined) {
+      throw new InputError(
+        `${es.metadata.source.file}: document ${es.metadata.source.document} (ExternalSecret/${es.metadata.name}): metadata.annotations["${SCHEDULE_ANNOTATION}"]: ` +
+          "per-ExternalSecret schedules were dropped (one planner schedule serves every target; README, \"Fleets\"): remove the annotation, or set the planner's with --param schedule",
+      );
     }
-    const externalSecret = `${es.metadata.namespace}/${es.metadata.name}`;
-    return {
-      target,
-      ...(expression !== undefined ? { expression } : {}),
-      why,
-      description: `rotate ${target} (ExternalSecret ${externalSecret}, ${why})`,
-    };
-  });
+  }
+  if (options.schedule) {
+    const expression = checkExpression(options.schedule, OVERRIDE);
+    return { target: "*", expression, why: "schedule override", description: "plan every cluster's due rotations (schedule override)" };
+  }
+  const periodic = set.externalSecrets.filter((es) => es.refreshPolicy === "Periodic" && es.refreshIntervalMs > 0);
+  const shortest = Math.min(...periodic.map((es) => es.refreshIntervalMs), 4 * HOUR);
+  const expression = rateFor(Math.min(HOUR, Math.max(MINUTE, shortest / 4)));
+  const why =
+    periodic.length === 0 ? "no periodic refreshInterval: hourly, for targets never rotated yet" : "a quarter of the shortest refreshInterval, 1 minute to 1 hour";
+  return { target: "*", expression, why, description: `plan every cluster's due rotations (${why})` };
 }
 
-/** The push function's schedules: one per PushSecret whose refreshInterval is not 0. */
-export function pushSchedules(set: ManifestSet, options: DeriveOptions = {}): Schedule[] {
-  return set.pushSecrets
-    .filter((ps) => ps.refreshIntervalMs !== 0) // pushed once, by `serverless invoke -f push`
-    .map((ps) => {
-      const target = `${ps.metadata.namespace}/${ps.metadata.name}`;
-      const why = `refreshInterval ${ps.refreshInterval}`;
-      const expression = options.schedule ? checkExpression(options.schedule, OVERRIDE) : rateFor(ps.refreshIntervalMs);
-      return { target, expression, why, description: `push PushSecret ${target} (${why})` };
-    });
+/** Seconds the planner spreads its messages over: its period, at most SQS's 900 s delay. */
+export function plannerSpreadSeconds(schedule: Schedule): number {
+  const m = /^rate\((\d+) (minute|hour|day)s?\)$/.exec(schedule.expression ?? "");
+  if (!m) return 900;
+  const seconds = Number(m[1]) * { minute: 60, hour: 3600, day: 86_400 }[m[2] as "minute" | "hour" | "day"];
+  return Math.min(900, seconds);
 }
 
-/** osls `schedule` events for a function, one per distinct (target, expression). */
-export function scheduleEvents(schedules: readonly Schedule[]): object[] {
-  const seen = new Set<string>();
-  const events: object[] = [];
-  for (const s of schedules) {
-    if (!s.expression || seen.has(`${s.target} ${s.expression}`)) continue;
-    seen.add(`${s.target} ${s.expression}`);
-    events.push({
+/** The push function's one schedule: the shortest PushSecret refreshInterval (or the override); none when no PushSecret has one. */
+export function pushSchedule(set: ManifestSet, options: DeriveOptions = {}): Schedule | undefined {
+  const periodic = set.pushSecrets.filter((ps) => ps.refreshIntervalMs !== 0);
+  if (periodic.length === 0) return undefined;
+  if (options.schedule) {
+    return { target: "*", expression: checkExpression(options.schedule, OVERRIDE), why: "schedule override", description: "push every PushSecret (schedule override)" };
+  }
+  const expression = rateFor(Math.min(...periodic.map((ps) => ps.refreshIntervalMs)));
+  return { target: "*", expression, why: "the shortest PushSecret refreshInterval", description: "push every PushSecret (the shortest refreshInterval)" };
+}
+
+/** The osls `schedule` event of one schedule (none: []), delivering a real "Scheduled Event" with an empty detail. */
+export function scheduleEvents(schedule: Schedule | undefined): object[] {
+  if (!schedule?.expression) return [];
+  return [
+    {
       schedule: {
-        rate: [s.expression],
-        description: `cnpg-rotator: ${s.description}`,
-        // Rebuild the real "Scheduled Event" envelope around our detail, so the handler sees a
-        // scheduled trigger: a failed run then throws and Lambda's async retries resume it.
-        // (A plain `input: {target}` would arrive as a manual call, whose failures are answered, not retried.)
+        rate: [schedule.expression],
+        description: `cnpg-rotator: ${schedule.description}`,
+        // The real envelope, so the handler sees a scheduled trigger (a failed push run then
+        // throws and Lambda's async retries run it again); {} = every target.
         inputTransformer: {
           inputPathsMap: {
             version: "$.version",
@@ -119,12 +119,12 @@ export function scheduleEvents(schedules: readonly Schedule[]): object[] {
             region: "$.region",
             resources: "$.resources",
           },
-          inputTemplate: `{"version":<version>,"id":<id>,"detail-type":<detailType>,"source":<source>,"account":<account>,"time":<time>,"region":<region>,"resources":<resources>,"detail":${JSON.stringify({ target: s.target })}}`,
+          inputTemplate:
+            '{"version":<version>,"id":<id>,"detail-type":<detailType>,"source":<source>,"account":<account>,"time":<time>,"region":<region>,"resources":<resources>,"detail":{}}',
         },
       },
-    });
-  }
-  return events;
+    },
+  ];
 }
 
 /** The Secrets Manager secrets the PushSecrets write through aws stores (prefix + remoteKey), sorted. */
@@ -140,15 +140,29 @@ export function awsSecrets(set: ManifestSet): { region: string; name: string }[]
   return [...found.values()].sort((a, b) => `${a.region}/${a.name}`.localeCompare(`${b.region}/${b.name}`));
 }
 
-/** Least-privilege Secrets Manager statements for the aws-store secrets; [] when there are none. */
+/** The Secrets Manager secrets the KubernetesClusters' kubeconfigFrom name (`aws:<name or ARN>`), sorted. */
+export function clusterSecrets(set: ManifestSet): string[] {
+  const refs = set.clusters.flatMap((c) => (c.spec.kubeconfigFrom?.startsWith("aws:") ? [c.spec.kubeconfigFrom.slice(4)] : []));
+  return [...new Set(refs)].sort();
+}
+
+/** Least-privilege Secrets Manager statements for the aws-store secrets and the clusters' stored kubeconfigs; [] when there are none. */
 export function iamStatements(set: ManifestSet): object[] {
+  const kubeconfigs = clusterSecrets(set).map((ref) =>
+    ref.startsWith("arn:") ? ref : { "Fn::Sub": `arn:\${AWS::Partition}:secretsmanager:\${AWS::Region}:\${AWS::AccountId}:secret:${ref}-??????` },
+  );
+  const readKubeconfigs =
+    kubeconfigs.length === 0
+      ? []
+      : [{ Sid: "CnpgRotatorReadClusterConnections", Effect: "Allow", Action: ["secretsmanager:GetSecretValue"], Resource: kubeconfigs }];
   const secrets = awsSecrets(set);
-  if (secrets.length === 0) return [];
+  if (secrets.length === 0) return readKubeconfigs;
   // AWS appends "-" and 6 random characters to a secret's ARN; CreateSecret is checked against that ARN too.
   const arns = secrets.map(({ region, name }) => ({
     "Fn::Sub": `arn:\${AWS::Partition}:secretsmanager:${region}:\${AWS::AccountId}:secret:${name}-??????`,
   }));
   return [
+    ...readKubeconfigs,
     {
       // Reads also cover secrets we do not own: the store must see them to refuse them by name.
       Sid: "CnpgRotatorReadSecrets",
@@ -183,4 +197,14 @@ export function iamStatements(set: ManifestSet): object[] {
       Condition: { StringEquals: { [`secretsmanager:ResourceTag/${MANAGED_BY_KEY}`]: MANAGED_BY_VALUE } },
     },
   ];
+}
+
+/** The queue's statement (resource RotateQueue in serverless.yml): the planner sends; the event source mapping receives and deletes for the rotate function. */
+export function queueStatement(): object {
+  return {
+    Sid: "CnpgRotatorQueue",
+    Effect: "Allow",
+    Action: ["sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility"],
+    Resource: { "Fn::GetAtt": ["RotateQueue", "Arn"] },
+  };
 }

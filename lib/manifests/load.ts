@@ -36,6 +36,8 @@ export interface ManifestFile {
   /** Shown in errors; a path or "<stdin>". */
   readonly file: string;
   readonly text: string;
+  /** The file's documents already parsed (a compiled snapshot, lib/rotation/files.ts): `text` is then not read. */
+  readonly documents?: readonly unknown[];
 }
 
 export interface LoadOptions {
@@ -140,7 +142,9 @@ function throwIf(problems: Problems): void {
 
 function readDocuments(file: ManifestFile, namespace: string, problems: Problems): RawDoc[] {
   const out: RawDoc[] = [];
-  const parsed = parseAllDocuments(file.text, { prettyErrors: true, uniqueKeys: true });
+  const parsed = file.documents
+    ? file.documents.map((value) => ({ errors: [] as { message: string }[], toJS: () => value }))
+    : parseAllDocuments(file.text, { prettyErrors: true, uniqueKeys: true });
   const documents = Array.isArray(parsed) ? parsed : [parsed];
   documents.forEach((document, i) => {
     const source = { file: file.file, document: i + 1 };

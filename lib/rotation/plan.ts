@@ -59,6 +59,12 @@ export function clusterSubset(set: ManifestSet, cluster: string): ManifestSet {
 export function planRotations(set: ManifestSet): RotationTarget[] {
   const targets: RotationTarget[] = [];
   const seen = new Map<string, ExternalSecret>();
+  // By cluster and Secret, so planning N targets costs N lookups, not N × N comparisons.
+  const pushSecretsOf = new Map<string, PushSecret[]>();
+  for (const p of set.pushSecrets) {
+    const k = `${clusterOfManifest(p)}|${p.metadata.namespace}/${p.secretName}`;
+    pushSecretsOf.set(k, [...(pushSecretsOf.get(k) ?? []), p]);
+  }
   for (const es of set.externalSecrets) {
     const namespace = es.metadata.namespace;
     const secretName = es.target.name;
@@ -74,12 +80,7 @@ export function planRotations(set: ManifestSet): RotationTarget[] {
     }
     seen.set(`${cluster}|${id}`, es);
 
-    const pushSecrets = set.pushSecrets.filter(
-      (p) =>
-        p.metadata.namespace === namespace &&
-        p.secretName === secretName &&
-        clusterOfManifest(p) === cluster,
-    );
+    const pushSecrets = pushSecretsOf.get(`${cluster}|${id}`) ?? [];
     if (pushSecrets.length === 0) {
       throw new InputError(
         `${where}: no store is selected for Secret ${id}, so there is nowhere to stage the new password before the Secret changes. ` +

@@ -1,5 +1,5 @@
-// What the AWS deployment derives from the manifests (deploy/aws/derive.ts): EventBridge
-// schedules and least-privilege IAM; and serverless/derive.cjs, the shim osls require()s.
+// What the AWS deployment derives from the manifests (deploy/aws/derive.ts): the planner's and
+// push's one schedule each, and least-privilege IAM; and serverless/derive.cjs, the shim osls require()s.
 
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -8,10 +8,13 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import {
   awsSecrets,
+  clusterSecrets,
   iamStatements,
-  pushSchedules,
+  plannerSchedule,
+  plannerSpreadSeconds,
+  pushSchedule,
+  queueStatement,
   rateFor,
-  rotateSchedules,
   SCHEDULE_ANNOTATION,
   scheduleEvents,
 } from "../../deploy/aws/derive.ts";
@@ -41,56 +44,39 @@ ${spec}  target: {name: ${secret}, creationPolicy: Merge}
 
 const load = (...docs: string[]) => loadManifests([{ file: "m.yaml", text: [password(), ...docs].join("---\n") }]);
 
-describe("rotateSchedules: one EventBridge schedule per ExternalSecret", () => {
-  const cases: [label: string, spec: string, expression: string | undefined, why: string][] = [
-    ["ESO's default of 1h", "", "rate(1 hour)", "refreshInterval 1h"],
-    ["24h", "  refreshInterval: 24h\n", "rate(24 hours)", "refreshInterval 24h"],
-    ["1.1h is exactly 66 minutes", "  refreshInterval: 1.1h\n", "rate(66 minutes)", "refreshInterval 1.1h"],
-    ["1h30m", "  refreshInterval: 1h30m\n", "rate(90 minutes)", "refreshInterval 1h30m"],
-    ["1m", "  refreshInterval: 1m\n", "rate(1 minute)", "refreshInterval 1m"],
-    ["90s, rounded up", "  refreshInterval: 90s\n", "rate(2 minutes)", "refreshInterval 90s, rounded up to whole minutes"],
-    ["30s, EventBridge's minimum", "  refreshInterval: 30s\n", "rate(1 minute)", "refreshInterval 30s, rounded up to whole minutes"],
-    ["refreshInterval 0: on demand", '  refreshInterval: "0"\n', undefined, "refreshInterval 0"],
-    ["CreatedOnce: on demand", "  refreshPolicy: CreatedOnce\n", undefined, "refreshPolicy CreatedOnce"],
-    ["OnChange: on demand", "  refreshPolicy: OnChange\n  refreshInterval: 1h\n", undefined, "refreshPolicy OnChange"],
+describe("plannerSchedule: one schedule whatever the number of ExternalSecrets", () => {
+  const cases: [label: string, specs: string[], expression: string][] = [
+    ["24h: hourly", ["  refreshInterval: 24h\n"], "rate(1 hour)"],
+    ["ESO's default of 1h: every 15 minutes", [""], "rate(15 minutes)"],
+    ["the shortest decides", ["  refreshInterval: 24h\n", "  refreshInterval: 2h\n"], "rate(30 minutes)"],
+    ["1m: every minute, EventBridge's shortest", ["  refreshInterval: 1m\n"], "rate(1 minute)"],
+    ["only on demand: hourly, for targets never rotated", ['  refreshInterval: "0"\n', "  refreshPolicy: CreatedOnce\n"], "rate(1 hour)"],
   ];
-  it.each(cases)("%s", (_label, spec, expression, why) => {
-    const [s] = rotateSchedules(load(externalSecret("es", "db", spec)));
-    expect(s).toEqual({
-      target: "default/db",
-      ...(expression ? { expression } : {}),
-      why,
-      description: `rotate default/db (ExternalSecret default/es, ${why})`,
-    });
+  it.each(cases)("%s", (_label, specs, expression) => {
+    const set = load(...specs.map((spec, i) => externalSecret(`es${i}`, `db${i}`, spec)));
+    expect(plannerSchedule(set).expression).toBe(expression);
   });
 
-  it("an annotation wins over the override, the override over refreshInterval", () => {
-    const set = load(
-      externalSecret("a", "db-a", "  refreshInterval: 2h\n", `  annotations: {${SCHEDULE_ANNOTATION}: "cron(0 3 * * ? *)"}\n`),
-      externalSecret("b", "db-b", "  refreshInterval: 2h\n"),
-      externalSecret("c", "db-c", '  refreshInterval: "0"\n'),
-    );
-    expect(rotateSchedules(set).map((s) => s.expression)).toEqual(["cron(0 3 * * ? *)", "rate(2 hours)", undefined]);
-    const overridden = rotateSchedules(set, { schedule: "rate(7 days)" });
-    expect(overridden.map((s) => [s.expression, s.why])).toEqual([
-      ["cron(0 3 * * ? *)", `annotation ${SCHEDULE_ANNOTATION}`],
-      ["rate(7 days)", "schedule override"],
-      [undefined, "refreshInterval 0"],
-    ]);
+  it("the override wins; a spread window follows the period, at most SQS's 900 s", () => {
+    const set = load(externalSecret("a", "db-a", "  refreshInterval: 2h\n"));
+    expect(plannerSchedule(set, { schedule: "rate(7 days)" }).expression).toBe("rate(7 days)");
+    expect(plannerSpreadSeconds(plannerSchedule(set))).toBe(900);
+    expect(plannerSpreadSeconds(plannerSchedule(load(externalSecret("a", "db", "  refreshInterval: 20m\n"))))).toBe(300);
+    expect(plannerSpreadSeconds(plannerSchedule(set, { schedule: "cron(0 3 * * ? *)" }))).toBe(900);
   });
 
-  it("refuses an expression EventBridge would refuse, saying where it came from", () => {
-    const annotated = load(externalSecret("a", "db", "", `  annotations: {${SCHEDULE_ANNOTATION}: "0 3 * * *"}\n`));
-    expect(() => rotateSchedules(annotated)).toThrow(InputError);
-    expect(() => rotateSchedules(annotated)).toThrow(
-      `m.yaml: document 2 (ExternalSecret/a): metadata.annotations["${SCHEDULE_ANNOTATION}"]: expected an EventBridge schedule`,
+  it("refuses the dropped per-ExternalSecret schedule annotation, and an expression EventBridge would refuse", () => {
+    const annotated = load(externalSecret("a", "db", "", `  annotations: {${SCHEDULE_ANNOTATION}: "cron(0 3 * * ? *)"}\n`));
+    expect(() => plannerSchedule(annotated)).toThrow(InputError);
+    expect(() => plannerSchedule(annotated)).toThrow(
+      `m.yaml: document 2 (ExternalSecret/a): metadata.annotations["${SCHEDULE_ANNOTATION}"]: per-ExternalSecret schedules were dropped`,
     );
     const plain = load(externalSecret("a", "db"));
     for (const bad of ["rate(0 minutes)", "rate(1 hours)", "rate(2 hour)", "cron(0 3 * * *)", "daily"]) {
-      expect(() => rotateSchedules(plain, { schedule: bad })).toThrow(/^schedule override .*: expected an EventBridge schedule/);
+      expect(() => plannerSchedule(plain, { schedule: bad })).toThrow(/^schedule override .*: expected an EventBridge schedule/);
     }
     for (const good of ["rate(1 minute)", "rate(10 minutes)", "rate(1 day)", "rate(12 hours)", "cron(0/5 * * * ? *)"]) {
-      expect(rotateSchedules(plain, { schedule: good })[0]!.expression).toBe(good);
+      expect(plannerSchedule(plain, { schedule: good }).expression).toBe(good);
     }
   });
 });
@@ -108,20 +94,12 @@ describe("rateFor", () => {
 });
 
 describe("scheduleEvents", () => {
-  it("delivers a real Scheduled Event whose detail names the target, once per target and expression", () => {
-    const set = load(
-      externalSecret("a", "db", "  refreshInterval: 2h\n"),
-      externalSecret("b", "db", "  refreshInterval: 2h\n"),
-      externalSecret("c", "db", "  refreshInterval: 3h\n"),
-      externalSecret("d", "other", '  refreshInterval: "0"\n'),
-    );
-    const events = scheduleEvents(rotateSchedules(set)) as { schedule: Record<string, unknown> }[];
-    expect(events.map((e) => e.schedule.rate)).toEqual([["rate(2 hours)"], ["rate(3 hours)"]]);
-    const { description, inputTransformer } = events[0]!.schedule as {
-      description: string;
-      inputTransformer: { inputPathsMap: Record<string, string>; inputTemplate: string };
-    };
-    expect(description).toBe("cnpg-rotator: rotate default/db (ExternalSecret default/a, refreshInterval 2h)");
+  it("delivers a real Scheduled Event with an empty detail (every target); none without a schedule", () => {
+    const set = load(externalSecret("a", "db", "  refreshInterval: 2h\n"));
+    const events = scheduleEvents(plannerSchedule(set)) as { schedule: Record<string, unknown> }[];
+    expect(events.map((e) => e.schedule.rate)).toEqual([["rate(30 minutes)"]]);
+    expect(scheduleEvents(undefined)).toEqual([]);
+    const { inputTransformer } = events[0]!.schedule as { inputTransformer: { inputPathsMap: Record<string, string>; inputTemplate: string } };
     // EventBridge substitutes each <name> with the JSON value at its path; the result is the event the handler gets.
     const scheduled: Record<string, unknown> = {
       version: "0",
@@ -137,7 +115,7 @@ describe("scheduleEvents", () => {
       const path = inputTransformer.inputPathsMap[name]!;
       return JSON.stringify(scheduled[path.slice(2)]);
     });
-    expect(JSON.parse(delivered)).toEqual({ ...scheduled, detail: { target: "default/db" } });
+    expect(JSON.parse(delivered)).toEqual({ ...scheduled, detail: {} });
   });
 });
 
@@ -173,13 +151,12 @@ spec:
   data:
 ${keys.map((k) => `    - match: {remoteRef: {remoteKey: ${k}}}\n`).join("")}`;
 
-describe("pushSchedules", () => {
-  it("one per PushSecret with a refreshInterval, the override applying to all", () => {
-    const set = load(STORES, pushSecret("p", "30m", "{name: files}", ["a"]), pushSecret("q", "0", "{name: files}", ["b"]));
-    expect(pushSchedules(set)).toEqual([
-      { target: "default/p", expression: "rate(30 minutes)", why: "refreshInterval 30m", description: "push PushSecret default/p (refreshInterval 30m)" },
-    ]);
-    expect(pushSchedules(set, { schedule: "cron(0 4 * * ? *)" }).map((s) => s.expression)).toEqual(["cron(0 4 * * ? *)"]);
+describe("pushSchedule", () => {
+  it("one for every PushSecret, at the shortest refreshInterval; none when all push once", () => {
+    const set = load(STORES, pushSecret("p", "30m", "{name: files}", ["a"]), pushSecret("q", "0", "{name: files}", ["b"]), pushSecret("r", "2h", "{name: files}", ["c"]));
+    expect(pushSchedule(set)?.expression).toBe("rate(30 minutes)");
+    expect(pushSchedule(set, { schedule: "cron(0 4 * * ? *)" })?.expression).toBe("cron(0 4 * * ? *)");
+    expect(pushSchedule(load(STORES, pushSecret("q", "0", "{name: files}", ["b"])))).toBeUndefined();
   });
 });
 
@@ -235,11 +212,18 @@ describe("serverless/derive.cjs, as osls loads it", () => {
   it("derives from the manifests serverless.yml names, relative to it, with its namespace and schedule", async () => {
     const set = readManifests([join(ROOT, "manifests")], { namespace: "team" });
     const settings = framework({ manifests: "manifests", namespace: "team", schedule: "" });
-    expect(await shim.rotateEvents!(settings)).toEqual(scheduleEvents(rotateSchedules(set)));
-    expect(await shim.pushEvents!(settings)).toEqual(scheduleEvents(pushSchedules(set)));
-    expect(await shim.iamStatements!(settings)).toEqual([]);
-    expect(JSON.stringify(await shim.rotateEvents!(settings))).toContain('\\"target\\":\\"team/cluster-example-app\\"');
-    const overridden = await shim.rotateEvents!(framework({ manifests: "manifests", namespace: "", schedule: "rate(2 days)" }));
+    expect(await shim.planEvents!(settings)).toEqual(scheduleEvents(plannerSchedule(set)));
+    expect(await shim.pushEvents!(settings)).toEqual(scheduleEvents(pushSchedule(set)));
+    expect(await shim.iamStatements!(settings)).toEqual([queueStatement()]);
+    expect(await shim.planSpreadSeconds!(settings)).toBe("900");
+    // The functions read the manifests compiled at package time: the same set, file names relative to the service.
+    const compiled = await shim.compiledManifests!(settings);
+    expect(compiled).toBe("dist/aws/manifests.json");
+    const shipped = readManifests([join(ROOT, compiled as string)], { namespace: "team" });
+    expect(shipped.externalSecrets.map((es) => [es.metadata.namespace, es.target.name, es.metadata.source.file])).toEqual([
+      ["team", "cluster-example-app", "manifests/external-secret.yaml"],
+    ]);
+    const overridden = await shim.planEvents!(framework({ manifests: "manifests", namespace: "", schedule: "rate(2 days)" }));
     expect((overridden as { schedule: { rate: string[] } }[])[0]!.schedule.rate).toEqual(["rate(2 days)"]);
   });
 
@@ -247,10 +231,10 @@ describe("serverless/derive.cjs, as osls loads it", () => {
     const dir = mkdtempSync(join(tmpdir(), "derive-"));
     const bad = externalSecret("es", "db", '  refreshInterval: "daily"\n');
     writeFileSync(join(dir, "m.yaml"), [password(), bad].join("---\n"));
-    await expect(shim.rotateEvents!(framework({ manifests: dir }))).rejects.toThrow(
+    await expect(shim.planEvents!(framework({ manifests: dir }))).rejects.toThrow(
       /m\.yaml: document 2 \(ExternalSecret\/es\): spec\.refreshInterval: expected a Go duration/,
     );
-    await expect(shim.rotateEvents!(framework({ manifests: "test/unit/go-reference" }))).rejects.toThrow(/no \*\.yaml files/);
-    await expect(shim.rotateEvents!(framework({ manifests: "nowhere" }))).rejects.toThrow(/nowhere: no such file or directory/);
+    await expect(shim.planEvents!(framework({ manifests: "test/unit/go-reference" }))).rejects.toThrow(/no \*\.yaml files/);
+    await expect(shim.planEvents!(framework({ manifests: "nowhere" }))).rejects.toThrow(/nowhere: no such file or directory/);
   });
 });
