@@ -38,9 +38,10 @@ async function manifests(framework) {
   const s = await settings(framework);
   const key = JSON.stringify(s);
   if (!loaded.has(key)) {
-    loaded.set(key, readManifests(s.paths, { namespace: s.namespace }));
+    const { set, snapshot } = compileManifests(s.paths, { namespace: s.namespace }, (p) => relative(SERVICE_DIR, p));
     mkdirSync(resolve(SERVICE_DIR, "dist/aws"), { recursive: true });
-    writeFileSync(resolve(SERVICE_DIR, COMPILED), compileManifests(s.paths, { namespace: s.namespace }, (p) => relative(SERVICE_DIR, p)));
+    writeFileSync(resolve(SERVICE_DIR, COMPILED), snapshot);
+    loaded.set(key, set);
   }
   return { set: loaded.get(key), options: { schedule: s.schedule } };
 }

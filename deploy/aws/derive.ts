@@ -140,6 +140,22 @@ export function awsSecrets(set: ManifestSet): { region: string; name: string }[]
   return [...found.values()].sort((a, b) => `${a.region}/${a.name}`.localeCompare(`${b.region}/${b.name}`));
 }
 
+/** Past this many secrets, the IAM statements name store prefixes instead (see iamStatements). */
+export const MAX_SECRET_ARNS = 20;
+
+/** The (region, prefix) of every aws SecretStore a PushSecret writes through, sorted. */
+function awsPrefixes(set: ManifestSet): { region: string; prefix: string }[] {
+  const found = new Map<string, { region: string; prefix: string }>();
+  for (const ps of set.pushSecrets) {
+    for (const store of ps.stores) {
+      if (store.provider.name !== "aws") continue;
+      const { region, prefix = "" } = store.provider.config;
+      found.set(`${region}\u0000${prefix}`, { region, prefix });
+    }
+  }
+  return [...found.values()].sort((a, b) => `${a.region}/${a.prefix}`.localeCompare(`${b.region}/${b.prefix}`));
+}
+
 /** The Secrets Manager secrets the KubernetesClusters' kubeconfigFrom name (`aws:<name or ARN>`), sorted. */
 export function clusterSecrets(set: ManifestSet): string[] {
   const refs = set.clusters.flatMap((c) => (c.spec.kubeconfigFrom?.startsWith("aws:") ? [c.spec.kubeconfigFrom.slice(4)] : []));
@@ -158,9 +174,18 @@ export function iamStatements(set: ManifestSet): object[] {
   const secrets = awsSecrets(set);
   if (secrets.length === 0) return readKubeconfigs;
   // AWS appends "-" and 6 random characters to a secret's ARN; CreateSecret is checked against that ARN too.
-  const arns = secrets.map(({ region, name }) => ({
-    "Fn::Sub": `arn:\${AWS::Partition}:secretsmanager:${region}:\${AWS::AccountId}:secret:${name}-??????`,
-  }));
+  // One ARN per secret while that stays small; past MAX_SECRET_ARNS (a fleet), one per store
+  // prefix (`<prefix>*`), so the role stays the same size whatever the number of targets (IAM
+  // allows 10 KB of inline policy): give the fleet's SecretStores a prefix to keep that narrow.
+  // Writes stay limited to secrets carrying our tag either way.
+  const arns =
+    secrets.length <= MAX_SECRET_ARNS
+      ? secrets.map(({ region, name }) => ({
+          "Fn::Sub": `arn:\${AWS::Partition}:secretsmanager:${region}:\${AWS::AccountId}:secret:${name}-??????`,
+        }))
+      : awsPrefixes(set).map(({ region, prefix }) => ({
+          "Fn::Sub": `arn:\${AWS::Partition}:secretsmanager:${region}:\${AWS::AccountId}:secret:${prefix}*`,
+        }));
   return [
     ...readKubeconfigs,
     {

@@ -57,37 +57,52 @@ function compiledFiles(text: string, path: string): ManifestFile[] {
 }
 
 /**
- * The manifests under `paths`, checked (an InputError as readManifests gives), as one compiled
- * snapshot (JSON text) that readManifests reads back identically; file names stay as given.
+ * The manifests under `paths`, checked (an InputError as readManifests gives), and the same as
+ * one compiled snapshot (JSON text) that readManifests reads back identically. Each file is
+ * parsed once; `nameOf` names it in the snapshot (and so in error messages).
  */
 export function compileManifests(
   paths: readonly string[],
   options: LoadOptions = {},
-  /** The name a file gets in the snapshot (and so in error messages); default: its path. */
   nameOf: (path: string) => string = (path) => path,
-): string {
-  readManifests(paths, options);
+): { set: ManifestSet; snapshot: string } {
   const files: { file: string; documents: unknown[] }[] = [];
+  const given: ManifestFile[] = [];
   for (const name of paths) {
-    const list = statSync(name).isDirectory()
+    let stat: ReturnType<typeof statSync>;
+    try {
+      stat = statSync(name);
+    } catch {
+      throw new InputError(`${name}: no such file or directory`);
+    }
+    const list = stat.isDirectory()
       ? readdirSync(name)
           .filter((f) => /\.ya?ml$/.test(f))
           .sort()
           .map((f) => join(name, f))
       : [name];
+    if (list.length === 0) throw new InputError(`${name}: no *.yaml files in this directory`);
     for (const path of list) {
-      const docs = parseAllDocuments(readFileSync(path, "utf8"), { uniqueKeys: true });
-      files.push({ file: nameOf(path), documents: (Array.isArray(docs) ? docs : [docs]).map((d) => d.toJS() ?? null) });
+      const text = readFileSync(path, "utf8");
+      const docs = parseAllDocuments(text, { uniqueKeys: true });
+      const all = Array.isArray(docs) ? docs : [docs];
+      if (all.some((d) => d.errors.length > 0)) {
+        given.push({ file: path, text }); // the loader reports the YAML errors, with their positions
+        continue;
+      }
+      const documents = all.map((d) => d.toJS() ?? null);
+      files.push({ file: nameOf(path), documents });
+      given.push({ file: path, text, documents });
     }
   }
-  return JSON.stringify({ [SNAPSHOT_KEY]: 1, files } satisfies Snapshot);
+  const set = loadManifests(given, options);
+  return { set, snapshot: JSON.stringify({ [SNAPSHOT_KEY]: 1, files } satisfies Snapshot) };
 }
-
 
 /**
  * The manifests a deployed function ships with: CNPG_ROTATOR_MANIFESTS (comma-separated
- * files or directories, default ./manifests) and CNPG_ROTATOR_NAMESPACE for documents
- * that name no namespace. Reads files only; needs no cluster.
+ * files or directories, default ./manifests; on AWS the compiled snapshot) and
+ * CNPG_ROTATOR_NAMESPACE for documents that name no namespace. Reads files only; needs no cluster.
  */
 export function manifestsFromEnvironment(
   env: NodeJS.ProcessEnv = process.env,

@@ -20,6 +20,8 @@ export interface Artifact {
   /** The rotate function's bundle, unzipped (functions/aws/rotate.mjs). */
   readonly bundle: string;
   readonly bundleBytes: number;
+  /** Where `serverless package` wrote the zips and templates (absent for a prebuilt zip). */
+  readonly packageDir?: string;
   /** Removes everything temporary. */
   cleanup(): void;
 }
@@ -33,6 +35,8 @@ export interface PackageOptions {
   /** Use this rotate.zip instead of building one. */
   readonly prebuilt?: string;
   readonly log?: (line: string) => void;
+  /** More environment for `serverless package` (e.g. CNPG_ROTATOR_MANIFESTS_DIR). */
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 export async function packageArtifact(options: PackageOptions = {}): Promise<Artifact> {
@@ -41,6 +45,7 @@ export async function packageArtifact(options: PackageOptions = {}): Promise<Art
   try {
     let zip = options.prebuilt;
     let serviceDir = ROOT;
+    let packageDir: string | undefined;
     if (!zip) {
       serviceDir = join(tmp, "service");
       mkdirSync(serviceDir);
@@ -55,15 +60,16 @@ export async function packageArtifact(options: PackageOptions = {}): Promise<Art
       symlinkSync(join(ROOT, "node_modules"), join(serviceDir, "node_modules"), "dir");
       options.log?.(`npx serverless package (${options.rev ? `commit ${options.rev}` : "working tree"}, in a copy)...`);
       const out = join(tmp, "package");
-      await run(process.execPath, [join(ROOT, "node_modules/osls/bin/serverless.js"), "package", "--package", out], serviceDir, 300_000);
+      await run(process.execPath, [join(ROOT, "node_modules/osls/bin/serverless.js"), "package", "--package", out], serviceDir, 300_000, options.env);
       zip = join(out, "rotate.zip");
+      packageDir = out;
     }
     if (!existsSync(zip)) throw new Error(`no artifact at ${zip}`);
     const unzipped = join(tmp, "unzipped");
     await run("unzip", ["-q", "-o", zip, "-d", unzipped], tmp, 60_000);
     const bundle = join(unzipped, `${rotateHandler(serviceDir).file}.mjs`);
     if (!existsSync(bundle)) throw new Error(`the artifact ${zip} has no ${rotateHandler(serviceDir).file}.mjs`);
-    return { zip, bytes: statSync(zip).size, serviceDir, bundle, bundleBytes: statSync(bundle).size, cleanup };
+    return { zip, bytes: statSync(zip).size, serviceDir, bundle, bundleBytes: statSync(bundle).size, ...(packageDir ? { packageDir } : {}), cleanup };
   } catch (e) {
     cleanup();
     throw e;
@@ -79,9 +85,9 @@ export function rotateHandler(root: string): { file: string; name: string } {
   return { file: handler.slice(0, dot), name: handler.slice(dot + 1) };
 }
 
-function run(command: string, args: readonly string[], cwd: string, timeoutMs: number): Promise<void> {
+function run(command: string, args: readonly string[], cwd: string, timeoutMs: number, extra: Readonly<Record<string, string>> = {}): Promise<void> {
   return new Promise((resolve, reject) => {
-    const env = { ...process.env, PATH: `${join(ROOT, "node_modules/.bin")}:${process.env.PATH ?? ""}` };
+    const env = { ...process.env, ...extra, PATH: `${join(ROOT, "node_modules/.bin")}:${process.env.PATH ?? ""}` };
     const child = spawn(command, args, { cwd, env, stdio: ["ignore", "pipe", "pipe"] });
     let output = "";
     const keep = (d: Buffer) => {

@@ -13,6 +13,8 @@ export interface FleetShape {
   /** The file store's path (default /tmp/cnpg-rotator/fleet-store.json). */
   readonly storePath?: string;
   readonly refreshInterval?: string;
+  /** Push to AWS Secrets Manager (under this prefix) instead of the file store. */
+  readonly awsPrefix?: string;
 }
 
 export interface FleetTarget {
@@ -34,7 +36,10 @@ export function writeFleet(shape: FleetShape): FleetTarget[] {
     ...clusters.map(
       (name) => `apiVersion: cnpg-rotator.io/v1alpha1\nkind: KubernetesCluster\nmetadata: {name: ${name}}\nspec:\n${shape.clusters![name]}`,
     ),
-    `apiVersion: external-secrets.io/v1\nkind: ClusterSecretStore\nmetadata: {name: fleet-store}\nspec:\n  provider:\n    file: {path: ${storePath}}\n`,
+    `apiVersion: external-secrets.io/v1\nkind: ClusterSecretStore\nmetadata: {name: fleet-store}\nspec:\n  provider:\n` +
+      (shape.awsPrefix !== undefined
+        ? `    aws: {service: SecretsManager, region: us-east-1, prefix: "${shape.awsPrefix}"}\n`
+        : `    file: {path: ${storePath}}\n`),
   ];
   for (let n = 0; n < shape.namespaces; n++) {
     shared.push(
