@@ -186,7 +186,10 @@ export async function consumeBatch(fleet: Fleet, messages: readonly Delivered[])
       const { cluster, target } = message;
       return limitFor(cluster)(async (): Promise<MessageResult> => {
         const unreachable = down.get(cluster);
-        if (unreachable) return { id: delivered.id, cluster, target, outcome: "failed", error: unreachable };
+        if (unreachable) {
+          fleet.log.warn({ messageId: delivered.id, cluster, target }, "cluster unreachable in this batch: message failed without a try");
+          return { id: delivered.id, cluster, target, outcome: "failed", error: unreachable };
+        }
         try {
           const result = await rotateOne(fleet, { cluster, target });
           if (result.outcome === "failed" && result.error && UNREACHABLE.test(result.error.message)) {

@@ -213,7 +213,7 @@ export class KubernetesClient {
       const page = await this.#call({ verb: "list", ...SECRET, namespace }, () =>
         this.#core.listNamespacedSecret({ namespace, labelSelector, limit: pageSize, ...(cont ? { _continue: cont } : {}) }, METADATA_ONLY),
       );
-      for (const item of page.items) {
+      for (const item of page.items ?? []) { // an empty PartialObjectMetadataList may carry no items
         const m = item.metadata ?? {};
         if (item.data !== undefined) throw new KubernetesError(`list secrets in namespace "${namespace}": the API server sent Secret data for a metadata-only list`);
         out.push({ name: m.name ?? "", uid: m.uid ?? "", labels: { ...m.labels }, annotations: { ...m.annotations } });

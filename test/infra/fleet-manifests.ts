@@ -13,6 +13,8 @@ export interface FleetShape {
   /** The file store's path (default /tmp/cnpg-rotator/fleet-store.json). */
   readonly storePath?: string;
   readonly refreshInterval?: string;
+  /** Namespaces are `<prefix>-NNNN` (default "team"). */
+  readonly namespacePrefix?: string;
   /** Push to AWS Secrets Manager (under this prefix) instead of the file store. */
   readonly awsPrefix?: string;
 }
@@ -23,8 +25,8 @@ export interface FleetTarget {
   readonly secret: string;
 }
 
-export function namespaceName(i: number): string {
-  return `team-${String(i).padStart(4, "0")}`;
+export function namespaceName(i: number, prefix = "team"): string {
+  return `${prefix}-${String(i).padStart(4, "0")}`;
 }
 
 /** Writes the fleet's files into `dir` and returns its targets. */
@@ -43,14 +45,14 @@ export function writeFleet(shape: FleetShape): FleetTarget[] {
   ];
   for (let n = 0; n < shape.namespaces; n++) {
     shared.push(
-      `apiVersion: generators.external-secrets.io/v1alpha1\nkind: Password\nmetadata: {name: pg-password, namespace: ${namespaceName(n)}}\nspec: {length: 32, digits: 5, symbols: 4, symbolCharacters: "-_$@"}\n`,
+      `apiVersion: generators.external-secrets.io/v1alpha1\nkind: Password\nmetadata: {name: pg-password, namespace: ${namespaceName(n, shape.namespacePrefix)}}\nspec: {length: 32, digits: 5, symbols: 4, symbolCharacters: "-_$@"}\n`,
     );
   }
   writeFileSync(join(shape.dir, "fleet-shared.yaml"), shared.join("---\n"));
   const targets: FleetTarget[] = [];
   for (let i = 0; i < shape.targets; i++) {
     const cluster = clusters.length > 0 ? clusters[i % clusters.length]! : "default";
-    const namespace = namespaceName(Math.floor(i / Math.max(1, clusters.length)) % shape.namespaces);
+    const namespace = namespaceName(Math.floor(i / Math.max(1, clusters.length)) % shape.namespaces, shape.namespacePrefix);
     const secret = `db-${String(i).padStart(5, "0")}-app`;
     const annotations = clusters.length > 0 ? `\n  annotations: {cnpg-rotator.io/kubernetes-cluster: ${cluster}}` : "";
     writeFileSync(
