@@ -10,14 +10,19 @@
 // Preview without the framework:  npx node serverless/derive.cjs [manifests-dir]
 "use strict";
 
-const { mkdirSync, writeFileSync } = require("node:fs");
-const { relative, resolve } = require("node:path");
+const { mkdirSync, rmSync, writeFileSync } = require("node:fs");
+const { dirname, join, relative, resolve } = require("node:path");
 const derive = require("../deploy/aws/derive.ts");
 const { compileManifests, readManifests } = require("../lib/rotation/files.ts");
+const { splitCompiled } = require("../lib/fleet/compiled.ts");
 
 const SERVICE_DIR = resolve(__dirname, "..");
-/** What the functions read (CNPG_ROTATOR_MANIFESTS): the manifests compiled at package time, so a cold start parses JSON, not YAML. */
-const COMPILED = "dist/aws/manifests.json";
+/**
+ * What the functions read (CNPG_ROTATOR_MANIFESTS): the manifests compiled at package time
+ * (lib/fleet/compiled.ts): JSON instead of YAML, and one part per target, so a consumer reads
+ * only its messages' targets whatever the fleet's size; the planner reads all.json.
+ */
+const COMPILED = "dist/aws/manifests";
 
 /** custom.rotator in serverless.yml: manifests (comma-separated, relative to it), namespace, schedule. */
 async function settings({ resolveConfigurationProperty }) {
@@ -38,9 +43,13 @@ async function manifests(framework) {
   const s = await settings(framework);
   const key = JSON.stringify(s);
   if (!loaded.has(key)) {
-    const { set, snapshot } = compileManifests(s.paths, { namespace: s.namespace }, (p) => relative(SERVICE_DIR, p));
-    mkdirSync(resolve(SERVICE_DIR, "dist/aws"), { recursive: true });
-    writeFileSync(resolve(SERVICE_DIR, COMPILED), snapshot);
+    const { set, files } = compileManifests(s.paths, { namespace: s.namespace }, (p) => relative(SERVICE_DIR, p));
+    const out = resolve(SERVICE_DIR, COMPILED);
+    rmSync(out, { recursive: true, force: true });
+    for (const [part, text] of splitCompiled(set, files)) {
+      mkdirSync(dirname(join(out, part)), { recursive: true });
+      writeFileSync(join(out, part), text);
+    }
     loaded.set(key, set);
   }
   return { set: loaded.get(key), options: { schedule: s.schedule } };

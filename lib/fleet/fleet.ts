@@ -7,22 +7,27 @@ import { InputError } from "../errors.ts";
 import type { KubernetesClient } from "../kubernetes/index.ts";
 import { createLogger, type Logger } from "../log.ts";
 import { redactError } from "../redact.ts";
-import type { ManifestSet } from "../manifests/index.ts";
+import { DEFAULT_CLUSTER, type ManifestSet } from "../manifests/index.ts";
 import { type EngineConfig, engineFromEnvironment } from "../rotation/context.ts";
 import { type Engine, rotate } from "../rotation/engine.ts";
-import { manifestsFromEnvironment } from "../rotation/files.ts";
+import { join } from "node:path";
+import { manifestsFromEnvironment, readManifests } from "../rotation/files.ts";
 import { planRotations, type RotationTarget, targetName } from "../rotation/plan.ts";
 import type { RotationResult } from "../rotation/rotate.ts";
 import { ClusterConnections, checkClusters, clusterConcurrency, clusterNames } from "./clusters.ts";
+import { ALL, isCompiledDir, readTargetPart, SHARED } from "./compiled.ts";
 import { type FleetMessage, parseMessage } from "./messages.ts";
 
 export interface Fleet {
+  /** The manifests loaded at cold start: all of them, or — compiled — the shared ones only. */
   readonly manifests: ManifestSet;
   readonly log: Logger;
   readonly connections: ClusterConnections;
   readonly env: NodeJS.ProcessEnv;
-  /** Every target, by `cluster|namespace/name`, planned (and so checked) once. */
-  readonly targets: ReadonlyMap<string, RotationTarget>;
+  /** Every target, planned (and so checked); for the planner. Compiled manifests are read whole only here. */
+  allTargets(): readonly RotationTarget[];
+  /** One target and the manifests to rotate it with; InputError when there is none. */
+  target(cluster: string, target: string): { readonly target: RotationTarget; readonly manifests: ManifestSet };
   /** The engine of one cluster, built on first use. */
   engineFor(cluster: string): Promise<Engine>;
   close(): Promise<void>;
@@ -46,25 +51,54 @@ const key = (cluster: string, target: string) => `${cluster}|${target}`;
 export function fleetFromEnvironment(config: FleetConfig = {}): Fleet {
   const env = config.env ?? process.env;
   const log = config.log ?? createLogger();
+  const paths = config.manifests ?? (env.CNPG_ROTATOR_MANIFESTS ?? "manifests").split(",").filter(Boolean);
+  const namespace = config.namespace ?? env.CNPG_ROTATOR_NAMESPACE;
+  // Compiled per target (a deployed function): read only the shared part now, a target's when asked.
+  const compiled = !config.manifestSet && paths.length === 1 && isCompiledDir(paths[0]!) ? paths[0]! : undefined;
   const manifests =
     config.manifestSet ??
-    manifestsFromEnvironment(env, {
-      ...(config.manifests ? { paths: config.manifests } : {}),
-      ...(config.namespace ? { namespace: config.namespace } : {}),
-    });
-  for (const warning of config.manifestSet ? [] : manifests.warnings) log.warn({ warning }, "manifest field has no effect");
+    (compiled
+      ? readManifests([join(compiled, SHARED)], namespace ? { namespace } : {})
+      : manifestsFromEnvironment(env, { paths, ...(namespace ? { namespace } : {}) }));
+  for (const warning of config.manifestSet || compiled ? [] : manifests.warnings) log.warn({ warning }, "manifest field has no effect");
   checkClusters(manifests, env);
-  const targets = new Map(planRotations(manifests).map((t) => [key(t.cluster, targetName(t)), t]));
+  let all: RotationTarget[] | undefined;
+  const allTargets = () => {
+    all ??= planRotations(compiled ? readManifests([join(compiled, ALL)], namespace ? { namespace } : {}) : manifests);
+    return all;
+  };
+  const index = new Map<string, RotationTarget>();
+  if (!compiled) for (const t of allTargets()) index.set(key(t.cluster, targetName(t)), t); // every target checked at cold start
   for (const cluster of clusterNames(manifests)) clusterConcurrency(manifests, cluster, env); // a bad cap fails now
   const connections = new ClusterConnections(manifests, { env, log, ...(config.clients ? { given: config.clients } : {}) });
   const engines = new Map<string, Promise<Engine>>();
   const { clients: _c, engine: overrides, manifestSet: _m, ...engineConfig } = config;
+  const unknown = (cluster: string, target: string, full: string) => {
+    const known = [...new Set([DEFAULT_CLUSTER, ...clusterNames(manifests)])].sort();
+    return new InputError(
+      known.includes(cluster)
+        ? `target "${target}" in cluster "${cluster}": no ExternalSecret targets Secret ${full} there`
+        : `cluster "${cluster}": no KubernetesCluster of that name; known: ${known.join(", ")}`,
+    );
+  };
   return {
     manifests,
     log,
     connections,
     env,
-    targets,
+    allTargets,
+    target(cluster, target) {
+      const full = target.includes("/") ? target : `default/${target}`;
+      if (!compiled) {
+        const found = index.get(key(cluster, full));
+        if (!found) throw unknown(cluster, target, full);
+        return { target: found, manifests: { ...manifests, externalSecrets: [found.externalSecret] } };
+      }
+      const part = readTargetPart(compiled, cluster, full, namespace);
+      const found = part && planRotations(part).find((t) => t.cluster === cluster && targetName(t) === full);
+      if (!part || !found) throw unknown(cluster, target, full);
+      return { target: found, manifests: part };
+    },
     engineFor(cluster) {
       let engine = engines.get(cluster);
       if (!engine) {
@@ -95,30 +129,15 @@ export interface RotateOne {
   readonly dryRun?: boolean;
 }
 
-/** The planned target `cluster|namespace/name`; InputError naming what is known when there is none. */
-export function findTarget(fleet: Fleet, cluster: string, target: string): RotationTarget {
-  const full = target.includes("/") ? target : `default/${target}`;
-  const found = fleet.targets.get(key(cluster, full));
-  if (!found) {
-    const known = clusterNames(fleet.manifests);
-    throw new InputError(
-      known.includes(cluster)
-        ? `target "${target}" in cluster "${cluster}": no ExternalSecret targets Secret ${full} there`
-        : `cluster "${cluster}": no KubernetesCluster of that name; known: ${known.join(", ")}`,
-    );
-  }
-  return found;
-}
-
 /**
  * Rotates one target of one cluster with the cluster's engine: the engine plans only this
  * target (its manifests narrowed to its ExternalSecret), so a message costs the same
  * whatever the fleet's size.
  */
 export async function rotateOne(fleet: Fleet, request: RotateOne): Promise<RotationResult> {
-  const target = findTarget(fleet, request.cluster, request.target);
+  const { target, manifests } = fleet.target(request.cluster, request.target);
   const engine = await fleet.engineFor(request.cluster);
-  const only: ManifestSet = { ...engine.manifests, externalSecrets: [target.externalSecret] };
+  const only: ManifestSet = { ...manifests, externalSecrets: [target.externalSecret] };
   const [result] = await rotate(
     { ...engine, manifests: only },
     {
@@ -177,7 +196,7 @@ export async function consumeBatch(fleet: Fleet, messages: readonly Delivered[])
       let message: FleetMessage;
       try {
         message = parseMessage(delivered.body, delivered.id);
-        findTarget(fleet, message.cluster, message.target);
+        fleet.target(message.cluster, message.target);
       } catch (e) {
         const error = errorOf(e);
         fleet.log.error({ messageId: delivered.id, error }, "queue message refused");

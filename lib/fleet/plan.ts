@@ -13,7 +13,6 @@ import { redactError } from "../redact.ts";
 import { dueCheck } from "../rotation/names.ts";
 import { type RotationTarget, targetName } from "../rotation/plan.ts";
 import { MAX_DELAY_SECONDS, type OutgoingMessage, type WorkQueue } from "../queues/types.ts";
-import { clusterNames } from "./clusters.ts";
 import type { Fleet } from "./fleet.ts";
 import { encodeMessage } from "./messages.ts";
 
@@ -56,8 +55,11 @@ export async function planFleet(fleet: Fleet, options: { now?: Date; spreadSecon
   const now = options.now ?? new Date();
   const spread = options.spreadSeconds ?? spreadSeconds(fleet.env);
   const byCluster = new Map<string, RotationTarget[]>();
-  for (const t of fleet.targets.values()) byCluster.set(t.cluster, [...(byCluster.get(t.cluster) ?? []), t]);
-  const clusters = clusterNames(fleet.manifests).filter((c) => byCluster.has(c));
+  for (const t of fleet.allTargets()) {
+    if (!byCluster.has(t.cluster)) byCluster.set(t.cluster, []);
+    byCluster.get(t.cluster)!.push(t);
+  }
+  const clusters = [...byCluster.keys()].sort();
   const planned = await Promise.all(clusters.map((c) => planCluster(fleet, c, byCluster.get(c)!, now)));
   const messages: OutgoingMessage[] = [];
   for (const { due } of planned) {
@@ -74,7 +76,10 @@ async function planCluster(
   now: Date,
 ): Promise<{ plan: ClusterPlan; due: { body: string }[] }> {
   const byNamespace = new Map<string, RotationTarget[]>();
-  for (const t of targets) byNamespace.set(t.namespace, [...(byNamespace.get(t.namespace) ?? []), t]);
+  for (const t of targets) {
+    if (!byNamespace.has(t.namespace)) byNamespace.set(t.namespace, []);
+    byNamespace.get(t.namespace)!.push(t);
+  }
   const base = { cluster, targets: targets.length, namespaces: byNamespace.size };
   let requestsBefore = 0;
   let kube: Awaited<ReturnType<Fleet["connections"]["get"]>> | undefined;

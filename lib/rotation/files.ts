@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { parseAllDocuments } from "yaml";
 import { InputError } from "../errors.ts";
@@ -24,10 +24,12 @@ export function readManifests(paths: readonly string[], options: LoadOptions = {
           .sort()
           .map((f) => join(name, f))
       : [name];
+    // A directory of compiled parts (lib/fleet/compiled.ts) is read whole through its all.json.
+    if (list.length === 0 && stat.isDirectory() && existsSync(join(name, "all.json"))) list.push(join(name, "all.json"));
     if (list.length === 0) throw new InputError(`${name}: no *.yaml files in this directory`);
     for (const path of list) {
       const text = readFileSync(path, "utf8");
-      files.push(...(path.endsWith(".json") && !stat.isDirectory() ? compiledFiles(text, path) : [{ file: path, text }]));
+      files.push(...(path.endsWith(".json") ? compiledFiles(text, path) : [{ file: path, text }]));
     }
   }
   return loadManifests(files, options);
@@ -38,9 +40,20 @@ export function readManifests(paths: readonly string[], options: LoadOptions = {
 // (seconds). Every check still runs on load: only the YAML parse is done ahead.
 const SNAPSHOT_KEY = "cnpg-rotator/compiled-manifests";
 
+/** One manifest file of a snapshot: its documents in order (a null where one was left out or empty). */
+export interface CompiledFile {
+  readonly file: string;
+  readonly documents: readonly unknown[];
+}
+
 interface Snapshot {
   readonly [SNAPSHOT_KEY]: 1;
-  readonly files: readonly { readonly file: string; readonly documents: readonly unknown[] }[];
+  readonly files: readonly CompiledFile[];
+}
+
+/** A snapshot of `files`, as readManifests reads it back. */
+export function snapshotText(files: readonly CompiledFile[]): string {
+  return JSON.stringify({ [SNAPSHOT_KEY]: 1, files } satisfies Snapshot);
 }
 
 function compiledFiles(text: string, path: string): ManifestFile[] {
@@ -65,8 +78,8 @@ export function compileManifests(
   paths: readonly string[],
   options: LoadOptions = {},
   nameOf: (path: string) => string = (path) => path,
-): { set: ManifestSet; snapshot: string } {
-  const files: { file: string; documents: unknown[] }[] = [];
+): { set: ManifestSet; snapshot: string; files: readonly CompiledFile[] } {
+  const files: CompiledFile[] = [];
   const given: ManifestFile[] = [];
   for (const name of paths) {
     let stat: ReturnType<typeof statSync>;
@@ -81,22 +94,24 @@ export function compileManifests(
           .sort()
           .map((f) => join(name, f))
       : [name];
+    // A directory of compiled parts (lib/fleet/compiled.ts) is read whole through its all.json.
+    if (list.length === 0 && stat.isDirectory() && existsSync(join(name, "all.json"))) list.push(join(name, "all.json"));
     if (list.length === 0) throw new InputError(`${name}: no *.yaml files in this directory`);
     for (const path of list) {
       const text = readFileSync(path, "utf8");
       const docs = parseAllDocuments(text, { uniqueKeys: true });
       const all = Array.isArray(docs) ? docs : [docs];
       if (all.some((d) => d.errors.length > 0)) {
-        given.push({ file: path, text }); // the loader reports the YAML errors, with their positions
+        given.push({ file: nameOf(path), text }); // the loader reports the YAML errors, with their positions
         continue;
       }
       const documents = all.map((d) => d.toJS() ?? null);
       files.push({ file: nameOf(path), documents });
-      given.push({ file: path, text, documents });
+      given.push({ file: nameOf(path), text, documents });
     }
   }
   const set = loadManifests(given, options);
-  return { set, snapshot: JSON.stringify({ [SNAPSHOT_KEY]: 1, files } satisfies Snapshot) };
+  return { set, snapshot: snapshotText(files), files };
 }
 
 /**

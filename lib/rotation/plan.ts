@@ -63,7 +63,8 @@ export function planRotations(set: ManifestSet): RotationTarget[] {
   const pushSecretsOf = new Map<string, PushSecret[]>();
   for (const p of set.pushSecrets) {
     const k = `${clusterOfManifest(p)}|${p.metadata.namespace}/${p.secretName}`;
-    pushSecretsOf.set(k, [...(pushSecretsOf.get(k) ?? []), p]);
+    if (!pushSecretsOf.has(k)) pushSecretsOf.set(k, []);
+    pushSecretsOf.get(k)!.push(p);
   }
   for (const es of set.externalSecrets) {
     const namespace = es.metadata.namespace;

@@ -2,10 +2,11 @@
 // of 1 and of 10,000 ExternalSecrets in 2 clusters, pushed to Secrets Manager, gives the same
 // CloudFormation resources, at most 30, and a template under 100 KB; the 10,000 targets ship
 // compiled, and load from the zip's JSON.
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { readTargetPart } from "../../lib/fleet/compiled.ts";
 import { readManifests } from "../../lib/rotation/files.ts";
 import { packageArtifact } from "../infra/artifact.ts";
 import { writeFleet } from "../infra/fleet-manifests.ts";
@@ -32,7 +33,7 @@ async function packageFleet(targets: number): Promise<Packaged> {
     resources: JSON.parse(template).Resources,
     templateBytes: Buffer.byteLength(template),
     zipBytes: artifact.bytes,
-    compiled: join(dirname(artifact.bundle), "../../dist/aws/manifests.json"),
+    compiled: join(dirname(artifact.bundle), "../../dist/aws/manifests"),
     cleanup: () => {
       artifact.cleanup();
       rmSync(work, { recursive: true, force: true });
@@ -68,6 +69,13 @@ describe("serverless package of a fleet", () => {
       const shipped = readManifests([many.compiled]);
       expect(shipped.externalSecrets).toHaveLength(10_000);
       expect(shipped.clusters.map((c) => c.metadata.name)).toEqual(["east", "west"]);
+      // ... and one part per target: a consumer reads its message's target and the shared part only.
+      expect(readdirSync(join(many.compiled, "targets"))).toHaveLength(10_000);
+      const part = readTargetPart(many.compiled, "west", "team-0000/db-00001-app")!;
+      expect(part.externalSecrets.map((es) => es.target.name)).toEqual(["db-00001-app"]);
+      expect(part.pushSecrets).toHaveLength(1);
+      expect(part.clusters).toHaveLength(2);
+      expect(readTargetPart(many.compiled, "east", "team-0000/db-00001-app")).toBeUndefined(); // it lives in west
     } finally {
       one.cleanup();
       many.cleanup();

@@ -218,7 +218,7 @@ describe("serverless/derive.cjs, as osls loads it", () => {
     expect(await shim.planSpreadSeconds!(settings)).toBe("900");
     // The functions read the manifests compiled at package time: the same set, file names relative to the service.
     const compiled = await shim.compiledManifests!(settings);
-    expect(compiled).toBe("dist/aws/manifests.json");
+    expect(compiled).toBe("dist/aws/manifests");
     const shipped = readManifests([join(ROOT, compiled as string)], { namespace: "team" });
     expect(shipped.externalSecrets.map((es) => [es.metadata.namespace, es.target.name, es.metadata.source.file])).toEqual([
       ["team", "cluster-example-app", "manifests/external-secret.yaml"],
