@@ -13,6 +13,7 @@ import { type ClientCosts, benchClientCosts } from "./clients.ts";
 import { type ColdStartResult, type LabelledArtifact, ROOT, benchColdStart } from "./cold-start.ts";
 import { type Bench, startBench } from "./fixtures.ts";
 import { type DowntimeRow, benchDowntime } from "./downtime.ts";
+import { benchFleet, type FleetRow } from "./fleet.ts";
 import { type FloorResult, benchFloor } from "./floor.ts";
 import { type GeneratorResult, benchGenerator } from "./generator.ts";
 import { type RotationResultRow, benchRotation } from "./rotation.ts";
@@ -33,7 +34,9 @@ const usage = `npm run bench -- [options]
   --artifact=PATH           use this rotate.zip instead of running serverless package
   --baseline=REV            also build this commit's artifact and compare (default ${BASELINE_REV})
   --no-baseline             measure the working tree's artifact alone
-  --only=LIST               some of: generator,coldStart,clients,rotation,downtime
+  --only=LIST               some of: generator,coldStart,clients,rotation,downtime,fleet
+  --fleet-sizes=500,2000    fleet section: targets across 2 clusters, end to end (planner → SQS → consumer processes)
+  --fleet-consumers=4       fleet section: consumer processes at once
                             (downtime: simulated applications against the real CNPG while it
                             rotates, single-user and alternating side by side; not in the default)
   --no-breakdown            skip the per-dependency import times
@@ -55,6 +58,8 @@ const { values: args } = parseArgs({
     "no-breakdown": { type: "boolean", default: false },
     "cpu-prof": { type: "boolean", default: false },
     "timeout-minutes": { type: "string", default: "40" },
+    "fleet-sizes": { type: "string", default: "500,2000" },
+    "fleet-consumers": { type: "string", default: "4" },
     out: { type: "string", default: join(ROOT, "bench/results/latest.json") },
     help: { type: "boolean", default: false },
   },
@@ -81,7 +86,7 @@ const generatorRounds = positiveInt("generator-rounds", args["generator-rounds"]
 const timeoutMinutes = Number(args["timeout-minutes"]);
 const sections = new Set(args.only.split(",").filter(Boolean));
 for (const s of sections) {
-  if (!["generator", "coldStart", "clients", "rotation", "downtime"].includes(s)) {
+  if (!["generator", "coldStart", "clients", "rotation", "downtime", "fleet"].includes(s)) {
     console.error(`--only: unknown section "${s}"\n\n${usage}`);
     process.exit(2);
   }
@@ -110,6 +115,7 @@ interface Results {
   coldStart?: ColdStartResult;
   clientCosts?: ClientCosts;
   downtime?: DowntimeRow[];
+  fleet?: FleetRow[];
   rotation: RotationRow[];
   targets: Target[];
   errors: Record<string, string>;
@@ -264,6 +270,16 @@ if (sections.has("downtime")) {
   });
 }
 
+if (sections.has("fleet")) {
+  await section("fleet", async () => {
+    results.fleet = await benchFleet({
+      sizes: args["fleet-sizes"].split(",").map((x) => positiveInt("fleet-sizes", x)),
+      consumers: positiveInt("fleet-consumers", args["fleet-consumers"]),
+      log,
+    });
+  });
+}
+
 await cleanup();
 clearTimeout(deadline);
 writeResults();
@@ -340,6 +356,28 @@ function table(header: string[], rows: (string | number)[][]): string {
 
 function printTable(): void {
   const out: string[] = [];
+  if (results.fleet?.length) {
+    out.push(
+      "Fleet (2 clusters; planner → moto SQS → consumer processes)",
+      table(
+        ["n", "ns/cluster", "consumers", "seconds", "planner s", "planner req east/west", "p50 ms", "p99 ms", "peak RSS MB", "once", "load avg"],
+        results.fleet.map((r) => [
+          r.n,
+          r.namespacesPerCluster,
+          r.consumers,
+          r.seconds,
+          r.plannerSeconds,
+          `${r.plannerRequests.east}/${r.plannerRequests.west}`,
+          r.p50Ms,
+          r.p99Ms,
+          r.peakRssMb,
+          `${r.rotatedOnce}/${r.n}`,
+          r.loadAverage.after[0]!,
+        ]),
+      ),
+      "",
+    );
+  }
   if (results.rotation.length) {
     out.push(
       "Rotation (one invocation; local kube-apiserver + moto)",

@@ -163,6 +163,8 @@ export interface MessageResult {
   readonly outcome: RotationResult["outcome"] | "malformed";
   readonly error?: { readonly type: string; readonly message: string };
   readonly result?: RotationResult;
+  /** From the start of its rotation (after any wait for the cluster's cap) to its end. */
+  readonly durationMs?: number;
 }
 
 /** A message is handled (deleted from the queue) unless it failed: the queue delivers it again, up to its DLQ. */
@@ -209,13 +211,15 @@ export async function consumeBatch(fleet: Fleet, messages: readonly Delivered[])
           fleet.log.warn({ messageId: delivered.id, cluster, target }, "cluster unreachable in this batch: message failed without a try");
           return { id: delivered.id, cluster, target, outcome: "failed", error: unreachable };
         }
+        const started = performance.now();
         try {
           const result = await rotateOne(fleet, { cluster, target });
+          const durationMs = Math.round(performance.now() - started);
           if (result.outcome === "failed" && result.error && UNREACHABLE.test(result.error.message)) {
             down.set(cluster, { type: result.error.type, message: `cluster "${cluster}" unreachable: ${result.error.message}` });
           }
           fleet.log.info({ messageId: delivered.id, cluster, target, due: message.due, outcome: result.outcome }, "queue message handled");
-          return { id: delivered.id, cluster, target, outcome: result.outcome, ...(result.error ? { error: result.error } : {}), result };
+          return { id: delivered.id, cluster, target, outcome: result.outcome, ...(result.error ? { error: result.error } : {}), result, durationMs };
         } catch (e) {
           const error = errorOf(e);
           if (UNREACHABLE.test(error.message)) down.set(cluster, error);
