@@ -15,6 +15,7 @@ const queue = new SqsQueue(process.env.CNPG_ROTATOR_QUEUE_URL!, createSqsClient(
 const outcomes: Record<string, number> = {};
 const durations: number[] = [];
 const invocationRss: number[] = [];
+const liveHeap: number[] = [];
 let idle = 0;
 let batches = 0;
 while (idle < 2) {
@@ -31,9 +32,12 @@ while (idle < 2) {
     if (r.durationMs !== undefined) durations.push(r.durationMs);
   }
   invocationRss.push(process.memoryUsage.rss());
+  // With --expose-gc: what stays alive after an invocation (a leak grows it; lazy collection does not).
+  (globalThis as { gc?: () => void }).gc?.();
+  liveHeap.push(process.memoryUsage().heapUsed);
   const failed = new Set(answer.batchItemFailures.map((f) => f.itemIdentifier));
   const done = messages.filter((m) => !failed.has(m.id)).map((m) => m.receipt);
   if (done.length > 0) await queue.delete(done);
 }
-process.stdout.write(`${JSON.stringify({ batches, outcomes, durations, peakRssBytes: process.resourceUsage().maxRSS * 1024, invocationRss })}\n`);
+process.stdout.write(`${JSON.stringify({ batches, outcomes, durations, peakRssBytes: process.resourceUsage().maxRSS * 1024, invocationRss, liveHeap })}\n`);
 process.exit(0);

@@ -13,7 +13,7 @@ import { CreateQueueCommand } from "@aws-sdk/client-sqs";
 import { buildAppSecretData } from "../lib/cnpg/index.ts";
 import { splitCompiled } from "../lib/fleet/compiled.ts";
 import { fleetFromEnvironment } from "../lib/fleet/fleet.ts";
-import { planAndEnqueue } from "../lib/fleet/plan.ts";
+import { planFleet } from "../lib/fleet/plan.ts";
 import { connectCluster, type KubernetesClient } from "../lib/kubernetes/index.ts";
 import { silentLogger } from "../lib/log.ts";
 import { createSqsClient, SqsQueue } from "../lib/queues/sqs.ts";
@@ -41,6 +41,8 @@ export interface FleetRow {
   /** Planner start to the last consumer's exit. */
   readonly seconds: number;
   readonly plannerSeconds: number;
+  /** Of which sending the messages (SendMessageBatch to moto). */
+  readonly plannerSendSeconds: number;
   /** Requests the planner sent to each API server. */
   readonly plannerRequests: Record<string, number>;
   readonly messages: number;
@@ -52,6 +54,8 @@ export interface FleetRow {
   readonly peakRssMb: number;
   /** The highest RSS seen after any one invocation, over all consumers. */
   readonly maxInvocationRssMb: number;
+  /** Live heap after a full GC, after a consumer's first and its last invocation (the largest over consumers): a leak would grow it. */
+  readonly liveHeapMb: { readonly first: number; readonly last: number };
   readonly batches: number;
   readonly loadAverage: { readonly before: number[]; readonly after: number[] };
 }
@@ -139,15 +143,18 @@ export async function benchFleet(options: FleetOptions): Promise<FleetRow[]> {
         const start = performance.now();
         // The planner, as its function runs it (compiled manifests, every cluster); no spread here (the bench would wait 15 minutes).
         const fleet = fleetFromEnvironment({ env, log: silentLogger });
-        const plan = await planAndEnqueue(fleet, new SqsQueue(url, sqs), { spreadSeconds: 0 });
+        const plan = await planFleet(fleet, { spreadSeconds: 0 });
+        const planned = performance.now();
+        await new SqsQueue(url, sqs).send(plan.messages);
         await fleet.close();
         const plannerSeconds = (performance.now() - start) / 1000;
+        const plannerSendSeconds = (performance.now() - planned) / 1000;
         log(`fleet n=${size}: planned in ${round(plannerSeconds, 1)} s, ${plan.messages.length} messages; ${consumers} consumers...`);
         const children = await Promise.all(
           Array.from({ length: consumers }, () =>
-            new Promise<{ batches: number; outcomes: Record<string, number>; durations: number[]; peakRssBytes: number; invocationRss: number[] }>(
+            new Promise<{ batches: number; outcomes: Record<string, number>; durations: number[]; peakRssBytes: number; invocationRss: number[]; liveHeap: number[] }>(
               (resolve, reject) =>
-                execFile(NODE, [join(ROOT, "bench/fleet-child.ts")], { cwd: ROOT, env, maxBuffer: 64 * 1024 * 1024, timeout: 3_600_000 }, (err, stdout) =>
+                execFile(NODE, ["--expose-gc", join(ROOT, "bench/fleet-child.ts")], { cwd: ROOT, env, maxBuffer: 64 * 1024 * 1024, timeout: 3_600_000 }, (err, stdout) =>
                   err ? reject(err) : resolve(JSON.parse(stdout.trim().split("\n").pop()!)),
                 ),
             ),
@@ -175,6 +182,7 @@ export async function benchFleet(options: FleetOptions): Promise<FleetRow[]> {
           consumers,
           seconds: round(seconds, 1),
           plannerSeconds: round(plannerSeconds, 2),
+          plannerSendSeconds: round(plannerSendSeconds, 2),
           plannerRequests: Object.fromEntries(plan.clusters.map((c) => [c.cluster, c.requests])),
           messages: plan.messages.length,
           outcomes,
@@ -183,6 +191,7 @@ export async function benchFleet(options: FleetOptions): Promise<FleetRow[]> {
           p99Ms: round(quantile(durations, 0.99), 0),
           peakRssMb: mb(Math.max(...children.map((ch) => ch.peakRssBytes))),
           maxInvocationRssMb: mb(Math.max(...children.flatMap((ch) => ch.invocationRss))),
+          liveHeapMb: { first: mb(Math.max(...children.map((ch) => ch.liveHeap[0] ?? 0))), last: mb(Math.max(...children.map((ch) => ch.liveHeap.at(-1) ?? 0))) },
           batches: children.reduce((a, ch) => a + ch.batches, 0),
           loadAverage: { before: before.map((x) => round(x, 2)), after: after.map((x) => round(x, 2)) },
         };
