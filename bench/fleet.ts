@@ -30,6 +30,8 @@ export interface FleetOptions {
   readonly consumers?: number;
   /** Namespaces per cluster, the same for every size: the planner's requests should not move with N. */
   readonly namespaces?: number;
+  /** --max-old-space-size of each consumer (as a memory-limited container would cap its heap); default none. */
+  readonly heapMb?: number;
   readonly log: (line: string) => void;
 }
 
@@ -38,6 +40,7 @@ export interface FleetRow {
   readonly clusters: number;
   readonly namespacesPerCluster: number;
   readonly consumers: number;
+  readonly heapMb?: number;
   /** Planner start to the last consumer's exit. */
   readonly seconds: number;
   readonly plannerSeconds: number;
@@ -154,7 +157,7 @@ export async function benchFleet(options: FleetOptions): Promise<FleetRow[]> {
           Array.from({ length: consumers }, () =>
             new Promise<{ batches: number; outcomes: Record<string, number>; durations: number[]; peakRssBytes: number; invocationRss: number[]; liveHeap: number[] }>(
               (resolve, reject) =>
-                execFile(NODE, ["--expose-gc", join(ROOT, "bench/fleet-child.ts")], { cwd: ROOT, env, maxBuffer: 64 * 1024 * 1024, timeout: 3_600_000 }, (err, stdout) =>
+                execFile(NODE, ["--expose-gc", ...(options.heapMb ? [`--max-old-space-size=${options.heapMb}`] : []), join(ROOT, "bench/fleet-child.ts")], { cwd: ROOT, env, maxBuffer: 64 * 1024 * 1024, timeout: 3_600_000 }, (err, stdout) =>
                   err ? reject(err) : resolve(JSON.parse(stdout.trim().split("\n").pop()!)),
                 ),
             ),
@@ -180,6 +183,7 @@ export async function benchFleet(options: FleetOptions): Promise<FleetRow[]> {
           clusters: 2,
           namespacesPerCluster: nsPerCluster,
           consumers,
+          ...(options.heapMb ? { heapMb: options.heapMb } : {}),
           seconds: round(seconds, 1),
           plannerSeconds: round(plannerSeconds, 2),
           plannerSendSeconds: round(plannerSendSeconds, 2),

@@ -37,6 +37,7 @@ const usage = `npm run bench -- [options]
   --only=LIST               some of: generator,coldStart,clients,rotation,downtime,fleet
   --fleet-sizes=500,2000    fleet section: targets across 2 clusters, end to end (planner → SQS → consumer processes)
   --fleet-consumers=4       fleet section: consumer processes at once
+  --fleet-heap-mb=N         fleet section: --max-old-space-size of each consumer (default: Node's own)
                             (downtime: simulated applications against the real CNPG while it
                             rotates, single-user and alternating side by side; not in the default)
   --no-breakdown            skip the per-dependency import times
@@ -60,6 +61,7 @@ const { values: args } = parseArgs({
     "timeout-minutes": { type: "string", default: "40" },
     "fleet-sizes": { type: "string", default: "500,2000" },
     "fleet-consumers": { type: "string", default: "4" },
+    "fleet-heap-mb": { type: "string" },
     out: { type: "string", default: join(ROOT, "bench/results/latest.json") },
     help: { type: "boolean", default: false },
   },
@@ -275,6 +277,7 @@ if (sections.has("fleet")) {
     results.fleet = await benchFleet({
       sizes: args["fleet-sizes"].split(",").map((x) => positiveInt("fleet-sizes", x)),
       consumers: positiveInt("fleet-consumers", args["fleet-consumers"]),
+      ...(args["fleet-heap-mb"] ? { heapMb: positiveInt("fleet-heap-mb", args["fleet-heap-mb"]) } : {}),
       log,
     });
   });

@@ -196,6 +196,30 @@ describe("awsSecrets and iamStatements", () => {
   });
 });
 
+describe("the clusters' stored kubeconfigs", () => {
+  it("GetSecretValue on each kubeconfigFrom aws: secret, by name or ARN, and nothing for other stores", () => {
+    const cluster = (name: string, from: string) =>
+      `apiVersion: cnpg-rotator.io/v1alpha1\nkind: KubernetesCluster\nmetadata: {name: ${name}}\nspec: {kubeconfigFrom: "${from}"}\n`;
+    const set = load(
+      cluster("a", "aws:kc/a"),
+      cluster("b", "aws:arn:aws:secretsmanager:eu-west-1:123456789012:secret:kc/b-AbCdEf"),
+      cluster("c", "gcpsm:projects/p/secrets/kc"),
+    );
+    expect(clusterSecrets(set)).toEqual(["arn:aws:secretsmanager:eu-west-1:123456789012:secret:kc/b-AbCdEf", "kc/a"]);
+    expect(iamStatements(set)).toEqual([
+      {
+        Sid: "CnpgRotatorReadClusterConnections",
+        Effect: "Allow",
+        Action: ["secretsmanager:GetSecretValue"],
+        Resource: [
+          "arn:aws:secretsmanager:eu-west-1:123456789012:secret:kc/b-AbCdEf",
+          { "Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:kc/a-??????" },
+        ],
+      },
+    ]);
+  });
+});
+
 describe("serverless/derive.cjs, as osls loads it", () => {
   // osls require()s the file and calls each export with its resolver; Node 24 loads the TypeScript behind it.
   const shim = createRequire(import.meta.url)("../../serverless/derive.cjs") as Record<
