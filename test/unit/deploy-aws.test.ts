@@ -213,7 +213,7 @@ describe("the clusters' stored kubeconfigs", () => {
         Action: ["secretsmanager:GetSecretValue"],
         Resource: [
           "arn:aws:secretsmanager:eu-west-1:123456789012:secret:kc/b-AbCdEf",
-          { "Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:kc/a-??????" },
+          { "Fn::Sub": `arn:\${AWS::Partition}:secretsmanager:\${AWS::Region}:\${AWS::AccountId}:secret:kc/a-??????` },
         ],
       },
     ]);
