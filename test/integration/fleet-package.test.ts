@@ -59,6 +59,10 @@ describe("serverless package of a fleet", () => {
       expect(mapping.ScalingConfig).toEqual({ MaximumConcurrency: 10 });
       const queue = (many.resources.RotateQueue as unknown as { Properties: { RedrivePolicy: { maxReceiveCount: number } } }).Properties;
       expect(queue.RedrivePolicy.maxReceiveCount).toBe(5);
+      // The planner knows the queue; the rotate function gets its messages from the mapping.
+      const envOf = (fn: string) => (many.resources[fn] as unknown as { Properties: { Environment: { Variables: Record<string, unknown> } } }).Properties.Environment.Variables;
+      expect(envOf("PlanLambdaFunction").CNPG_ROTATOR_QUEUE_URL).toEqual({ Ref: "RotateQueue" });
+      expect(envOf("RotateLambdaFunction").CNPG_ROTATOR_QUEUE_URL).toBeUndefined();
       // IAM: the clusters' stored kubeconfigs by name, the 10,000 pushed secrets by their store's prefix.
       const role = JSON.stringify(many.resources.IamRoleLambdaExecution);
       expect(role).toContain("secret:cnpg-rotator/east/kubeconfig-??????");
