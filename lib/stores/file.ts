@@ -12,7 +12,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import * as z from "zod";
 import { StoreConflictError, StoreError, StoreStateError } from "../errors.ts";
 import type { FileProvider } from "../manifests/schema.ts";
-import { CURRENT, createClient, OURS, PENDING, PREVIOUS, storeCalls, unless } from "./protocol.ts";
+import { CURRENT, createClient, noop, OURS, PENDING, PREVIOUS, parseJson, serialize, storeCalls, unless } from "./protocol.ts";
 import type { LabelledVersion, NativePrimitives, SecretStoreClient, StoreDeps } from "./types.ts";
 
 export interface FileStoreOptions {
@@ -71,7 +71,7 @@ export function createFileStore(config: FileProvider, deps: StoreDeps = {}, opti
 export function filePrimitives(config: FileProvider, deps: StoreDeps = {}, options: FileStoreOptions = {}): NativePrimitives {
   const path = resolve(deps.baseDir ?? process.cwd(), config.path);
   const description = `file ${path}`;
-  const lock = new FileLock(`${path}.lock`, options.staleLockMs ?? 10_000, options.lockTimeoutMs ?? 30_000);
+  const locked = lockFile(`${path}.lock`, options.staleLockMs ?? 10_000, options.lockTimeoutMs ?? 30_000);
   // A local file: nothing is transient, a failed read or write fails the call.
   const send = storeCalls(description, { transient: () => false });
 
@@ -79,10 +79,10 @@ export function filePrimitives(config: FileProvider, deps: StoreDeps = {}, optio
   const transact = <T>(call: string, key: string, change: (state: State) => T): Promise<T> =>
     send(call, key, async () => {
       await fs.mkdir(dirname(path), { recursive: true, mode: 0o700 });
-      return lock.hold(async () => {
+      return locked(async () => {
         const state = await read();
         const result = change(state);
-        if (state.dirty) await write(state);
+        if (state.dirty) await writeAtomically(path, `${JSON.stringify({ format: FORMAT, lastVersionId: state.lastVersionId, secrets: Object.fromEntries(state.secrets) }, null, 2)}\n`);
         return result;
       });
     });
@@ -93,12 +93,8 @@ export function filePrimitives(config: FileProvider, deps: StoreDeps = {}, optio
     const text = await readIfExists(path);
     if (text === undefined) return { lastVersionId: 0, secrets: new Map(), dirty: false };
     // Errors below name the file and the field, never the content: it holds secret values.
-    let json: unknown;
-    try {
-      json = JSON.parse(text);
-    } catch {
-      throw new StoreError(`${description} is not valid JSON; expected a cnpg-rotator store file`);
-    }
+    const json = parseJson(text);
+    if (json === undefined) throw new StoreError(`${description} is not valid JSON; expected a cnpg-rotator store file`);
     const file = fileSchema.safeParse(json);
     if (!file.success) throw malformed(file.error);
     const secrets = new Map<string, FileSecret>();
@@ -113,27 +109,20 @@ export function filePrimitives(config: FileProvider, deps: StoreDeps = {}, optio
   const malformed = (error: z.ZodError, key?: string): StoreError => {
     const issue = error.issues[0];
     const where = [...(key === undefined ? [] : ["secrets", key]), ...(issue?.path ?? []).map(String)].join(".");
-    return new StoreError(
-      `${description} is not a cnpg-rotator store file (format ${FORMAT}): ${where || "(top level)"}: ${
-        issue?.code === "invalid_type" ? `expected ${issue.expected}` : (issue?.code ?? "invalid")
-      }`,
-    );
+    const what = issue?.code === "invalid_type" ? `expected ${issue.expected}` : (issue?.code ?? "invalid");
+    return new StoreError(`${description} is not a cnpg-rotator store file (format ${FORMAT}): ${where || "(top level)"}: ${what}`);
   };
 
-  const write = (state: State): Promise<void> =>
-    writeAtomically(path, `${JSON.stringify({ format: FORMAT, lastVersionId: state.lastVersionId, secrets: Object.fromEntries(state.secrets) }, null, 2)}\n`);
-
   /** Changes one secret (it must exist), marking the state dirty. */
-  const change = (state: State, key: string, edit: (secret: FileSecret) => void): FileSecret => {
+  const change = (state: State, key: string, edit: (secret: FileSecret) => void): void => {
     const secret = state.secrets.get(key);
     if (!secret) throw new StoreStateError(`"${key}" in ${description} is gone`);
     edit(secret);
     secret.updatedAt = new Date().toISOString();
     state.dirty = true;
-    return secret;
   };
 
-  const primitives: NativePrimitives = {
+  return {
     staging: "native",
     provider: "file",
     description,
@@ -141,14 +130,12 @@ export function filePrimitives(config: FileProvider, deps: StoreDeps = {}, optio
     compareAndSwap: true,
     names: (key) => ({ key }),
 
-    describe: (key) =>
-      look("read", key, (secret) => secret && { deleted: false, marks: secret.tags, versions: labelled(secret) }),
+    describe: (key) => look("read", key, (secret) => secret && { deleted: false, marks: secret.tags, versions: labelled(secret) }),
 
     read: (key, which) =>
       look("read", key, (secret) => {
         const version = labelled(secret).find((v) => ("label" in which ? v.labels.includes(which.label) : v.versionId === which.versionId));
-        const slot = version && (Object.values(SLOTS).find((s) => secret![s]?.versionId === version.versionId) as Slot);
-        return version && { ...version, value: secret![slot!]!.value };
+        return version && { ...version, value: versionOf(secret, version.versionId)!.value };
       }),
 
     create: (key, first) =>
@@ -165,7 +152,7 @@ export function filePrimitives(config: FileProvider, deps: StoreDeps = {}, optio
     put: (key, value, options) =>
       transact("write a version of", key, (state) => {
         const mine = labelled(state.secrets.get(key)).find((v) => options.rotationId !== undefined && v.rotationId === options.rotationId);
-        if (mine) return { ...mine, value: versionValue(state.secrets.get(key)!, mine.versionId) };
+        if (mine) return { ...mine, value: versionOf(state.secrets.get(key), mine.versionId)!.value };
         const version = newVersion(state, value, options.rotationId);
         change(state, key, (secret) => {
           for (const label of options.labels ?? [CURRENT]) {
@@ -185,7 +172,7 @@ export function filePrimitives(config: FileProvider, deps: StoreDeps = {}, optio
         if (holding !== moved.from && !(moved.from === undefined && holding === moved.to)) {
           throw new StoreConflictError(`moving ${label} of "${key}" in ${description}: it is on version ${holding}, not ${moved.from ?? "none"}; nothing was written`);
         }
-        const to = moved.to === undefined ? undefined : Object.values(SLOTS).map((s) => secret?.[s]).find((v) => v?.versionId === moved.to);
+        const to = moved.to === undefined ? undefined : versionOf(secret, moved.to);
         if (moved.to !== undefined && !to) throw new StoreStateError(`version ${moved.to} of "${key}" in ${description} is gone`);
         change(state, key, (s) => {
           if (label === CURRENT && to) s.previous = s.current;
@@ -202,15 +189,13 @@ export function filePrimitives(config: FileProvider, deps: StoreDeps = {}, optio
 
     close: async () => {},
   };
-  return primitives;
+}
 
-  /** A rotation's version is named by its rotation id (as on AWS); any other by the file's counter. */
-  function newVersion(state: State, value: string, rotationId?: string): FileVersion {
-    if (rotationId === undefined) state.lastVersionId += 1;
-    const versionId = rotationId ?? String(state.lastVersionId);
-    return { versionId, value, ...(rotationId === undefined ? {} : { rotationId }), createdAt: new Date().toISOString() };
-  }
-
+/** A rotation's version is named by its rotation id (as on AWS); any other by the file's counter. */
+function newVersion(state: State, value: string, rotationId?: string): FileVersion {
+  if (rotationId === undefined) state.lastVersionId += 1;
+  const versionId = rotationId ?? String(state.lastVersionId);
+  return { versionId, value, ...(rotationId === undefined ? {} : { rotationId }), createdAt: new Date().toISOString() };
 }
 
 /** The secret's versions with the labels their slots give them. */
@@ -226,9 +211,8 @@ function labelled(secret: FileSecret | undefined): LabelledVersion[] {
   return [...versions.values()];
 }
 
-function versionValue(secret: FileSecret, versionId: string): string {
-  return Object.values(SLOTS).map((s) => secret[s]).find((v) => v?.versionId === versionId)!.value;
-}
+const versionOf = (secret: FileSecret | undefined, versionId: string) =>
+  Object.values(SLOTS).map((s) => secret?.[s]).find((v) => v?.versionId === versionId);
 
 /** Temp file in the same directory, fsync, rename over the target, fsync the directory. */
 async function writeAtomically(path: string, text: string): Promise<void> {
@@ -236,12 +220,7 @@ async function writeAtomically(path: string, text: string): Promise<void> {
   const temp = join(dir, `.${basename(path)}.${randomUUID()}.tmp`);
   try {
     const handle = await fs.open(temp, "wx", 0o600);
-    try {
-      await handle.writeFile(text, "utf8");
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
+    await handle.writeFile(text, "utf8").then(() => handle.sync()).finally(() => handle.close());
     await fs.rename(temp, path);
   } catch (error) {
     await fs.rm(temp, { force: true });
@@ -249,90 +228,51 @@ async function writeAtomically(path: string, text: string): Promise<void> {
   }
   // Without this the rename itself may not survive a power loss; the write is done either way.
   const dirHandle = await fs.open(dir, "r").catch(() => undefined);
-  await dirHandle
-    ?.sync()
-    .catch(() => {})
-    .finally(() => dirHandle.close());
+  await dirHandle?.sync().catch(noop).finally(() => dirHandle.close());
 }
 
 /**
- * Mutual exclusion between writers: in this process a queue (so concurrent
- * calls do not spin on the file system), across processes a lock file created
- * with O_EXCL. A lock whose owner died on this host, or older than `staleMs`,
- * is removed; the removal re-reads the owner first, so a fresh lock is only
- * taken over in the rare race where two waiters judge the same stale lock.
+ * Mutual exclusion between writers: in this process one call after another (so concurrent calls
+ * do not spin on the file system), across processes a lock file created with O_EXCL. A lock whose
+ * owner died on this host, or older than `staleMs`, is removed; the removal re-reads the owner
+ * first, so a fresh lock is only taken over in the rare race where two waiters judge the same stale lock.
  */
-class FileLock {
-  static readonly #queues = new Map<string, Promise<void>>();
-  readonly #path: string;
-  readonly #staleMs: number;
-  readonly #timeoutMs: number;
-
-  constructor(path: string, staleMs: number, timeoutMs: number) {
-    this.#path = path;
-    this.#staleMs = staleMs;
-    this.#timeoutMs = timeoutMs;
-  }
-
-  async hold<T>(body: () => Promise<T>): Promise<T> {
-    const queues = FileLock.#queues;
-    const before = queues.get(this.#path) ?? Promise.resolve();
-    let done!: () => void;
-    const tail = before.then(() => new Promise<void>((resolve) => (done = resolve)));
-    queues.set(this.#path, tail);
-    await before;
-    try {
-      const owner = await this.#acquire();
-      try {
-        return await body();
-      } finally {
-        await this.#release(owner);
-      }
-    } finally {
-      done();
-      if (queues.get(this.#path) === tail) queues.delete(this.#path);
-    }
-  }
-
-  async #acquire(): Promise<string> {
-    const owner = JSON.stringify({ pid: process.pid, host: hostname(), id: randomUUID() });
-    const deadline = Date.now() + this.#timeoutMs;
-    for (let attempt = 0; ; attempt++) {
-      const taken = await fs.writeFile(this.#path, owner, { flag: "wx", mode: 0o600 }).then(() => true, ifErrno("EEXIST", false));
-      if (taken) return owner;
-      if (await this.#removeIfStale()) continue;
+function lockFile(path: string, staleMs: number, timeoutMs: number): <T>(body: () => Promise<T>) => Promise<T> {
+  const take = async (owner: string) => {
+    const deadline = Date.now() + timeoutMs;
+    for (let attempt = 0; !(await fs.writeFile(path, owner, { flag: "wx", mode: 0o600 }).then(() => true, ifErrno("EEXIST", false))); attempt++) {
+      if (await removeIfStale()) continue;
       if (Date.now() > deadline) {
-        throw new StoreError(
-          `timed out after ${this.#timeoutMs} ms waiting for lock ${this.#path}; another writer holds it (remove the file if no writer is running)`,
-        );
+        throw new StoreError(`timed out after ${timeoutMs} ms waiting for lock ${path}; another writer holds it (remove the file if no writer is running)`);
       }
       await sleep(Math.random() * Math.min(200, 5 * 2 ** attempt));
     }
-  }
-
-  async #release(owner: string): Promise<void> {
-    // Only remove our own lock: if it was judged stale and taken over, it is someone else's now.
-    if ((await readIfExists(this.#path)) === owner) await fs.rm(this.#path, { force: true });
-  }
-
-  async #removeIfStale(): Promise<boolean> {
-    const stat = await fs.stat(this.#path).catch(ifErrno("ENOENT", undefined));
-    const content = await readIfExists(this.#path);
+  };
+  const removeIfStale = async (): Promise<boolean> => {
+    const [stat, content] = await Promise.all([fs.stat(path).catch(ifErrno("ENOENT", undefined)), readIfExists(path)]);
     if (!stat || content === undefined) return true;
-    if (Date.now() - stat.mtimeMs <= this.#staleMs && !ownerIsDead(content)) return false;
-    if ((await readIfExists(this.#path)) === content) await fs.rm(this.#path, { force: true });
+    if (Date.now() - stat.mtimeMs <= staleMs && !ownerIsDead(content)) return false;
+    if ((await readIfExists(path)) === content) await fs.rm(path, { force: true });
     return true;
-  }
+  };
+  return (body) =>
+    serialize(LOCKS, path, async () => {
+      const owner = JSON.stringify({ pid: process.pid, host: hostname(), id: randomUUID() });
+      await take(owner);
+      try {
+        return await body();
+      } finally {
+        // Only remove our own lock: if it was judged stale and taken over, it is someone else's now.
+        if ((await readIfExists(path)) === owner) await fs.rm(path, { force: true });
+      }
+    });
 }
+const LOCKS = new Map<string, Promise<void>>();
 
 function ownerIsDead(content: string): boolean {
-  let owner: { pid?: unknown; host?: unknown };
-  try {
-    owner = JSON.parse(content);
-  } catch {
-    return false; // Being written right now, or not ours: leave it to the age check.
-  }
-  if (owner.host !== hostname() || typeof owner.pid !== "number") return false;
+  // Not JSON: being written right now, or not ours; left to the age check.
+  const owner = parseJson(content) as { pid?: unknown; host?: unknown } | undefined;
+  if (owner?.host !== hostname() || typeof owner.pid !== "number") return false;
   try {
     process.kill(owner.pid, 0);
     return false;

@@ -58,11 +58,46 @@ export function unless<T>(expected: (error: unknown) => boolean, fallback: T): (
   };
 }
 
+/** The JSON value `text` holds; undefined when it holds none. */
+export function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Runs `body` after every earlier call queued under `key` has settled: one at a time per key. */
+export async function serialize<T>(queues: Map<string, Promise<void>>, key: string, body: () => Promise<T>): Promise<T> {
+  const run = (queues.get(key) ?? Promise.resolve()).then(body);
+  const tail = run.then(noop, noop);
+  queues.set(key, tail);
+  try {
+    return await run;
+  } finally {
+    if (queues.get(key) === tail) queues.delete(key);
+  }
+}
+
+export const noop = () => {};
+
 // ---- The protocol.
 
 export const OURS: Marks = { [MANAGED_BY_KEY]: MANAGED_BY_VALUE };
 /** `<key>` + this names the sibling that holds a staged value (stores without native staging). */
 export const PENDING_SUFFIX = "-pending";
+/**
+ * A key's name and its staging sibling's, where a name of `maxLength` characters fits it (else
+ * the key can be pushed, not rotated). InputError for a key that itself names a sibling.
+ */
+export function siblingNames(key: string, maxLength = Number.POSITIVE_INFINITY): { key: string; pending?: string } {
+  if (key.endsWith(PENDING_SUFFIX)) {
+    throw new InputError(
+      `remote key "${key}" ends in "${PENDING_SUFFIX}", which names the staging sibling of "${key.slice(0, -PENDING_SUFFIX.length)}"; choose another remote key`,
+    );
+  }
+  return { key, ...(key.length + PENDING_SUFFIX.length <= maxLength ? { pending: key + PENDING_SUFFIX } : {}) };
+}
 /** On the sibling: the rotation whose value it holds. */
 export const ROTATION_ID = "cnpg-rotator-rotation-id";
 /** Native staging labels: AWS's own, and the file store's. */
@@ -125,15 +160,8 @@ abstract class Protocol<P extends StorePrimitives> {
     return this.p.close();
   }
 
-  protected async serialized<T>(name: string, body: () => Promise<T>): Promise<T> {
-    const run = (this.#queues.get(name) ?? Promise.resolve()).then(body);
-    const tail = run.then(noop, noop);
-    this.#queues.set(name, tail);
-    try {
-      return await run;
-    } finally {
-      if (this.#queues.get(name) === tail) this.#queues.delete(name);
-    }
+  protected serialized<T>(name: string, body: () => Promise<T>): Promise<T> {
+    return serialize(this.#queues, name, body);
   }
 
   protected assertOwned(name: string, marks: Marks, action: string): void {
@@ -173,7 +201,6 @@ abstract class Protocol<P extends StorePrimitives> {
   }
 }
 
-const noop = () => {};
 const showVersion = (r: VersionRef | undefined) => (r ? `version ${r.versionId}` : "none");
 const showState = (s: RemoteState) => (s.exists ? `current ${showVersion(s.current)}, pending ${showVersion(s.pending)}` : "no secret");
 /** True when `write` went ahead, false when it lost its compare-and-swap; other errors pass. */

@@ -16,7 +16,7 @@ import * as z from "zod";
 import { InputError, StoreConflictError, StoreError } from "../errors.ts";
 import type { VaultProvider } from "../manifests/schema.ts";
 import { isNetworkError, isTransientStatus } from "../retry.ts";
-import { createClient, PENDING_SUFFIX, recordedRotation, recordRotation, requestTimeoutMs, storeCalls } from "./protocol.ts";
+import { createClient, parseJson, recordedRotation, recordRotation, requestTimeoutMs, siblingNames, storeCalls } from "./protocol.ts";
 import type { Marks, SecretHead, SecretStoreClient, SiblingPrimitives, StoreDeps } from "./types.ts";
 
 export { CURRENT_ROTATION, PREVIOUS_ROTATION, ROTATION_ID } from "./protocol.ts";
@@ -33,17 +33,16 @@ const customSchema = z
   .nullish()
   .transform((c) => c ?? {});
 const versionInfoSchema = z.looseObject({ deletion_time: z.string(), destroyed: z.boolean() });
+/** Every reply the store reads is `{ data: {...} }`. */
+const reply = <S extends z.ZodRawShape>(shape: S) => z.looseObject({ data: z.looseObject(shape) }).transform((r) => r.data);
 // `data.data` stays z.unknown: zod would copy it key by key, mishandling a field named "__proto__".
-const dataReplySchema = z.looseObject({
-  data: z.looseObject({ data: z.unknown(), metadata: versionInfoSchema.extend({ version: z.int().positive(), custom_metadata: customSchema }) }),
-});
-const metaReplySchema = z.looseObject({
-  data: z.looseObject({ current_version: z.int().nonnegative(), versions: z.record(z.string(), versionInfoSchema), custom_metadata: customSchema }),
-});
-const writeReplySchema = z.looseObject({ data: z.looseObject({ version: z.int().positive() }) });
+const dataReply = reply({ data: z.unknown(), metadata: versionInfoSchema.extend({ version: z.int().positive(), custom_metadata: customSchema }) });
+const metaReply = reply({ current_version: z.int().nonnegative(), versions: z.record(z.string(), versionInfoSchema), custom_metadata: customSchema });
+const writeReply = reply({ version: z.int().positive() });
+const mountReply = reply({ type: z.unknown(), path: z.unknown(), options: z.looseObject({ version: z.unknown() }).nullish() });
 
 /** A request: which API path and which capability a policy must grant for it. */
-interface Call {
+interface Call<S extends z.ZodType = z.ZodType> {
   readonly method: "GET" | "POST" | "DELETE";
   /** Path under /v1, unencoded, as a policy names it: `secrets/data/app`. */
   readonly path: string;
@@ -51,8 +50,10 @@ interface Call {
   readonly body?: unknown;
   /** The policy capabilities the call needs, quoted for the message: `"read"`. */
   readonly capability: string;
-  /** Statuses besides 2xx handed back to the caller instead of raised. */
+  /** Statuses besides 2xx handed back to the caller (without a reply) instead of raised. */
   readonly expected?: readonly number[];
+  /** The shape of a 2xx reply. */
+  readonly reply?: S;
 }
 
 /** A status worth another try (429, 5xx): thrown so that the retry policy sees it. */
@@ -86,7 +87,6 @@ export function vaultPrimitives(config: VaultProvider, deps: StoreDeps = {}): Si
   const mount = (config.path ?? DEFAULT_MOUNT).replace(/^\/+|\/+$/g, "");
   if (!isVaultPath(mount)) throw new InputError(`spec.provider.vault.path: expected a KV v2 mount path, found "${config.path}"`);
   const root = `${server.origin}${server.pathname.replace(/\/+$/, "")}`;
-  const base = `${root}/v1/`;
   const description = `vault ${root} kv-v2 mount ${mount}${config.namespace ? ` namespace ${config.namespace}` : ""}`;
   const headers: Record<string, string> = { "X-Vault-Token": deps.token, ...(config.namespace ? { "X-Vault-Namespace": config.namespace } : {}) };
   const timeout = requestTimeoutMs();
@@ -101,10 +101,13 @@ export function vaultPrimitives(config: VaultProvider, deps: StoreDeps = {}): Si
       return cause?.message ? `${e.message} (${cause.message}${cause.code ? `, ${cause.code}` : ""})` : e.message;
     },
   });
+  const data = (name: string) => `${mount}/data/${name}`;
+  const metadata = (name: string) => `${mount}/metadata/${name}`;
   let mountChecked: Promise<void> | undefined;
 
-  const exchange = async (call: Call): Promise<{ status: number; json: unknown }> => {
-    const url = `${base}${call.path.split("/").map(encodeURIComponent).join("/")}${call.query ? `?${call.query}` : ""}`;
+  /** One request; a 2xx reply parsed as `call.reply`, an expected status handed back without one. */
+  const exchange = async <S extends z.ZodType>(call: Call<S>): Promise<{ status: number; reply?: z.infer<S>; json: unknown }> => {
+    const url = `${root}/v1/${call.path.split("/").map(encodeURIComponent).join("/")}${call.query ? `?${call.query}` : ""}`;
     const body = call.body === undefined ? undefined : JSON.stringify(call.body);
     // No redirects: the token header would follow them to wherever they point.
     const res = await fetch(url, {
@@ -115,46 +118,38 @@ export function vaultPrimitives(config: VaultProvider, deps: StoreDeps = {}): Si
       signal: AbortSignal.timeout(timeout),
       dispatcher: agent,
     } as RequestInit);
-    const text = await res.text();
-    let json: unknown;
-    try {
-      json = text === "" ? undefined : JSON.parse(text);
-    } catch {
-      json = undefined;
-    }
+    const json = parseJson(await res.text());
+    const said = vaultErrors(json) || "no detail";
     if (res.status === 403 && !call.expected?.includes(403)) {
       throw new StoreError(
-        `permission denied: ${call.method} ${call.path} in ${description} (Vault: ${vaultErrors(json) || "no detail"}); ` +
+        `permission denied: ${call.method} ${call.path} in ${description} (Vault: ${said}); ` +
           `the token's policy must grant ${call.capability} on path "${call.path}", or the token is invalid or expired`,
       );
     }
-    if (res.status === 404 && vaultErrors(json).includes("no handler for route")) {
+    if (res.status === 404 && said.includes("no handler for route")) {
       throw new StoreError(
         `${call.method} ${call.path} in ${description}: expected a KV v2 engine mounted at "${mount}" (spec.provider.vault.path), found no engine there`,
       );
     }
-    if ((res.status >= 200 && res.status < 300) || call.expected?.includes(res.status)) return { status: res.status, json };
+    if (call.expected?.includes(res.status)) return { status: res.status, json };
     if (isTransientStatus(res.status)) throw new VaultStatus(res.status, vaultErrors(json));
-    throw new StoreError(
-      `${call.method} ${call.path} in ${description}: expected success, found HTTP ${res.status}${
-        res.status >= 300 && res.status < 400 ? " (a redirect: point spec.provider.vault.server at the active node)" : ""
-      }: ${vaultErrors(json) || "no detail"}`,
-    );
-  };
-
-  const request = async (name: string, call: Call): Promise<{ status: number; json: unknown }> => {
-    if (call.method !== "GET") await checkMount();
-    return calls(`${call.method} ${call.path}`, `${mount}/${name}`, () => exchange(call));
-  };
-
-  const parse = <S extends z.ZodType>(schema: S, json: unknown, call: string): z.infer<S> => {
-    const parsed = schema.safeParse(json);
-    if (parsed.success) return parsed.data;
+    if (res.status < 200 || res.status >= 300) {
+      const redirect = res.status >= 300 && res.status < 400 ? " (a redirect: point spec.provider.vault.server at the active node)" : "";
+      throw new StoreError(`${call.method} ${call.path} in ${description}: expected success, found HTTP ${res.status}${redirect}: ${said}`);
+    }
+    if (!call.reply) return { status: res.status, json };
+    const parsed = call.reply.safeParse(json);
+    if (parsed.success) return { status: res.status, reply: parsed.data, json };
     // Names the field, never its content: replies hold secret values.
     const issue = parsed.error.issues[0];
     throw new StoreError(
-      `${call} in ${description}: the reply is not a KV v2 reply (at ${(issue?.path ?? []).join(".") || "top level"}: ${issue?.code ?? "invalid"}); is the mount a KV v2 engine?`,
+      `${call.method} ${call.path} in ${description}: the reply is not a KV v2 reply (at ${(issue?.path ?? []).join(".") || "top level"}: ${issue?.code ?? "invalid"}); is the mount a KV v2 engine?`,
     );
+  };
+
+  const request = async <S extends z.ZodType>(name: string, call: Call<S>) => {
+    if (call.method !== "GET") await checkMount();
+    return calls(`${call.method} ${call.path}`, `${mount}/${name}`, () => exchange(call));
   };
 
   /**
@@ -171,15 +166,16 @@ export function vaultPrimitives(config: VaultProvider, deps: StoreDeps = {}): Si
   };
   const preflight = async (): Promise<void> => {
     const path = `sys/internal/ui/mounts/${mount}`;
-    const reply = await calls(`GET ${path}`, mount, () => exchange({ method: "GET", path, capability: '"read"', expected: [403, 404] }));
-    if (reply.status === 404) return; // A server without the endpoint: nothing to check against.
-    if (reply.status === 403) {
+    const { status, reply: found, json } = await calls(`GET ${path}`, mount, () =>
+      exchange({ method: "GET", path, capability: '"read"', expected: [403, 404], reply: mountReply }),
+    );
+    if (status === 404) return; // A server without the endpoint: nothing to check against.
+    if (status === 403) {
       throw new StoreError(
-        `permission denied: ${description} shows the token no mount "${mount}" (Vault: ${vaultErrors(reply.json) || "no detail"}); ` +
+        `permission denied: ${description} shows the token no mount "${mount}" (Vault: ${vaultErrors(json) || "no detail"}); ` +
           `either no KV v2 engine is mounted there (spec.provider.vault.path) or the token's policy grants nothing under "${mount}/", or the token is invalid or expired; nothing was written`,
       );
     }
-    const found = (reply.json as { data?: { type?: unknown; path?: unknown; options?: { version?: unknown } | null } })?.data;
     if (found?.type !== "kv" || found.options?.version !== "2") {
       const what = `a "${String(found?.type)}" engine${found?.type === "kv" ? ` version ${String(found.options?.version ?? "1")}` : ""}`;
       throw new StoreError(`${description}: expected a KV v2 engine mounted at "${mount}" (spec.provider.vault.path), found ${what}; nothing was written`);
@@ -193,21 +189,20 @@ export function vaultPrimitives(config: VaultProvider, deps: StoreDeps = {}): Si
 
   /** GET <mount>/data/<key>[?version=N]: the version's value (undefined when it or the secret is gone). */
   const readData = async (name: string, version?: number) => {
-    const path = `${mount}/data/${name}`;
-    const query = version === undefined ? undefined : `version=${version}`;
-    const reply = await request(name, { method: "GET", path, ...(query ? { query } : {}), capability: '"read"', expected: [404] });
-    if (reply.status === 404) return undefined; // No such secret, or that version is deleted or destroyed.
-    const { data, metadata } = parse(dataReplySchema, reply.json, `GET ${path}`).data;
-    if (typeof data !== "object" || data === null || Array.isArray(data)) {
-      throw new StoreError(`GET ${path} in ${description}: expected the version's data to be a JSON object`);
+    const query = version === undefined ? {} : { query: `version=${version}` };
+    // 404: no such secret, or that version is deleted or destroyed.
+    const { reply: found } = await request(name, { method: "GET", path: data(name), ...query, capability: '"read"', expected: [404], reply: dataReply });
+    if (!found) return undefined;
+    if (typeof found.data !== "object" || found.data === null || Array.isArray(found.data)) {
+      throw new StoreError(`GET ${data(name)} in ${description}: expected the version's data to be a JSON object`);
     }
-    const versionId = String(metadata.version);
-    const rotationId = recordedRotation(metadata.custom_metadata, versionId);
-    return { versionId, ...(rotationId ? { rotationId } : {}), value: fromFields(data as Record<string, unknown>) };
+    const versionId = String(found.metadata.version);
+    const rotationId = recordedRotation(found.metadata.custom_metadata, versionId);
+    return { versionId, ...(rotationId ? { rotationId } : {}), value: fromFields(found.data as Record<string, unknown>) };
   };
 
   const writeMeta = (name: string, custom: Marks) =>
-    request(name, { method: "POST", path: `${mount}/metadata/${name}`, body: { custom_metadata: custom }, capability: CREATE_UPDATE });
+    request(name, { method: "POST", path: metadata(name), body: { custom_metadata: custom }, capability: CREATE_UPDATE });
 
   const primitives: SiblingPrimitives = {
     staging: "sibling",
@@ -219,17 +214,12 @@ export function vaultPrimitives(config: VaultProvider, deps: StoreDeps = {}): Si
     names(key) {
       // Segments neither empty nor `.`/`..`, so a key never escapes its mount into another API path.
       if (!isVaultPath(key)) throw new InputError(`remote key "${key}": expected a Vault path of non-empty segments, without "." or ".."`);
-      if (key.endsWith(PENDING_SUFFIX)) {
-        throw new InputError(`remote key "${key}" ends in "${PENDING_SUFFIX}", which names the staging sibling of "${key.slice(0, -PENDING_SUFFIX.length)}"; choose another remote key`);
-      }
-      return { key, pending: key + PENDING_SUFFIX };
+      return siblingNames(key);
     },
 
     async head(name) {
-      const path = `${mount}/metadata/${name}`;
-      const reply = await request(name, { method: "GET", path, capability: '"read"', expected: [404] });
-      if (reply.status === 404) return undefined;
-      const m = parse(metaReplySchema, reply.json, `GET ${path}`).data;
+      const { reply: m } = await request(name, { method: "GET", path: metadata(name), capability: '"read"', expected: [404], reply: metaReply });
+      if (!m) return undefined;
       const n = String(m.current_version);
       const info = m.versions[n];
       const alive = info !== undefined && !info.destroyed && (info.deletion_time === "" || Date.parse(info.deletion_time) > Date.now());
@@ -258,15 +248,15 @@ export function vaultPrimitives(config: VaultProvider, deps: StoreDeps = {}): Si
 
     async write(name, value, { head, marks, rotationId }) {
       if (!head) await writeMeta(name, marks); // Our marker first: a secret is never there without it.
-      const path = `${mount}/data/${name}`;
       const cas = Number(head?.revision ?? 0);
-      const reply = await request(name, { method: "POST", path, body: { data: toFields(value), options: { cas } }, capability: CREATE_UPDATE, expected: [400] });
-      if (reply.status === 400) {
-        const errors = vaultErrors(reply.json);
-        if (!errors.includes("check-and-set")) throw new StoreError(`POST ${path} in ${description} was refused (HTTP 400): ${errors}`);
-        throw new StoreConflictError(`POST ${path} in ${description}: version ${cas} is no longer the latest (check-and-set); nothing was written`);
+      const call = { method: "POST", path: data(name), body: { data: toFields(value), options: { cas } }, capability: CREATE_UPDATE } as const;
+      const { status, reply: written, json } = await request(name, { ...call, expected: [400], reply: writeReply });
+      if (status === 400) {
+        const errors = vaultErrors(json);
+        if (!errors.includes("check-and-set")) throw new StoreError(`POST ${data(name)} in ${description} was refused (HTTP 400): ${errors}`);
+        throw new StoreConflictError(`POST ${data(name)} in ${description}: version ${cas} is no longer the latest (check-and-set); nothing was written`);
       }
-      const versionId = String(parse(writeReplySchema, reply.json, `POST ${path}`).data.version);
+      const versionId = String(written!.version);
       if (rotationId !== undefined) await writeMeta(name, recordRotation(marks, versionId, rotationId));
       return versionId;
     },
@@ -276,7 +266,7 @@ export function vaultPrimitives(config: VaultProvider, deps: StoreDeps = {}): Si
     },
 
     async remove(name) {
-      await request(name, { method: "DELETE", path: `${mount}/metadata/${name}`, capability: '"delete"', expected: [404] });
+      await request(name, { method: "DELETE", path: metadata(name), capability: '"delete"', expected: [404] });
     },
 
     async close() {
@@ -298,12 +288,7 @@ export function vaultPrimitives(config: VaultProvider, deps: StoreDeps = {}): Si
  */
 export function toFields(value: string): Record<string, string> {
   if (value.startsWith("{")) {
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(value);
-    } catch {
-      parsed = undefined;
-    }
+    const parsed = parseJson(value);
     if (typeof parsed === "object" && parsed !== null && !Array.isArray(parsed)) {
       const fields = parsed as Record<string, unknown>;
       const keys = Object.keys(fields);
