@@ -16,7 +16,6 @@ import {
   type GetSecretValueCommandOutput,
   PutSecretValueCommand,
   RestoreSecretCommand,
-  SecretsManagerClient,
   UpdateSecretVersionStageCommand,
 } from "@aws-sdk/client-secrets-manager";
 import * as z from "zod";
@@ -24,7 +23,7 @@ import { InputError, StoreConflictError, StoreStateError } from "../errors.ts";
 import type { AwsProvider } from "../manifests/schema.ts";
 import { isNetworkError, isTransientStatus } from "../retry.ts";
 import { createSecretsManagerClient } from "./aws-client.ts";
-import { createClient, OURS, requestTimeoutMs, storeCalls, unless } from "./protocol.ts";
+import { createClient, errorIs, OURS, requestTimeoutMs, storeCalls } from "./protocol.ts";
 import { MANAGED_BY_KEY, MANAGED_BY_VALUE, type NativePrimitives, type SecretStoreClient, type StoreDeps } from "./types.ts";
 
 export { CURRENT, PENDING, PREVIOUS, UNPROMOTED } from "./protocol.ts";
@@ -43,11 +42,9 @@ const secretsManagerSchema = z
     message: "set forceDeleteWithoutRecovery or recoveryWindowInDays, not both",
   });
 
-const code = (error: unknown) => (error instanceof Error ? error.name : "");
-const is =
-  (...codes: string[]) =>
-  (error: unknown) =>
-    codes.includes(code(error));
+const is = errorIs((error) => (error instanceof Error ? error.name : ""));
+const NOT_FOUND = "ResourceNotFoundException";
+const EXISTS = "ResourceExistsException";
 
 export function createAwsStore(config: AwsProvider, deps: StoreDeps = {}): SecretStoreClient {
   return createClient(awsPrimitives(config, deps));
@@ -106,9 +103,7 @@ export function awsPrimitives(config: AwsProvider, _deps: StoreDeps = {}): Nativ
     names: (key) => ({ key: prefix + key }),
 
     async describe(name) {
-      const out = await send("DescribeSecret", name, () =>
-        client.send(new DescribeSecretCommand({ SecretId: name })).catch(unless(is("ResourceNotFoundException"), undefined)),
-      );
+      const out = await send("DescribeSecret", name, () => client.send(new DescribeSecretCommand({ SecretId: name })), is(NOT_FOUND));
       if (!out) return undefined;
       return {
         deleted: out.DeletedDate !== undefined,
@@ -119,11 +114,8 @@ export function awsPrimitives(config: AwsProvider, _deps: StoreDeps = {}): Nativ
 
     async read(name, which) {
       const query = "label" in which ? { VersionStage: which.label } : { VersionId: which.versionId };
-      const out = await send("GetSecretValue", name, () =>
-        client
-          .send(new GetSecretValueCommand({ SecretId: name, ...query }))
-          .catch(unless(is("ResourceNotFoundException", "InvalidRequestException"), undefined)),
-      );
+      const get = new GetSecretValueCommand({ SecretId: name, ...query });
+      const out = await send("GetSecretValue", name, () => client.send(get), is(NOT_FOUND, "InvalidRequestException"));
       if (out) return versionOf(out);
       // Refused for a secret deleted with a recovery window, which reads as gone; anything else is an error.
       const secret = await primitives.describe(name);
@@ -133,36 +125,25 @@ export function awsPrimitives(config: AwsProvider, _deps: StoreDeps = {}): Nativ
 
     async create(name, first) {
       const token = first && pushToken(undefined, first.value);
-      const created = await send("CreateSecret", name, () =>
-        client
-          .send(
-            new CreateSecretCommand({
-              Name: name,
-              Description: DESCRIPTION,
-              Tags: Object.entries(OURS).map(([Key, Value]) => ({ Key, Value })),
-              ...(first ? { SecretString: first.value, ClientRequestToken: token } : {}),
-            }),
-          )
-          .then(() => true)
-          .catch(unless(is("ResourceExistsException"), false)),
-      );
-      return created && (token ? { versionId: token } : {});
+      const create = new CreateSecretCommand({
+        Name: name,
+        Description: DESCRIPTION,
+        Tags: Object.entries(OURS).map(([Key, Value]) => ({ Key, Value })),
+        ...(first ? { SecretString: first.value, ClientRequestToken: token } : {}),
+      });
+      const created = await send("CreateSecret", name, () => client.send(create), is(EXISTS));
+      return created ? (token ? { versionId: token } : {}) : false;
     },
 
     async put(name, value, options) {
       const token = options.rotationId ?? pushToken(options.replaces, value);
-      const out = await send("PutSecretValue", name, () =>
-        client
-          .send(
-            new PutSecretValueCommand({
-              SecretId: name,
-              ClientRequestToken: token,
-              SecretString: value,
-              ...(options.labels ? { VersionStages: [...options.labels] } : {}),
-            }),
-          )
-          .catch(unless(is("ResourceExistsException"), undefined)),
-      );
+      const put = new PutSecretValueCommand({
+        SecretId: name,
+        ClientRequestToken: token,
+        SecretString: value,
+        ...(options.labels ? { VersionStages: [...options.labels] } : {}),
+      });
+      const out = await send("PutSecretValue", name, () => client.send(put), is(EXISTS));
       // A repeat labels nothing new; a token already used with another value is refused: read what it holds.
       if (out?.VersionId === token && (options.labels ?? []).every((l) => out.VersionStages?.includes(l))) {
         return { ...rotationOf(token), value, labels: out.VersionStages ?? [] };
@@ -173,24 +154,16 @@ export function awsPrimitives(config: AwsProvider, _deps: StoreDeps = {}): Nativ
     },
 
     async move(name, label, change) {
+      const move = new UpdateSecretVersionStageCommand({ SecretId: name, VersionStage: label, MoveToVersionId: change.to, RemoveFromVersionId: change.from });
       await send("UpdateSecretVersionStage", name, () =>
-        client
-          .send(
-            new UpdateSecretVersionStageCommand({
-              SecretId: name,
-              VersionStage: label,
-              MoveToVersionId: change.to,
-              RemoveFromVersionId: change.from,
-            }),
-          )
-          .catch((error: unknown) => {
-            // AWS refuses a move that names, as holding the label, a version that no longer does: the compare-and-swap.
-            if (!is("InvalidParameterException", "InvalidRequestException")(error)) throw error;
-            throw new StoreConflictError(
-              `moving ${label} of "${name}" in ${description}${change.from ? ` off version ${change.from}` : ""} was refused: it moved since observed; nothing was written`,
-              { cause: error },
-            );
-          }),
+        client.send(move).catch((error: unknown) => {
+          // AWS refuses a move that names, as holding the label, a version that no longer does: the compare-and-swap.
+          if (!is("InvalidParameterException", "InvalidRequestException")(error)) throw error;
+          throw new StoreConflictError(
+            `moving ${label} of "${name}" in ${description}${change.from ? ` off version ${change.from}` : ""} was refused: it moved since observed; nothing was written`,
+            { cause: error },
+          );
+        }),
       );
     },
 
@@ -200,11 +173,7 @@ export function awsPrimitives(config: AwsProvider, _deps: StoreDeps = {}): Nativ
 
     async remove(name, how) {
       const options = how === "now" ? { ForceDeleteWithoutRecovery: true } : deletion;
-      await send("DeleteSecret", name, () =>
-        client
-          .send(new DeleteSecretCommand({ SecretId: name, ...options }))
-          .catch(unless(is("ResourceNotFoundException"), undefined)),
-      );
+      await send("DeleteSecret", name, () => client.send(new DeleteSecretCommand({ SecretId: name, ...options })), is(NOT_FOUND));
     },
 
     async close() {

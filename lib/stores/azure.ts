@@ -33,7 +33,7 @@ import { isRestError, type KeyVaultSecret, SecretClient, type SecretClientOption
 import { InputError, StoreConflictError, StoreStateError } from "../errors.ts";
 import type { AzureProvider } from "../manifests/schema.ts";
 import { isNetworkError, isTransientStatus, withRetry } from "../retry.ts";
-import { createClient, OURS, PENDING_SUFFIX, ROTATION_ID, requestTimeoutMs, storeCalls, unless } from "./protocol.ts";
+import { createClient, errorIs, OURS, ROTATION_ID, requestTimeoutMs, siblingNames, storeCalls, unless } from "./protocol.ts";
 import type { RawVersion, SecretHead, SecretStoreClient, SiblingPrimitives, StoreDeps } from "./types.ts";
 
 export { PENDING_SUFFIX } from "./protocol.ts";
@@ -70,10 +70,7 @@ export async function createAzureStore(config: AzureProvider, deps: StoreDeps = 
 }
 
 const statusOf = (error: unknown) => (isRestError(error) ? error.statusCode : undefined);
-const is =
-  (...statuses: number[]) =>
-  (error: unknown) =>
-    statuses.includes(statusOf(error) ?? 0);
+const is = errorIs(statusOf);
 
 export function azurePrimitives(config: AzureProvider, _deps: StoreDeps = {}, seam: AzureStoreTestSeam = {}): SiblingPrimitives {
   const url = new URL(config.vaultUrl);
@@ -113,10 +110,8 @@ export function azurePrimitives(config: AzureProvider, _deps: StoreDeps = {}, se
       return `${status ?? "no response"}${code}: ${e instanceof Error ? e.message : String(e)}${hint}`;
     },
   });
-  const get = (name: string, version?: string) =>
-    send("GetSecret", name, () => client.getSecret(name, version ? { version } : {}).catch(unless(is(404), undefined)));
-  const getDeleted = (name: string) =>
-    send("GetDeletedSecret", name, () => client.getDeletedSecret(name).catch(unless(is(404), undefined)));
+  const get = (name: string, version?: string) => send("GetSecret", name, () => client.getSecret(name, version ? { version } : {}), is(404));
+  const getDeleted = (name: string) => send("GetDeletedSecret", name, () => client.getDeletedSecret(name), is(404));
   const versionOf = (secret: KeyVaultSecret): RawVersion => {
     const version = secret.properties.version;
     if (version === undefined || secret.value === undefined) {
@@ -144,13 +139,8 @@ export function azurePrimitives(config: AzureProvider, _deps: StoreDeps = {}, se
       if (!NAME.test(key)) {
         throw new InputError(`remote key ${JSON.stringify(key)} in ${description}: expected a Key Vault secret name, 1 to ${MAX_NAME_LENGTH} letters, digits and dashes`);
       }
-      if (key.endsWith(PENDING_SUFFIX)) {
-        throw new InputError(
-          `remote key "${key}" in ${description}: names ending in "${PENDING_SUFFIX}" are reserved for the value a rotation stages for "${key.slice(0, -PENDING_SUFFIX.length)}"; pick another remote key`,
-        );
-      }
       // A key whose sibling name would pass 127 characters can be pushed, not rotated.
-      return { key, ...(key.length + PENDING_SUFFIX.length <= MAX_NAME_LENGTH ? { pending: key + PENDING_SUFFIX } : {}) };
+      return siblingNames(key, MAX_NAME_LENGTH);
     },
 
     checkValue(name, value) {
@@ -186,7 +176,7 @@ export function azurePrimitives(config: AzureProvider, _deps: StoreDeps = {}, se
         ...(head?.latest?.versionId ? { [PREVIOUS_VERSION_TAG]: head.latest.versionId } : {}),
       };
       const set = () => client.setSecret(name, value, { contentType: contentTypeOf(value), tags });
-      const written = await send("SetSecret", name, () => set().catch(unless(is(409), undefined)));
+      const written = await send("SetSecret", name, set, is(409));
       if (written) return versionOf(written).versionId;
       // The name is held by a soft-deleted secret (ours: the protocol checked its head), or one in transition.
       if (await getDeleted(name)) await recover(name);
@@ -200,11 +190,9 @@ export function azurePrimitives(config: AzureProvider, _deps: StoreDeps = {}, se
     },
 
     async remove(name, { purge }) {
-      const poller = await send("DeleteSecret", name, () =>
-        client.beginDeleteSecret(name, { intervalInMs: POLL_MS }).catch(unless(is(404), undefined)),
-      );
+      const poller = await send("DeleteSecret", name, () => client.beginDeleteSecret(name, { intervalInMs: POLL_MS }), is(404));
       if (!poller || !purge) return;
-      await send("DeleteSecret", name, () => poller.pollUntilDone({ abortSignal: AbortSignal.timeout(LRO_TIMEOUT_MS) }).catch(unless(is(404), undefined)));
+      await send("DeleteSecret", name, () => poller.pollUntilDone({ abortSignal: AbortSignal.timeout(LRO_TIMEOUT_MS) }), is(404));
       const properties = poller.getResult()?.properties;
       // No recovery id: soft delete is off and the secret is gone. No "Purgeable" in the recovery
       // level: purge protection is on; the next stage recovers the sibling and writes over it.

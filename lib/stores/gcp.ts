@@ -17,17 +17,7 @@ import { grpc } from "google-gax";
 import { InputError, StoreConflictError, StoreStateError } from "../errors.ts";
 import type { GcpProvider } from "../manifests/schema.ts";
 import { isNetworkError } from "../retry.ts";
-import {
-  CURRENT_ROTATION,
-  createClient,
-  PENDING_SUFFIX,
-  ROTATION_ID,
-  recordedRotation,
-  recordRotation,
-  requestTimeoutMs,
-  storeCalls,
-  unless,
-} from "./protocol.ts";
+import { CURRENT_ROTATION, createClient, errorIs, PENDING_SUFFIX, ROTATION_ID, recordedRotation, recordRotation, requestTimeoutMs, siblingNames, storeCalls } from "./protocol.ts";
 import { MANAGED_BY_KEY, type Marks, type SecretHead, type SecretStoreClient, type SiblingPrimitives, type StoreDeps } from "./types.ts";
 
 export { CURRENT_ROTATION, PREVIOUS_ROTATION, ROTATION_ID } from "./protocol.ts";
@@ -59,11 +49,7 @@ interface GcpHead extends SecretHead {
   readonly secret: Secret;
 }
 
-const codeOf = (e: unknown) => (e as { code?: unknown } | undefined)?.code;
-const is =
-  (...codes: number[]) =>
-  (e: unknown) =>
-    codes.includes(codeOf(e) as number);
+const is = errorIs((e) => (e as { code?: number } | undefined)?.code);
 
 export async function createGcpStore(config: GcpProvider, deps: StoreDeps = {}): Promise<SecretStoreClient> {
   return createClient(gcpPrimitives(config, deps));
@@ -112,33 +98,31 @@ function primitivesOf(client: SecretManagerServiceClient, parent: string, region
   const options = { timeout: requestTimeoutMs(), retry: { retryCodes: [] } };
   const send = storeCalls(description, { transient: (e) => isNetworkError(e) || is(...TRANSIENT)(e) });
   const path = (id: string) => `${parent}/secrets/${id}`;
-  const etagLost = (id: string, what: string) => (e: unknown) => {
-    if (!is(FAILED_PRECONDITION, ABORTED)(e)) throw e;
-    throw new StoreConflictError(`${what} "${id}" in ${description}: it changed since observed (etag); ${what === "record" ? "the version added stays" : "nothing was written"}`, { cause: e });
+  /**
+   * Every request: `absent` codes answer undefined; with `etag`, a stale etag is a StoreConflictError
+   * (what was written before it stays).
+   */
+  const rpc = <T>(call: string, id: string, fn: (o: typeof options) => Promise<[T, ...unknown[]]>, absent: number[], etag?: string) => {
+    const conflict = (e: unknown): never => {
+      if (etag === undefined || !is(FAILED_PRECONDITION, ABORTED)(e)) throw e;
+      throw new StoreConflictError(`${etag} "${id}" in ${description}: it changed since observed (etag); ${etag === "record" ? "the version added stays" : "nothing was written"}`, { cause: e });
+    };
+    return send(call, id, () => fn(options).then(([reply]) => reply, conflict), is(...absent));
   };
-  const getSecret = (id: string) =>
-    send("GetSecret", id, () => client.getSecret({ name: path(id) }, options).then(([s]) => s, unless(is(NOT_FOUND), undefined)));
-  const updateAnnotations = (id: string, secret: Secret, annotations: Record<string, string>, what: string) =>
-    send("UpdateSecret", id, () =>
-      client
-        .updateSecret({ secret: { name: secret.name!, annotations, etag: secret.etag ?? "" }, updateMask: { paths: ["annotations"] } }, options)
-        .then(([s]) => s, etagLost(id, what)),
-    );
+  const getSecret = (id: string) => rpc("GetSecret", id, (o) => client.getSecret({ name: path(id) }, o), [NOT_FOUND]);
+  const updateAnnotations = async (id: string, secret: Secret, annotations: Record<string, string>, what: string) => {
+    const request = { secret: { name: secret.name!, annotations, etag: secret.etag ?? "" }, updateMask: { paths: ["annotations"] } };
+    return (await rpc("UpdateSecret", id, (o) => client.updateSecret(request, o), [], what))!;
+  };
   /** Numbers of the newest enabled versions, newest first. */
   const enabled = async (id: string, count: number) => {
-    const [list] = await send("ListSecretVersions", id, () =>
-      client
-        .listSecretVersions({ parent: path(id), pageSize: count, filter: "state:ENABLED" }, { ...options, autoPaginate: false })
-        .catch(unless(is(NOT_FOUND), [[]] as never)),
-    );
+    const request = { parent: path(id), pageSize: count, filter: "state:ENABLED" };
+    const list = await rpc("ListSecretVersions", id, (o) => client.listSecretVersions(request, { ...o, autoPaginate: false }), [NOT_FOUND]);
     return (list ?? []).slice(0, count).map((v) => versionNumber(v.name!));
   };
   const access = async (id: string, version: string) => {
-    const [out] = await send("AccessSecretVersion", id, () =>
-      client
-        .accessSecretVersion({ name: `${path(id)}/versions/${version}` }, options)
-        .catch(unless(is(NOT_FOUND, FAILED_PRECONDITION), [undefined] as never)),
-    );
+    const name = `${path(id)}/versions/${version}`;
+    const out = await rpc("AccessSecretVersion", id, (o) => client.accessSecretVersion({ name }, o), [NOT_FOUND, FAILED_PRECONDITION]);
     if (!out) return undefined;
     const number = versionNumber(out.name!);
     const data = out.payload?.data;
@@ -148,17 +132,11 @@ function primitivesOf(client: SecretManagerServiceClient, parent: string, region
       throw new StoreStateError(`secret "${id}" version ${number} in ${description} holds binary data; expected UTF-8 text`);
     }
   };
-  const addVersion = (id: string, value: string) =>
-    send("AddSecretVersion", id, () =>
-      client.addSecretVersion({ parent: path(id), payload: { data: Buffer.from(value, "utf8") } }, options).then(([v]) => versionNumber(v.name!)),
-    );
   const create = (id: string, marks: Marks) => {
     const { [MANAGED_BY_KEY]: owner, ...annotations } = marks;
     const labels = { ...(owner ? { [MANAGED_BY_KEY]: owner } : {}), ...(marks[ROTATION_ID] ? { [ROLE_LABEL]: "pending" } : {}) };
     const secret: Secret = { labels, ...(Object.keys(annotations).length ? { annotations } : {}), ...(regional ? {} : { replication: { automatic: {} } }) };
-    return send("CreateSecret", id, () =>
-      client.createSecret({ parent, secretId: id, secret }, options).then(([s]) => s, unless(is(ALREADY_EXISTS), undefined)),
-    );
+    return rpc("CreateSecret", id, (o) => client.createSecret({ parent, secretId: id, secret }, o), [ALREADY_EXISTS]);
   };
   /**
    * Records `version` as `rotationId`'s, etag-conditional. Lost to a concurrent promote of the same
@@ -176,9 +154,8 @@ function primitivesOf(client: SecretManagerServiceClient, parent: string, region
       if (current.slice(0, at) !== rotationId) throw error;
       const other = current.slice(at + 1);
       const newer = Number(version) > Number(other);
-      await send("DisableSecretVersion", id, () =>
-        client.disableSecretVersion({ name: `${path(id)}/versions/${newer ? other : version}` }, options).catch(unless(is(NOT_FOUND, FAILED_PRECONDITION), undefined)),
-      );
+      const name = `${path(id)}/versions/${newer ? other : version}`;
+      await rpc("DisableSecretVersion", id, (o) => client.disableSecretVersion({ name }, o), [NOT_FOUND, FAILED_PRECONDITION]);
       if (newer) await record(id, fresh!, version, rotationId);
     }
   };
@@ -195,7 +172,7 @@ function primitivesOf(client: SecretManagerServiceClient, parent: string, region
     };
   };
 
-  const primitives: SiblingPrimitives = {
+  return {
     staging: "sibling",
     provider: "gcpsm",
     description,
@@ -210,12 +187,7 @@ function primitivesOf(client: SecretManagerServiceClient, parent: string, region
           }`,
         );
       }
-      if (key.endsWith(PENDING_SUFFIX)) {
-        throw new InputError(
-          `remote key "${key}" ends in "${PENDING_SUFFIX}", which names the staging sibling of "${key.slice(0, -PENDING_SUFFIX.length)}"; choose another remote key`,
-        );
-      }
-      return { key, pending: key + PENDING_SUFFIX };
+      return siblingNames(key);
     },
 
     async head(id) {
@@ -248,7 +220,9 @@ function primitivesOf(client: SecretManagerServiceClient, parent: string, region
         // The claim: conditional on the etag observed, so a write decided on a stale head writes nothing.
         secret = await updateAnnotations(id, secret, { ...secret.annotations, [WRITING]: rotationId }, "claim");
       }
-      const version = await addVersion(id, value);
+      const payload = { data: Buffer.from(value, "utf8") };
+      const added = await rpc("AddSecretVersion", id, (o) => client.addSecretVersion({ parent: path(id), payload }, o), []);
+      const version = versionNumber(added!.name!);
       if (rotationId !== undefined) await record(id, secret, version, rotationId);
       return version;
     },
@@ -260,19 +234,13 @@ function primitivesOf(client: SecretManagerServiceClient, parent: string, region
     async remove(id, { head }) {
       // Secret Manager deletes at once, versions and all; there is no recovery window.
       const etag = (head as GcpHead | undefined)?.secret.etag ?? "";
-      await send("DeleteSecret", id, () =>
-        client
-          .deleteSecret({ name: path(id), etag }, options)
-          .catch(unless(is(NOT_FOUND), undefined))
-          .catch(etagLost(id, "delete")),
-      );
+      await rpc("DeleteSecret", id, (o) => client.deleteSecret({ name: path(id), etag }, o), [NOT_FOUND], "delete");
     },
 
     async close() {
       await client.close();
     },
   };
-  return primitives;
 }
 
 const UTF8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });

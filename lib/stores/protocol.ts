@@ -28,19 +28,23 @@ export function requestTimeoutMs(env: NodeJS.ProcessEnv = process.env): number {
   return ms;
 }
 
+/** A provider's request: `absent`, an error the caller expects (not found, exists), answers undefined. */
+export interface StoreCall {
+  <T>(call: string, name: string, fn: () => Promise<T>): Promise<T>;
+  <T>(call: string, name: string, fn: () => Promise<T>, absent: (error: unknown) => boolean): Promise<T | undefined>;
+}
+
 /**
  * What a provider sends every request through: a transient failure (`rules.transient`: reset,
  * timeout, 429, 5xx) retried with lib/retry.ts, any other wrapped in a StoreError naming the call,
  * the secret and the store, with `rules.detail` (default: name and message; services' messages
  * never echo values).
  */
-export function storeCalls(
-  description: string,
-  rules: { transient(error: unknown): boolean; detail?(error: unknown): string },
-): <T>(call: string, name: string, fn: () => Promise<T>) => Promise<T> {
-  return async <T>(call: string, name: string, fn: () => Promise<T>): Promise<T> => {
+export function storeCalls(description: string, rules: { transient(error: unknown): boolean; detail?(error: unknown): string }): StoreCall {
+  return async <T>(call: string, name: string, fn: () => Promise<T>, absent?: (error: unknown) => boolean): Promise<T | undefined> => {
     try {
-      return await withRetry(fn, { what: `${call} "${name}" in ${description}`, isTransient: rules.transient });
+      const attempt = absent ? () => fn().catch(unless(absent, undefined)) : fn;
+      return await withRetry(attempt, { what: `${call} "${name}" in ${description}`, isTransient: rules.transient });
     } catch (error) {
       if (error instanceof RotatorError) throw error;
       const e = error as Error;
@@ -57,6 +61,13 @@ export function unless<T>(expected: (error: unknown) => boolean, fallback: T): (
     throw error;
   };
 }
+
+/** A test of an error against the codes a service answers with (`codeOf`: where the error carries its code). */
+export const errorIs =
+  <C>(codeOf: (error: unknown) => C) =>
+  (...codes: C[]) =>
+  (error: unknown) =>
+    codes.includes(codeOf(error));
 
 /** The JSON value `text` holds; undefined when it holds none. */
 export function parseJson(text: string): unknown {
