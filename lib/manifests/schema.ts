@@ -191,9 +191,6 @@ export const fileProviderSchema = z.strictObject({
   path: z.string().min(1, "expected a file path"),
 });
 
-export const PROVIDERS = ["file", "aws", "gcpsm", "azurekv", "vault"] as const;
-export type ProviderName = (typeof PROVIDERS)[number];
-
 export const secretStoreSpecSchema = z.strictObject({
   provider: z.record(z.string(), z.unknown()),
   controller: z.string().optional(),
@@ -202,6 +199,10 @@ export const secretStoreSpecSchema = z.strictObject({
   conditions: z.unknown().optional(),
 });
 
+/**
+ * Every provider's `spec.provider.<name>` schema: the one list of provider names (a new store adds
+ * its line here and in lib/stores/index.ts; PROVIDERS and ProviderConfig follow).
+ */
 export const providerSchemas = {
   file: fileProviderSchema,
   aws: awsProviderSchema,
@@ -209,6 +210,8 @@ export const providerSchemas = {
   azurekv: azureProviderSchema,
   vault: vaultProviderSchema,
 } as const;
+export type ProviderName = keyof typeof providerSchemas;
+export const PROVIDERS = Object.keys(providerSchemas) as readonly ProviderName[];
 
 // --- v1 Secret ----------------------------------------------------------------
 

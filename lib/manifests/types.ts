@@ -1,14 +1,7 @@
 import type { ResolvedPasswordSpec } from "../generator/index.ts";
 import type { ParsedTemplate } from "../template/index.ts";
-import type {
-  AwsProvider,
-  AzureProvider,
-  FileProvider,
-  GcpProvider,
-  KubernetesClusterSpec,
-  REFRESH_POLICIES,
-  VaultProvider,
-} from "./schema.ts";
+import type * as z from "zod";
+import type { KubernetesClusterSpec, ProviderName, providerSchemas, REFRESH_POLICIES } from "./schema.ts";
 
 /** Where a manifest came from, for error messages: file and 1-based document number. */
 export interface Source {
@@ -82,12 +75,10 @@ export interface PushSecret {
   readonly refreshIntervalMs: number;
 }
 
-export type ProviderConfig =
-  | { readonly name: "file"; readonly config: FileProvider }
-  | { readonly name: "aws"; readonly config: AwsProvider }
-  | { readonly name: "gcpsm"; readonly config: GcpProvider }
-  | { readonly name: "azurekv"; readonly config: AzureProvider }
-  | { readonly name: "vault"; readonly config: VaultProvider };
+/** A SecretStore's one provider: its name and its validated `spec.provider.<name>`. */
+export type ProviderConfig = {
+  readonly [N in ProviderName]: { readonly name: N; readonly config: z.infer<(typeof providerSchemas)[N]> };
+}[ProviderName];
 
 export interface SecretStore {
   readonly kind: "SecretStore" | "ClusterSecretStore";

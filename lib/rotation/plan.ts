@@ -7,6 +7,7 @@ import {
   type ExternalSecret,
   KUBERNETES_CLUSTER_ANNOTATION,
   type ManifestSet,
+  PROVIDERS,
   type PushSecret,
   type PushSecretData,
   type SecretStore,
@@ -85,7 +86,7 @@ export function planRotations(set: ManifestSet): RotationTarget[] {
     if (pushSecrets.length === 0) {
       throw new InputError(
         `${where}: no store is selected for Secret ${id}, so there is nowhere to stage the new password before the Secret changes. ` +
-          `Add a SecretStore (spec.provider.file for local runs; aws, gcpsm, azurekv or vault) and a PushSecret with ` +
+          `Add a SecretStore (spec.provider.file for local runs; ${PROVIDERS.filter((p) => p !== "file").join(", ")}) and a PushSecret with ` +
           `spec.selector.secret.name: ${secretName} and spec.secretStoreRefs naming that store (see README, "Choosing the store").`,
       );
     }
