@@ -33,7 +33,7 @@ import { isRestError, type KeyVaultSecret, SecretClient, type SecretClientOption
 import { InputError, StoreConflictError, StoreStateError } from "../errors.ts";
 import type { AzureProvider } from "../manifests/schema.ts";
 import { isNetworkError, isTransientStatus, withRetry } from "../retry.ts";
-import { createClient, errorIs, OURS, ROTATION_ID, requestTimeoutMs, siblingNames, storeCalls, unless } from "./protocol.ts";
+import { createClient, errorIs, OURS, parseJson, ROTATION_ID, requestTimeoutMs, siblingNames, storeCalls, unless } from "./protocol.ts";
 import type { RawVersion, SecretHead, SecretStoreClient, SiblingPrimitives, StoreDeps } from "./types.ts";
 
 export { PENDING_SUFFIX } from "./protocol.ts";
@@ -249,11 +249,5 @@ function defaultCredential(config: AzureProvider): TokenCredential {
 /** "application/json" for a JSON object or array (a whole-Secret push), else "text/plain". */
 export function contentTypeOf(value: string): string {
   const first = value.trimStart()[0];
-  if (first !== "{" && first !== "[") return "text/plain";
-  try {
-    JSON.parse(value);
-    return "application/json";
-  } catch {
-    return "text/plain";
-  }
+  return (first === "{" || first === "[") && parseJson(value) !== undefined ? "application/json" : "text/plain";
 }

@@ -33,8 +33,7 @@ const factories: { readonly [N in ProviderName]?: Factory<N> } = {
 };
 
 /** The cloud whose function (or the CLI) has the stores a cloud's build leaves out. */
-const STORE_CLOUD: { readonly [N in ProviderName]?: string } = { aws: "aws", gcpsm: "gcp", azurekv: "azure" };
-const CLOUD_TITLE: Record<string, string> = { aws: "AWS", gcp: "GCP", azure: "Azure" };
+const STORE_CLOUD: { readonly [N in ProviderName]?: string } = { aws: "AWS", gcpsm: "GCP", azurekv: "Azure" };
 
 /** A provider's primitives. InputError (naming `setting`) for a provider without a store in this build. */
 async function primitivesFor(provider: ProviderConfig, deps: StoreDeps, setting: string): Promise<StorePrimitives> {
@@ -42,10 +41,8 @@ async function primitivesFor(provider: ProviderConfig, deps: StoreDeps, setting:
   if (factory) return factory(provider.config as ConfigOf<ProviderName>, deps);
   const cloud = STORE_CLOUD[provider.name];
   if (BUNDLE_CLOUD && cloud) {
-    const title = (c: string) => CLOUD_TITLE[c] ?? c;
-    throw new InputError(
-      `${setting}: this ${title(BUNDLE_CLOUD)} build has no ${provider.name} store; deploy the ${title(cloud)} function or use the CLI`,
-    );
+    const title = Object.values(STORE_CLOUD).find((c) => c.toLowerCase() === BUNDLE_CLOUD) ?? BUNDLE_CLOUD;
+    throw new InputError(`${setting}: this ${title} build has no ${provider.name} store; deploy the ${cloud} function or use the CLI`);
   }
   throw new InputError(`${setting}: no store for this provider yet; available: ${Object.keys(factories).join(", ")}`);
 }

@@ -171,8 +171,10 @@ abstract class Protocol<P extends StorePrimitives> {
     return this.p.close();
   }
 
-  protected serialized<T>(name: string, body: () => Promise<T>): Promise<T> {
-    return serialize(this.#queues, name, body);
+  /** `body` on the key's names, after every call of this process before it that changes the key. */
+  protected serialized<T>(key: string, body: (names: ReturnType<P["names"]>) => Promise<T>): Promise<T> {
+    const names = this.p.names(key) as ReturnType<P["names"]>;
+    return serialize(this.#queues, names.key, () => body(names));
   }
 
   protected assertOwned(name: string, marks: Marks, action: string): void {
@@ -269,9 +271,8 @@ class NativeStore extends Protocol<NativePrimitives> implements SecretStoreClien
   getPrevious = (key: string) => this.#byLabel(key, PREVIOUS);
 
   async stage(key: string, value: string, rotationId: string, seen: RemoteState): Promise<StoredVersion> {
-    const name = this.p.names(key).key;
-    this.checkRotationId(name, rotationId);
-    return this.serialized(name, async () => {
+    return this.serialized(key, async ({ key: name }) => {
+      this.checkRotationId(name, rotationId);
       const secret = await this.p.describe(name);
       if (secret) this.assertOwned(name, secret.marks, "stage a pending version in");
       const mine = secret?.deleted ? undefined : secret?.versions.find((v) => v.rotationId === rotationId);
@@ -294,8 +295,7 @@ class NativeStore extends Protocol<NativePrimitives> implements SecretStoreClien
   }
 
   async promote(key: string, rotationId: string, seen: RemoteState): Promise<StoredVersion> {
-    const name = this.p.names(key).key;
-    return this.serialized(name, async () => {
+    return this.serialized(key, async ({ key: name }) => {
       if (seen.owned && seen.current && seen.pending?.rotationId === rotationId) {
         // As observed, without a second look: moving the current label off the version seen holding
         // it is the service's compare-and-swap (refused: look, and go on from what is there).
@@ -330,8 +330,7 @@ class NativeStore extends Protocol<NativePrimitives> implements SecretStoreClien
   }
 
   async discard(key: string, rotationId: string, _seen: RemoteState): Promise<void> {
-    const name = this.p.names(key).key;
-    return this.serialized(name, async () => {
+    return this.serialized(key, async ({ key: name }) => {
       const secret = await this.p.describe(name);
       // Nothing of ours can be pending in a foreign or deleted secret; nothing of this rotation, nothing to drop.
       if (!secret || secret.deleted || !isOwned(secret.marks)) return;
@@ -344,8 +343,7 @@ class NativeStore extends Protocol<NativePrimitives> implements SecretStoreClien
   }
 
   async push(key: string, value: string, options: { ifNotExists?: boolean; seen?: RemoteState } = {}): Promise<PushResult> {
-    const name = this.p.names(key).key;
-    return this.serialized(name, async (): Promise<PushResult> => {
+    return this.serialized(key, async ({ key: name }): Promise<PushResult> => {
       let secret = await this.p.describe(name);
       if (!secret && !options.seen?.exists) {
         const created = await this.p.create(name, { value });
@@ -376,8 +374,7 @@ class NativeStore extends Protocol<NativePrimitives> implements SecretStoreClien
   }
 
   async delete(key: string): Promise<void> {
-    const name = this.p.names(key).key;
-    await this.serialized(name, async () => {
+    await this.serialized(key, async ({ key: name }) => {
       const secret = await this.p.describe(name);
       if (!secret || secret.deleted) return;
       this.assertOwned(name, secret.marks, "delete");
@@ -445,10 +442,10 @@ class SiblingStore extends Protocol<SiblingPrimitives> implements SecretStoreCli
   }
 
   async stage(key: string, value: string, rotationId: string, seen: RemoteState): Promise<StoredVersion> {
-    const names = this.#rotatable(key);
-    this.checkRotationId(names.key, rotationId);
-    this.p.checkValue?.(names.pending, value);
-    return this.serialized(names.key, async () => {
+    return this.serialized(key, async (all) => {
+      const names = this.#rotatable(key, all);
+      this.checkRotationId(names.key, rotationId);
+      this.p.checkValue?.(names.pending, value);
       const [k, s] = await this.#heads(names);
       // A soft-deleted <key> is recovered at promote: find out now if it is not ours, not after the database changed.
       if (k) this.assertOwned(names.key, k.marks, "stage a pending version for");
@@ -480,8 +477,7 @@ class SiblingStore extends Protocol<SiblingPrimitives> implements SecretStoreCli
   }
 
   async promote(key: string, rotationId: string, seen: RemoteState): Promise<StoredVersion> {
-    const names = this.p.names(key);
-    return this.serialized(names.key, async () => {
+    return this.serialized(key, async (names) => {
       const [k, s] = await this.#heads(names);
       if (k) this.assertOwned(names.key, k.marks, "promote a version of");
       const ours = rotationOf(s) === rotationId ? s : undefined;
@@ -520,8 +516,7 @@ class SiblingStore extends Protocol<SiblingPrimitives> implements SecretStoreCli
   }
 
   async discard(key: string, rotationId: string, _seen: RemoteState): Promise<void> {
-    const names = this.p.names(key);
-    return this.serialized(names.key, async () => {
+    return this.serialized(key, async (names) => {
       const [k, s] = await this.#heads(names);
       // Nothing of ours, or of this rotation, is pending: nothing to drop.
       if (rotationOf(s) !== rotationId) return;
@@ -532,9 +527,8 @@ class SiblingStore extends Protocol<SiblingPrimitives> implements SecretStoreCli
   }
 
   async push(key: string, value: string, options: { ifNotExists?: boolean; seen?: RemoteState } = {}): Promise<PushResult> {
-    const names = this.p.names(key);
-    this.p.checkValue?.(names.key, value);
-    return this.serialized(names.key, async (): Promise<PushResult> => {
+    return this.serialized(key, async (names): Promise<PushResult> => {
+      this.p.checkValue?.(names.key, value);
       const k = await this.p.head(names.key);
       // Like ESO's updatePolicy IfNotExists: an existing secret, ours or not, is left alone (and its value unread).
       if (k && !k.deleted && options.ifNotExists) return { changed: false, ...(k.latest ? { versionId: refOf(k.latest).versionId } : {}) };
@@ -565,8 +559,7 @@ class SiblingStore extends Protocol<SiblingPrimitives> implements SecretStoreCli
   }
 
   async delete(key: string): Promise<void> {
-    const names = this.p.names(key);
-    await this.serialized(names.key, async () => {
+    await this.serialized(key, async (names) => {
       const [k, s] = await this.#heads(names);
       if (k && !k.deleted) {
         this.assertOwned(names.key, k.marks, "delete");
@@ -583,8 +576,7 @@ class SiblingStore extends Protocol<SiblingPrimitives> implements SecretStoreCli
     return Promise.all([this.p.head(names.key), names.pending === undefined ? undefined : this.p.head(names.pending)]);
   }
 
-  #rotatable(key: string): { key: string; pending: string } {
-    const names = this.p.names(key);
+  #rotatable(key: string, names: { key: string; pending?: string }): { key: string; pending: string } {
     if (names.pending === undefined) {
       throw new InputError(
         `remote key "${key}" in ${this.description} can be pushed but not rotated: the name of its staging sibling "${key}${PENDING_SUFFIX}" is too long for the service`,

@@ -130,11 +130,7 @@ export interface StoreDeps {
 export type Marks = Readonly<Record<string, string>>;
 
 /** One version as a provider reads it: its own id, the rotation that wrote it (as recorded) and the value. */
-export interface RawVersion {
-  readonly versionId: string;
-  readonly rotationId?: string;
-  readonly value: string;
-}
+export type RawVersion = StoredVersion;
 
 /** What is common to both kinds of primitives. */
 export interface PrimitivesBase {
@@ -156,10 +152,8 @@ export interface PrimitivesBase {
   close(): Promise<void>;
 }
 
-/** A version holding staging labels (AWSCURRENT, AWSPENDING, AWSPREVIOUS and ours). */
-export interface LabelledVersion {
-  readonly versionId: string;
-  readonly rotationId?: string;
+/** A version (by the provider's id) holding staging labels (AWSCURRENT, AWSPENDING, AWSPREVIOUS and ours). */
+export interface LabelledVersion extends VersionRef {
   readonly labels: readonly string[];
 }
 
@@ -182,7 +176,7 @@ export interface NativePrimitives extends PrimitivesBase {
   /** One request: the secret's metadata and labels; undefined when there is no such secret. */
   describe(name: string): Promise<LabelledSecret | undefined>;
   /** The version holding `label`, or the version `versionId`; undefined when none (or the secret is deleted). */
-  read(name: string, which: { readonly label: string } | { readonly versionId: string }): Promise<(RawVersion & { readonly labels: readonly string[] }) | undefined>;
+  read(name: string, which: { readonly label: string } | { readonly versionId: string }): Promise<(RawVersion & LabelledVersion) | undefined>;
   /** Creates the secret with our marker and no value (`first`: with that value as its current version); false when it exists. */
   create(name: string, first?: { readonly value: string }): Promise<false | { readonly versionId?: string }>;
   /**
@@ -192,7 +186,7 @@ export interface NativePrimitives extends PrimitivesBase {
    * `replaces` is the current version, for the idempotency key of a push. Returns the version
    * with the value it holds.
    */
-  put(name: string, value: string, options: { rotationId?: string; labels?: readonly string[]; replaces?: string }): Promise<LabelledVersion & { value: string }>;
+  put(name: string, value: string, options: { rotationId?: string; labels?: readonly string[]; replaces?: string }): Promise<RawVersion & LabelledVersion>;
   /** Moves `label` to version `to` and/or off version `from`; StoreConflictError when `from` does not hold it. */
   move(name: string, label: string, change: { readonly to?: string; readonly from?: string }): Promise<void>;
   /** Undeletes a secret in its recovery window. */
@@ -207,7 +201,7 @@ export interface SecretHead {
   readonly deleted: boolean;
   readonly marks: Marks;
   /** The version consumers read (the latest readable one), without its value. */
-  readonly latest?: { readonly versionId: string; readonly rotationId?: string };
+  readonly latest?: VersionRef;
   /** The service's compare-and-swap token (GCP etag, Vault version), opaque to the protocol. */
   readonly revision?: string;
 }

@@ -287,21 +287,11 @@ export function vaultPrimitives(config: VaultProvider, deps: StoreDeps = {}): Si
  * reading its field back would be taken for a plain text.
  */
 export function toFields(value: string): Record<string, string> {
-  if (value.startsWith("{")) {
-    const parsed = parseJson(value);
-    if (typeof parsed === "object" && parsed !== null && !Array.isArray(parsed)) {
-      const fields = parsed as Record<string, unknown>;
-      const keys = Object.keys(fields);
-      if (
-        keys.every((k) => typeof fields[k] === "string") &&
-        !(keys.length === 1 && keys[0] === VALUE_FIELD) &&
-        canonicalJson(fields) === value
-      ) {
-        return fields as Record<string, string>;
-      }
-    }
-  }
-  return { [VALUE_FIELD]: value };
+  // Text starting with "{" parses, if at all, to an object.
+  const fields = value.startsWith("{") ? (parseJson(value) as Record<string, unknown> | undefined) : undefined;
+  const keys = Object.keys(fields ?? {});
+  const strings = fields !== undefined && keys.every((k) => typeof fields[k] === "string") && !(keys.length === 1 && keys[0] === VALUE_FIELD);
+  return strings && canonicalJson(fields) === value ? (fields as Record<string, string>) : { [VALUE_FIELD]: value };
 }
 
 /** The value a version's fields hold: the inverse of toFields (any other object reads as its canonical JSON). */
