@@ -15,6 +15,14 @@ export function parse<T extends Options>(argv: string[], options: T) {
   }
 }
 
+/** A command's flags; undefined when -h/--help asked for `help` instead, which is printed. */
+export function flags<T extends Options>(argv: string[], options: T, help: string, out: (text: string) => void) {
+  const { values } = parse(argv, options);
+  if (!(values as { help?: boolean }).help) return values;
+  out(help);
+  return undefined;
+}
+
 /**
  * Joins each option that takes a value with the argument after it (`--flag VALUE` →
  * `--flag=VALUE`), so the value may start with "-" as in kubectl: parseArgs alone calls

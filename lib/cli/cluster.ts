@@ -1,15 +1,13 @@
 // The commands that talk to a cluster: rotate, push, status. Each builds the
 // same Engine the cloud functions build, then makes one engine call.
 import { InputError } from "../errors.ts";
-import { connectCluster, connectClusterFromEnvironment } from "../kubernetes/index.ts";
 import { createLogger } from "../log.ts";
 import { engineFromEnvironment } from "../rotation/context.ts";
-import { readStoredSecret } from "../rotation/stores.ts";
 import { type Engine, rotate } from "../rotation/engine.ts";
 import { push } from "../rotation/push.ts";
 import { rollback } from "../rotation/rollback.ts";
 import { status } from "../rotation/status.ts";
-import { integer, manifestOptions, type Options, parse } from "./args.ts";
+import { flags, integer, manifestOptions, type Options } from "./args.ts";
 
 const clusterOptions = {
   ...manifestOptions,
@@ -73,49 +71,51 @@ ${common}
 Exit codes: 0 everything ready, 1 something is not, 2 bad input.
 `;
 
-async function buildEngine(
-  v: ReturnType<typeof parse<typeof clusterOptions>>["values"],
-  extra: { verify?: boolean; rollbackOnVerifyFailure?: boolean } = {},
-): Promise<Engine> {
+type ClusterFlags = NonNullable<ReturnType<typeof flags<typeof clusterOptions>>>;
+
+async function buildEngine(v: ClusterFlags, extra: { verify?: boolean; rollbackOnVerifyFailure?: boolean } = {}): Promise<Engine> {
   if (!v.filename?.length) throw new InputError("missing -f: give the manifests file (-f manifests.yaml)");
   if (v.output !== undefined && v.output !== "table" && v.output !== "json") {
     throw new InputError(`--output: expected table or json, found "${v.output}"`);
   }
   const concurrency = integer("concurrency", v.concurrency);
   if (concurrency !== undefined && concurrency < 1) throw new InputError("--concurrency: expected at least 1");
-  // -v shows the engine's logs at CNPG_ROTATOR_LOG_LEVEL (default info), as a deployed function logs.
-  const log = v.verbose ? createLogger() : createLogger({ level: "silent" });
-  // An explicit --kubeconfig wins; otherwise the same environment a deployed function reads.
-  const kube = v.kubeconfig
-    ? connectCluster({ kubeconfigPath: v.kubeconfig, ...(v.context ? { context: v.context } : {}) })
-    : await connectClusterFromEnvironment({ log, readStoredSecret, ...(v.context ? { context: v.context } : {}) });
   return engineFromEnvironment({
     manifests: v.filename,
     ...(v.namespace ? { namespace: v.namespace } : {}),
-    kube,
-    log,
+    // An explicit --kubeconfig wins; otherwise the same environment a deployed function reads.
+    ...(v.kubeconfig ? { kubeconfig: v.kubeconfig } : {}),
+    ...(v.context ? { context: v.context } : {}),
+    // -v shows the engine's logs at CNPG_ROTATOR_LOG_LEVEL (default info), as a deployed function logs.
+    log: v.verbose ? createLogger() : createLogger({ level: "silent" }),
     ...(concurrency ? { concurrency } : {}),
     ...extra,
   });
 }
 
-function table(rows: string[][]): string {
+/** Prints `results` as JSON (-o json) or as a table, a column per entry of `columns`. */
+function report<R>(v: ClusterFlags, out: (t: string) => void, results: readonly R[], columns: Record<string, (r: R) => string>): void {
+  if (v.output === "json") {
+    out(JSON.stringify(results, null, 2));
+    return;
+  }
+  const rows = [Object.keys(columns), ...results.map((r) => Object.values(columns).map((column) => column(r)))];
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length)));
-  return rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd()).join("\n");
+  out(rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd()).join("\n"));
 }
 
+/** A result's DETAIL column: its error, else what `otherwise` says. */
+const detail =
+  <R extends { readonly error?: { readonly type: string; readonly message: string }; readonly reason?: string }>(otherwise: (r: R) => string = (r) => r.reason ?? "") =>
+  (r: R) =>
+    r.error ? `${r.error.type}: ${r.error.message}` : otherwise(r);
+
+const failed = (results: readonly { readonly outcome: string }[]) => (results.some((r) => r.outcome === "failed") ? 1 : 0);
+
 export async function rotateCommand(argv: string[], out: (t: string) => void): Promise<number> {
-  const { values: v } = parse(argv, {
-    ...clusterOptions,
-    force: { type: "boolean" },
-    "dry-run": { type: "boolean" },
-    verify: { type: "boolean" },
-    "no-rollback": { type: "boolean" },
-  });
-  if (v.help) {
-    out(rotateHelp);
-    return 0;
-  }
+  const rotateOptions = { ...clusterOptions, force: { type: "boolean" }, "dry-run": { type: "boolean" }, verify: { type: "boolean" }, "no-rollback": { type: "boolean" } } as const;
+  const v = flags(argv, rotateOptions, rotateHelp, out);
+  if (!v) return 0;
   const engine = await buildEngine(v, {
     ...(v.verify ? { verify: true } : {}),
     ...(v["no-rollback"] ? { rollbackOnVerifyFailure: false } : {}),
@@ -125,107 +125,83 @@ export async function rotateCommand(argv: string[], out: (t: string) => void): P
     ...(v.force ? { force: true } : {}),
     ...(v["dry-run"] ? { dryRun: true } : {}),
   });
-  if (v.output === "json") out(JSON.stringify(results, null, 2));
-  else {
-    out(
-      table([
-        ["TARGET", "OUTCOME", "ROTATION ID", "FINGERPRINT", "CHANGED KEYS", "DETAIL"],
-        ...results.map((r) => [
-          r.target,
-          r.outcome,
-          r.rotationId?.slice(0, 8) ?? "",
-          r.fingerprint ?? "",
-          r.changedKeys?.join(",") ?? "",
-          r.error ? `${r.error.type}: ${r.error.message}` : (r.reason ?? (r.nextDue ? `next due ${r.nextDue}` : "")),
-        ]),
-      ]),
-    );
-  }
-  return results.some((r) => r.outcome === "failed") ? 1 : 0;
+  report(v, out, results, {
+    TARGET: (r) => r.target,
+    OUTCOME: (r) => r.outcome,
+    "ROTATION ID": (r) => r.rotationId?.slice(0, 8) ?? "",
+    FINGERPRINT: (r) => r.fingerprint ?? "",
+    "CHANGED KEYS": (r) => r.changedKeys?.join(",") ?? "",
+    DETAIL: detail((r) => r.reason ?? (r.nextDue ? `next due ${r.nextDue}` : "")),
+  });
+  return failed(results);
 }
 
 export async function pushCommand(argv: string[], out: (t: string) => void): Promise<number> {
-  const { values: v } = parse(argv, { ...clusterOptions, "dry-run": { type: "boolean" } });
-  if (v.help) {
-    out(pushHelp);
-    return 0;
-  }
+  const v = flags(argv, { ...clusterOptions, "dry-run": { type: "boolean" } }, pushHelp, out);
+  if (!v) return 0;
   const results = await push(await buildEngine(v), {
     ...(v.target ? { targets: v.target } : {}),
     ...(v["dry-run"] ? { dryRun: true } : {}),
   });
-  if (v.output === "json") out(JSON.stringify(results, null, 2));
-  else {
-    out(
-      table([
-        ["PUSHSECRET", "SECRET", "STORE", "REMOTE KEY", "OUTCOME", "VERSION", "DETAIL"],
-        ...results.map((r) => [
-          r.pushSecret,
-          r.secret,
-          r.store,
-          r.remoteKey,
-          r.outcome,
-          r.versionId ?? "",
-          r.error ? `${r.error.type}: ${r.error.message}` : (r.reason ?? ""),
-        ]),
-      ]),
-    );
-  }
-  return results.some((r) => r.outcome === "failed") ? 1 : 0;
+  report(v, out, results, {
+    PUSHSECRET: (r) => r.pushSecret,
+    SECRET: (r) => r.secret,
+    STORE: (r) => r.store,
+    "REMOTE KEY": (r) => r.remoteKey,
+    OUTCOME: (r) => r.outcome,
+    VERSION: (r) => r.versionId ?? "",
+    DETAIL: detail(),
+  });
+  return failed(results);
 }
 
-export async function statusCommand(argv: string[], out: (t: string) => void): Promise<number> {
-  const { values: v } = parse(argv, clusterOptions);
-  if (v.help) {
-    out(statusHelp);
-    return 0;
-  }
-  const results = await status(await buildEngine(v), v.target ? { targets: v.target } : {});
-  if (v.output === "json") out(JSON.stringify(results, null, 2));
-  else {
-    out(
-      table([
-        ["KIND", "NAME", "TARGET", "STORE", "REFRESH INTERVAL", "STATUS", "READY", "LAST ROTATION", "ROTATION ID", "DRIFT"],
-        ...results.map((r) => [
-          r.kind,
-          r.name,
-          r.target,
-          r.stores.map((s) => s.store).join(",") || "-",
-          r.refreshInterval,
-          r.reason,
-          r.ready ? "True" : "False",
-          r.kind === "ExternalSecret" ? (r.lastRotation ?? "-") : "-",
-          r.kind === "ExternalSecret" ? (r.rotationId?.slice(0, 8) ?? "-") : "-",
-          r.stores.some((s) => !s.inSync) ? r.stores.flatMap((s) => s.driftedKeys ?? (s.inSync ? [] : ["missing"])).join(",") : "none",
-        ]),
-      ]),
-    );
-    for (const r of results.filter((x) => !x.ready)) out(`${r.kind} ${r.name}: ${r.message}`);
-  }
-  return results.every((r) => r.ready) ? 0 : 1;
+/** A command that makes one engine call on the targets named, then reports its results as `columns`. */
+function targetsCommand<R>(
+  help: string,
+  call: (engine: Engine, request: { readonly targets?: readonly string[] }) => Promise<R[]>,
+  columns: Record<string, (r: R) => string>,
+  exit: (results: readonly R[], v: ClusterFlags, out: (t: string) => void) => number,
+): (argv: string[], out: (t: string) => void) => Promise<number> {
+  return async (argv, out) => {
+    const v = flags(argv, clusterOptions, help, out);
+    if (!v) return 0;
+    const results = await call(await buildEngine(v), v.target ? { targets: v.target } : {});
+    report(v, out, results, columns);
+    return exit(results, v, out);
+  };
 }
 
-export async function rollbackCommand(argv: string[], out: (t: string) => void): Promise<number> {
-  const { values: v } = parse(argv, clusterOptions);
-  if (v.help) {
-    out(rollbackHelp);
-    return 0;
-  }
-  const results = await rollback(await buildEngine(v), v.target ? { targets: v.target } : {});
-  if (v.output === "json") out(JSON.stringify(results, null, 2));
-  else {
-    out(
-      table([
-        ["TARGET", "OUTCOME", "ROTATION ID", "FINGERPRINT", "DETAIL"],
-        ...results.map((r) => [
-          r.target,
-          r.outcome,
-          r.rotationId?.slice(0, 8) ?? "",
-          r.fingerprint ?? "",
-          r.error ? `${r.error.type}: ${r.error.message}` : (r.reason ?? ""),
-        ]),
-      ]),
-    );
-  }
-  return results.some((r) => r.outcome === "failed") ? 1 : 0;
-}
+export const statusCommand = targetsCommand(
+  statusHelp,
+  status,
+  {
+    KIND: (r) => r.kind,
+    NAME: (r) => r.name,
+    TARGET: (r) => r.target,
+    STORE: (r) => r.stores.map((s) => s.store).join(",") || "-",
+    "REFRESH INTERVAL": (r) => r.refreshInterval,
+    STATUS: (r) => r.reason,
+    READY: (r) => (r.ready ? "True" : "False"),
+    "LAST ROTATION": (r) => (r.kind === "ExternalSecret" ? (r.lastRotation ?? "-") : "-"),
+    "ROTATION ID": (r) => (r.kind === "ExternalSecret" ? (r.rotationId?.slice(0, 8) ?? "-") : "-"),
+    DRIFT: (r) =>
+      r.stores.some((s) => !s.inSync) ? r.stores.flatMap((s) => s.driftedKeys ?? (s.inSync ? [] : ["missing"])).join(",") : "none",
+  },
+  (results, v, out) => {
+    if (v.output !== "json") for (const r of results.filter((x) => !x.ready)) out(`${r.kind} ${r.name}: ${r.message}`);
+    return results.every((r) => r.ready) ? 0 : 1;
+  },
+);
+
+export const rollbackCommand = targetsCommand(
+  rollbackHelp,
+  rollback,
+  {
+    TARGET: (r) => r.target,
+    OUTCOME: (r) => r.outcome,
+    "ROTATION ID": (r) => r.rotationId?.slice(0, 8) ?? "",
+    FINGERPRINT: (r) => r.fingerprint ?? "",
+    DETAIL: detail(),
+  },
+  failed,
+);

@@ -1,6 +1,6 @@
 import { InputError } from "../errors.ts";
 import { generate, type ResolvedPasswordSpec, resolvePasswordSpec } from "../generator/index.ts";
-import { integer, manifestOptions, parse, readManifestFlags } from "./args.ts";
+import { flags, integer, manifestOptions, type Options, readManifestFlags } from "./args.ts";
 
 export const generateHelp = `Usage: cnpg-rotator generate [flags]
        cnpg-rotator generate -f manifests.yaml --name NAME [--count N]
@@ -25,24 +25,23 @@ Flags (named after the Password spec; omitted ones take ESO's defaults):
   --count N               how many passwords (default 1)
 `;
 
+const generateOptions = {
+  ...manifestOptions,
+  name: { type: "string" },
+  length: { type: "string" },
+  digits: { type: "string" },
+  symbols: { type: "string" },
+  "symbol-characters": { type: "string" },
+  "no-upper": { type: "boolean" },
+  "allow-repeat": { type: "boolean" },
+  encoding: { type: "string" },
+  "secret-keys": { type: "string" },
+  count: { type: "string" },
+} as const satisfies Options;
+
 export function generateCommand(argv: string[], out: (line: string) => void): number {
-  const { values: v } = parse(argv, {
-    ...manifestOptions,
-    name: { type: "string" },
-    length: { type: "string" },
-    digits: { type: "string" },
-    symbols: { type: "string" },
-    "symbol-characters": { type: "string" },
-    "no-upper": { type: "boolean" },
-    "allow-repeat": { type: "boolean" },
-    encoding: { type: "string" },
-    "secret-keys": { type: "string" },
-    count: { type: "string" },
-  });
-  if (v.help) {
-    out(generateHelp);
-    return 0;
-  }
+  const v = flags(argv, generateOptions, generateHelp, out);
+  if (!v) return 0;
   let spec: ResolvedPasswordSpec;
   if (v.filename) {
     const specFlags = ["length", "digits", "symbols", "symbol-characters", "no-upper", "allow-repeat", "encoding", "secret-keys"];

@@ -6,27 +6,19 @@ import { validateCommand } from "./validate.ts";
 
 type Command = (argv: string[], out: (line: string) => void) => number | Promise<number>;
 
+/** A command of cluster.ts, loaded on use: the cluster and store clients are not needed to generate or validate. */
+function clusterCommand(name: "rotateCommand" | "pushCommand" | "rollbackCommand" | "statusCommand", summary: string): { run: Command; summary: string } {
+  return { run: async (argv, out) => (await import("./cluster.ts"))[name](argv, out), summary };
+}
+
 const commands: Record<string, { run: Command; summary: string }> = {
   generate: { run: generateCommand, summary: "print passwords made like an ESO Password generator" },
   render: { run: renderCommand, summary: "show what a rotation would write, password masked" },
   validate: { run: validateCommand, summary: "check manifests without writing anything" },
-  // Loaded on use: the cluster and store clients are not needed to generate or validate.
-  rotate: {
-    run: async (argv, out) => (await import("./cluster.ts")).rotateCommand(argv, out),
-    summary: "rotate the passwords that are due (stage, merge, promote)",
-  },
-  push: {
-    run: async (argv, out) => (await import("./cluster.ts")).pushCommand(argv, out),
-    summary: "copy Secrets to their stores per PushSecret",
-  },
-  rollback: {
-    run: async (argv, out) => (await import("./cluster.ts")).rollbackCommand(argv, out),
-    summary: "undo a merged, unpromoted rotation (e.g. failed verification)",
-  },
-  status: {
-    run: async (argv, out) => (await import("./cluster.ts")).statusCommand(argv, out),
-    summary: "where each rotation stands: ready, last rotation, drift",
-  },
+  rotate: clusterCommand("rotateCommand", "rotate the passwords that are due (stage, merge, promote)"),
+  push: clusterCommand("pushCommand", "copy Secrets to their stores per PushSecret"),
+  rollback: clusterCommand("rollbackCommand", "undo a merged, unpromoted rotation (e.g. failed verification)"),
+  status: clusterCommand("statusCommand", "where each rotation stands: ready, last rotation, drift"),
 };
 
 export const mainHelp = `Usage: cnpg-rotator <command> [flags]

@@ -1,7 +1,7 @@
 import { maskSecret } from "../cnpg/index.ts";
 import { formatDuration } from "../manifests/index.ts";
 import { generateValues, renderTarget } from "../rotation/render.ts";
-import { manifestOptions, parse, readManifestFlags } from "./args.ts";
+import { flags, manifestOptions, readManifestFlags } from "./args.ts";
 
 export const renderHelp = `Usage: cnpg-rotator render -f manifests.yaml [-n NS]
 
@@ -14,11 +14,8 @@ reads ********. Nothing is written anywhere.
 const MASK = "********";
 
 export function renderCommand(argv: string[], out: (line: string) => void): number {
-  const { values: v } = parse(argv, manifestOptions);
-  if (v.help) {
-    out(renderHelp);
-    return 0;
-  }
+  const v = flags(argv, manifestOptions, renderHelp, out);
+  if (!v) return 0;
   const set = readManifestFlags(v.filename, v.namespace);
   const lines: string[] = [];
   for (const es of set.externalSecrets) {

@@ -1,5 +1,5 @@
 import { planRotations } from "../rotation/plan.ts";
-import { manifestOptions, parse, readManifestFlags } from "./args.ts";
+import { flags, manifestOptions, readManifestFlags } from "./args.ts";
 
 export const validateHelp = `Usage: cnpg-rotator validate -f manifests.yaml [-n NS]
 
@@ -12,11 +12,8 @@ Exit code 0 when rotate would accept the manifests, 2 with the problem when not.
 `;
 
 export function validateCommand(argv: string[], out: (line: string) => void): number {
-  const { values: v } = parse(argv, manifestOptions);
-  if (v.help) {
-    out(validateHelp);
-    return 0;
-  }
+  const v = flags(argv, manifestOptions, validateHelp, out);
+  if (!v) return 0;
   const set = readManifestFlags(v.filename, v.namespace);
   planRotations(set);
   const count = (n: number, what: string) => `${n} ${what}${n === 1 ? "" : "s"}`;

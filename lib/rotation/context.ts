@@ -1,7 +1,7 @@
 // Everything a front end needs to build an Engine from its environment:
 // manifests from files, the cluster connection, the stores, a logger.
 import { InputError } from "../errors.ts";
-import { connectClusterFromEnvironment, type KubernetesClient } from "../kubernetes/index.ts";
+import { connectCluster, connectClusterFromEnvironment, type KubernetesClient } from "../kubernetes/index.ts";
 import { createLogger, type Logger } from "../log.ts";
 import { DEFAULT_CLUSTER, type ManifestSet } from "../manifests/index.ts";
 import type { Engine } from "./engine.ts";
@@ -17,6 +17,10 @@ export interface EngineConfig {
   readonly manifestSet?: ManifestSet;
   readonly namespace?: string;
   readonly kube?: KubernetesClient;
+  /** Connect with this kubeconfig file instead of as the environment says (the CLI's --kubeconfig). */
+  readonly kubeconfig?: string;
+  /** The kubeconfig context to use (the CLI's --context). */
+  readonly context?: string;
   readonly log?: Logger;
   readonly concurrency?: number;
   /** Log in with the new password before promoting (default: $CNPG_ROTATOR_VERIFY, else false). */
@@ -56,7 +60,10 @@ export async function engineFromEnvironment(config: EngineConfig = {}): Promise<
     log,
     readCa: async (namespace, cluster) => (await kube?.readSecret(namespace, `${cluster}-ca`))?.data["ca.crt"],
   });
-  kube ??= await connectClusterFromEnvironment({ env, log, readStoredSecret });
+  const context = config.context ? { context: config.context } : {};
+  kube ??= config.kubeconfig
+    ? connectCluster({ kubeconfigPath: config.kubeconfig, ...context })
+    : await connectClusterFromEnvironment({ env, log, readStoredSecret, ...context });
   return {
     manifests,
     kube,
