@@ -64,6 +64,17 @@ export function httpStatus(err: unknown): number | undefined {
   return err instanceof ApiException ? err.code : undefined;
 }
 
+/** Resolves to undefined when the call fails with one of `codes`. */
+export async function unless<T>(codes: readonly number[], p: Promise<T>): Promise<T | undefined> {
+  try {
+    return await p;
+  } catch (e) {
+    const code = httpStatus(e);
+    if (code !== undefined && codes.includes(code)) return undefined;
+    throw e;
+  }
+}
+
 /** `secrets`, `leases.coordination.k8s.io`. */
 export function resourceName(group: string, resource: string): string {
   return group ? `${resource}.${group}` : resource;

@@ -13,7 +13,7 @@ import { PatchStrategy } from "@kubernetes/client-node/dist/patch.js";
 import { KubernetesError, SecretConflictError, SecretMissingError } from "../errors.ts";
 import { isNetworkError, isTransientStatus, withRetry } from "../retry.ts";
 import { describeAccess } from "./access.ts";
-import { type ApiOperation, apiConfiguration, apiError, httpStatus, RequestLog } from "./api.ts";
+import { type ApiOperation, apiConfiguration, apiError, httpStatus, RequestLog, unless } from "./api.ts";
 import { acquireLease, type LeaseCall } from "./leases.ts";
 import type { HttpsTransport } from "./transport.ts";
 import { emptySecret, encodeData, mergePatchFor, presentAnnotations, toSecretObject } from "./secrets.ts";
@@ -345,17 +345,6 @@ export class KubernetesClient {
 }
 
 const SECRET = { group: "", resource: "secrets" } as const;
-
-/** Resolves to undefined when the call fails with one of `codes`. */
-async function unless<T>(codes: readonly number[], p: Promise<T>): Promise<T | undefined> {
-  try {
-    return await p;
-  } catch (e) {
-    const code = httpStatus(e);
-    if (code !== undefined && codes.includes(code)) return undefined;
-    throw e;
-  }
-}
 
 /** 25, 50, 100, 200, 400 ms (capped at 1 s), each ±50 % so racing writers spread out. */
 function backoffMs(attempt: number): number {

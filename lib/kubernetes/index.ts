@@ -10,16 +10,4 @@ export {
   loadKubeConfig,
 } from "./connect.ts";
 export { activeHolder, LEASE_SECRET_ANNOTATION, leaseNameFor } from "./leases.ts";
-export type {
-  AccessCheck,
-  ClusterConnection,
-  CnpgCluster,
-  LeaseHandle,
-  NewSecret,
-  RequestRecord,
-  SecretChange,
-  SecretMetadata,
-  SecretObject,
-  UpdateSecretOptions,
-  UpdateSecretResult,
-} from "./types.ts";
+export type * from "./types.ts";

@@ -7,7 +7,7 @@ import type { V1LeaseSpec } from "@kubernetes/client-node/dist/gen/models/V1Leas
 import type { ObjectCoordinationV1Api as CoordinationV1Api } from "@kubernetes/client-node/dist/gen/types/ObjectParamAPI.js";
 import { V1MicroTime } from "@kubernetes/client-node/dist/types.js";
 import { PermissionError } from "../errors.ts";
-import { httpStatus } from "./api.ts";
+import { unless } from "./api.ts";
 import type { LeaseHandle } from "./types.ts";
 
 const PREFIX = "cnpg-rotator-";
@@ -68,7 +68,7 @@ export async function acquireLease(
 ): Promise<LeaseHandle | undefined> {
   const name = leaseNameFor(secretName);
   const now = new Date();
-  const existing = await ctx.call("get", name, () => optional(ctx.api.readNamespacedLease({ namespace, name })));
+  const existing = await ctx.call("get", name, () => unless([404], ctx.api.readNamespacedLease({ namespace, name })));
   if (!existing) {
     const body: V1Lease = {
       apiVersion: "coordination.k8s.io/v1",
@@ -77,7 +77,7 @@ export async function acquireLease(
       spec: heldSpec(holder, ttlSeconds, now, now, 0),
     };
     const created = await ctx.call("create", name, () =>
-      unlessConflict(ctx.api.createNamespacedLease({ namespace, body, fieldManager: ctx.fieldManager })),
+      unless([409], ctx.api.createNamespacedLease({ namespace, body, fieldManager: ctx.fieldManager })),
     );
     return created ? new HeldLease(ctx, created, undefined, holder, ttlSeconds, now) : ownIfHeld(ctx, namespace, name, holder, ttlSeconds, undefined);
   }
@@ -88,7 +88,7 @@ export async function acquireLease(
   const transitions = (existing.spec?.leaseTransitions ?? 0) + (existing.spec?.holderIdentity !== holder ? 1 : 0);
   const body = withSpec(existing, heldSpec(holder, ttlSeconds, now, now, transitions));
   const updated = await ctx.call("update", name, () =>
-    unlessConflict(ctx.api.replaceNamespacedLease({ namespace, name, body, fieldManager: ctx.fieldManager })),
+    unless([409], ctx.api.replaceNamespacedLease({ namespace, name, body, fieldManager: ctx.fieldManager })),
   );
   return updated ? new HeldLease(ctx, updated, existing, holder, ttlSeconds, now) : ownIfHeld(ctx, namespace, name, holder, ttlSeconds, existing);
 }
@@ -103,7 +103,7 @@ async function ownIfHeld(
   found: V1Lease | undefined,
 ): Promise<LeaseHandle | undefined> {
   const now = new Date();
-  const fresh = await ctx.call("get", name, () => optional(ctx.api.readNamespacedLease({ namespace, name })));
+  const fresh = await ctx.call("get", name, () => unless([404], ctx.api.readNamespacedLease({ namespace, name })));
   if (!fresh || activeHolder(fresh.spec, now) !== holder) return undefined;
   return new HeldLease(ctx, fresh, found, holder, ttlSeconds, renewedAt(fresh.spec) ?? now);
 }
@@ -126,34 +126,6 @@ function heldSpec(holder: string, ttl: number, acquired: Date, renewed: Date, tr
 function withSpec(lease: V1Lease, spec: V1LeaseSpec): V1Lease {
   const { managedFields: _, ...metadata } = lease.metadata ?? {};
   return { apiVersion: "coordination.k8s.io/v1", kind: "Lease", metadata, spec };
-}
-
-async function optional<T>(p: Promise<T>): Promise<T | undefined> {
-  try {
-    return await p;
-  } catch (e) {
-    if (httpStatus(e) === 404) return undefined;
-    throw e;
-  }
-}
-
-async function unlessConflict<T>(p: Promise<T>): Promise<T | undefined> {
-  try {
-    return await p;
-  } catch (e) {
-    if (httpStatus(e) === 409) return undefined;
-    throw e;
-  }
-}
-
-async function unlessGone<T>(p: Promise<T>): Promise<T | undefined> {
-  try {
-    return await p;
-  } catch (e) {
-    const code = httpStatus(e);
-    if (code === 409 || code === 404) return undefined;
-    throw e;
-  }
 }
 
 class HeldLease implements LeaseHandle {
@@ -221,7 +193,7 @@ class HeldLease implements LeaseHandle {
     const { uid, resourceVersion } = this.#lease.metadata ?? {};
     try {
       await call("delete", name, () =>
-        unlessGone(
+        unless([409, 404], 
           api.deleteNamespacedLease({
             namespace,
             name,
@@ -245,14 +217,14 @@ class HeldLease implements LeaseHandle {
     for (let attempt = 0; ; attempt++) {
       const body = withSpec(this.#lease, change(this.#lease.spec ?? {}));
       const updated = await call("update", name, () =>
-        unlessGone(api.replaceNamespacedLease({ namespace, name, body, fieldManager })),
+        unless([409, 404], api.replaceNamespacedLease({ namespace, name, body, fieldManager })),
       );
       if (updated) {
         this.#lease = updated;
         return updated;
       }
       if (attempt > 0) return undefined;
-      const fresh = await call("get", name, () => optional(api.readNamespacedLease({ namespace, name })));
+      const fresh = await call("get", name, () => unless([404], api.readNamespacedLease({ namespace, name })));
       if (!fresh || fresh.spec?.holderIdentity !== this.holder) return undefined;
       this.#lease = fresh;
     }

@@ -204,9 +204,13 @@ function readDocuments(file: ManifestFile, namespace: string, problems: Problems
   return out;
 }
 
-function spec(doc: RawDoc, problems: Problems): unknown {
+/** The document's spec as `schema` reads it (a missing one as `absent`); undefined, with the problems noted, when it does not fit. */
+function parseSpec<S extends z.ZodType>(doc: RawDoc, problems: Problems, schema: S, absent?: unknown): z.infer<S> | undefined {
   if (doc.body.spec === undefined) problems.at(ctx(doc), "spec")("missing");
-  return doc.body.spec;
+  const parsed = schema.safeParse(doc.body.spec ?? absent);
+  if (parsed.success) return parsed.data;
+  problems.zod(ctx(doc), "spec", parsed.error);
+  return undefined;
 }
 
 function ctx(doc: RawDoc) {
@@ -214,12 +218,9 @@ function ctx(doc: RawDoc) {
 }
 
 function toPassword(doc: RawDoc, problems: Problems): Password | undefined {
-  const parsed = passwordSpecSchema.safeParse(spec(doc, problems) ?? {});
-  if (!parsed.success) {
-    problems.zod(ctx(doc), "spec", parsed.error);
-    return undefined;
-  }
-  const { length, symbolCharacters } = parsed.data;
+  const parsed = parseSpec(doc, problems, passwordSpecSchema, {});
+  if (!parsed) return undefined;
+  const { length, symbolCharacters } = parsed;
   if (length !== undefined && length <= 0) {
     problems.warn(doc, "spec.length", `${length} means the default length, 24 (as in ESO); write 24 or leave it out`);
   }
@@ -235,7 +236,7 @@ function toPassword(doc: RawDoc, problems: Problems): Password | undefined {
     );
   }
   try {
-    return { kind: "Password", metadata: doc.metadata, spec: resolvePasswordSpec(parsed.data) };
+    return { kind: "Password", metadata: doc.metadata, spec: resolvePasswordSpec(parsed) };
   } catch (e) {
     if (!(e instanceof GeneratorError)) throw e;
     const [field, ...rest] = e.message.split(": ");
@@ -246,12 +247,8 @@ function toPassword(doc: RawDoc, problems: Problems): Password | undefined {
 }
 
 function toExternalSecret(doc: RawDoc, passwords: readonly Password[], problems: Problems): ExternalSecret | undefined {
-  const parsed = externalSecretSpecSchema.safeParse(spec(doc, problems));
-  if (!parsed.success) {
-    problems.zod(ctx(doc), "spec", parsed.error);
-    return undefined;
-  }
-  const s = parsed.data;
+  const s = parseSpec(doc, problems, externalSecretSpecSchema);
+  if (!s) return undefined;
   const fail = (path: string, message: string) => problems.at(ctx(doc), path)(message);
 
   const creationPolicy = s.target.creationPolicy ?? "Owner";
@@ -365,12 +362,8 @@ function toExternalSecret(doc: RawDoc, passwords: readonly Password[], problems:
 }
 
 function toPushSecret(doc: RawDoc, stores: readonly SecretStore[], problems: Problems): PushSecret | undefined {
-  const parsed = pushSecretSpecSchema.safeParse(spec(doc, problems));
-  if (!parsed.success) {
-    problems.zod(ctx(doc), "spec", parsed.error);
-    return undefined;
-  }
-  const s = parsed.data;
+  const s = parseSpec(doc, problems, pushSecretSpecSchema);
+  if (!s) return undefined;
   const fail = (path: string, message: string) => problems.at(ctx(doc), path)(message);
   if (s.template !== undefined) fail("spec.template", "not supported");
   if (s.updateStrategy !== undefined) fail("spec.updateStrategy", "not supported");
@@ -427,13 +420,10 @@ function toPushSecret(doc: RawDoc, stores: readonly SecretStore[], problems: Pro
 }
 
 function toSecretStore(doc: RawDoc, problems: Problems): SecretStore | undefined {
-  const parsed = secretStoreSpecSchema.safeParse(spec(doc, problems));
-  if (!parsed.success) {
-    problems.zod(ctx(doc), "spec", parsed.error);
-    return undefined;
-  }
+  const spec = parseSpec(doc, problems, secretStoreSpecSchema);
+  if (!spec) return undefined;
   const fail = (path: string, message: string) => problems.at(ctx(doc), path)(message);
-  const names = Object.keys(parsed.data.provider);
+  const names = Object.keys(spec.provider);
   if (names.length !== 1) {
     fail("spec.provider", `expected exactly one provider (one of ${PROVIDERS.join(", ")}), found ${names.length}`);
     return undefined;
@@ -444,7 +434,7 @@ function toSecretStore(doc: RawDoc, problems: Problems): SecretStore | undefined
     return undefined;
   }
   const schema = providerSchemas[name as ProviderName];
-  const config = schema.safeParse(parsed.data.provider[name]);
+  const config = schema.safeParse(spec.provider[name]);
   if (!config.success) {
     problems.zod(ctx(doc), `spec.provider.${name}`, config.error);
     return undefined;
@@ -488,12 +478,9 @@ function toSecret(doc: RawDoc, problems: Problems): Secret | undefined {
 }
 
 function toKubernetesCluster(doc: RawDoc, problems: Problems): KubernetesCluster | undefined {
-  const parsed = kubernetesClusterSpecSchema.safeParse(spec(doc, problems));
-  if (!parsed.success) {
-    problems.zod(ctx(doc), "spec", parsed.error);
-    return undefined;
-  }
-  return { kind: "KubernetesCluster", metadata: doc.metadata, spec: parsed.data };
+  const spec = parseSpec(doc, problems, kubernetesClusterSpecSchema);
+  if (!spec) return undefined;
+  return { kind: "KubernetesCluster", metadata: doc.metadata, spec };
 }
 
 /** Every cluster an ExternalSecret or PushSecret names is among the KubernetesClusters (or the default one). */

@@ -176,16 +176,29 @@ function decideRotation(target: RotationTarget, obs: Observation, progress: Prog
   }
 
   // Promoted by this run: every store carries the Secret as it is now, then done.
-  if (last !== undefined && progress.rotationId === last && progress.promoted.some(Boolean)) {
-    const lagging = progress.promoted.findIndex((v, i) => v !== undefined && !progress.published[i] && lags(target, i, secret, v));
-    if (lagging >= 0) return { kind: "publish", store: lagging };
-    return { kind: "done", outcome: progress.started ? "rotated" : "resumed", rotationId: last };
-  }
+  if (last !== undefined && progress.rotationId === last && progress.promoted.some(Boolean)) return publishing(target, progress, secret, last);
 
   // Staged somewhere but not merged: finish staging with the same values, then merge.
   // (A rotation staged by a release that derived ids without the Secret's uid resumes too.)
   const ids = successorIds(target.namespace, target.secretName, secret?.uid ?? "", lastRotationOf(secret));
   const next = ids.find((id) => holding(obs, id).length > 0) ?? ids[0];
+  return staging(target, obs, progress, intent, secret, next) ?? { kind: "merge", rotationId: next };
+}
+
+/** Promoted by this run: the next store that does not carry the Secret as it is now, or done. */
+function publishing(target: RotationTarget, progress: Progress, secret: SecretObject | undefined, last: string): Step {
+  const lagging = progress.promoted.findIndex((v, i) => v !== undefined && !progress.published[i] && lags(target, i, secret, v));
+  if (lagging >= 0) return { kind: "publish", store: lagging };
+  return { kind: "done", outcome: progress.started ? "rotated" : "resumed", rotationId: last };
+}
+
+/**
+ * Both strategies' way to `next` staged in every store: not due yet (nothing staged or started),
+ * seed a store never written, recover the values an earlier run staged, stage store by store.
+ * Undefined once every store holds `next`.
+ */
+function staging(target: RotationTarget, obs: Observation, progress: Progress, intent: Intent, secret: SecretObject | undefined, next: string): Step | undefined {
+  const last = secret?.annotations[ANNOTATIONS.rotationId];
   const stagedNext = holding(obs, next);
   if (stagedNext.length === 0 && !progress.started) {
     const due = dueCheck(target.externalSecret, secret, intent.now);
@@ -200,7 +213,7 @@ function decideRotation(target: RotationTarget, obs: Observation, progress: Prog
   if (stagedNext.length > 0 && progress.values === undefined) return { kind: "recover", rotationId: next };
   const unstaged = obs.stores.findIndex((s) => s.pending?.rotationId !== next && s.current?.rotationId !== next);
   if (unstaged >= 0) return { kind: "stage", store: unstaged, rotationId: next };
-  return { kind: "merge", rotationId: next };
+  return undefined;
 }
 
 function decideRollback(target: RotationTarget, obs: Observation, progress: Progress, intent: Intent): Step {
@@ -286,26 +299,10 @@ function decideAlternating(target: RotationTarget, obs: Observation, progress: P
     const switched = holding(obs, last);
     if (switched.length > 0) return { kind: "promote", store: switched[0]!, rotationId: last };
   }
-  if (last !== undefined && progress.rotationId === last && progress.promoted.some(Boolean)) {
-    const lagging = progress.promoted.findIndex((v, i) => v !== undefined && !progress.published[i] && lags(target, i, consumer, v));
-    if (lagging >= 0) return { kind: "publish", store: lagging };
-    return { kind: "done", outcome: progress.started ? "rotated" : "resumed", rotationId: last };
-  }
+  if (last !== undefined && progress.rotationId === last && progress.promoted.some(Boolean)) return publishing(target, progress, consumer, last);
 
-  const stagedNext = holding(obs, next);
-  if (stagedNext.length === 0 && !progress.started) {
-    const due = dueCheck(target.externalSecret, consumer, intent.now);
-    if (!due.due && !intent.force) {
-      return { kind: "done", outcome: "not-due", reason: due.reason, ...(last ? { rotationId: last } : {}), ...(due.nextDue ? { nextDue: due.nextDue } : {}) };
-    }
-  }
-  if (consumer) {
-    const neverWritten = obs.stores.findIndex((s) => !s.current && !s.pending);
-    if (neverWritten >= 0) return { kind: "seed", store: neverWritten };
-  }
-  if (stagedNext.length > 0 && progress.values === undefined) return { kind: "recover", rotationId: next };
-  const unstaged = obs.stores.findIndex((s) => s.pending?.rotationId !== next && s.current?.rotationId !== next);
-  if (unstaged >= 0) return { kind: "stage", store: unstaged, rotationId: next };
+  const staged = staging(target, obs, progress, intent, consumer, next);
+  if (staged) return staged;
   if (roles[idle]!.annotations[ANNOTATIONS.rotationId] !== next) return { kind: "merge-role", role: idle, rotationId: next };
   if (progress.tested !== next) return { kind: "test", rotationId: next, role: idle };
   return { kind: "switch", role: idle, rotationId: next };

@@ -9,7 +9,7 @@ import type { KubernetesClient } from "../kubernetes/index.ts";
 import type { Logger } from "../log.ts";
 import type { ManifestSet } from "../manifests/index.ts";
 import { planRotations, type RotationTarget, targetName } from "./plan.ts";
-import { type StoreFactory, storeClients } from "./stores.ts";
+import { type StoreClients, type StoreFactory, storeClients } from "./stores.ts";
 
 export type { StoreFactory };
 import { type RotateOptions, type RotationDeps, type RotationResult, rotateTarget } from "./rotate.ts";
@@ -52,21 +52,22 @@ export function selectTargets(set: ManifestSet, names: readonly string[] | undef
   });
 }
 
+/** What one invocation's targets share: a Lease holder of its own, its logger, its store clients (the caller closes them). */
+export function invocation(engine: Engine, holderPrefix: string, extra: Partial<RotationDeps>): { deps: RotationDeps; clients: StoreClients } {
+  const holder = `${holderPrefix}${randomUUID()}`;
+  const clients = storeClients(engine);
+  const log = engine.log.child({ invocation: holder });
+  return { deps: { kube: engine.kube, holder, log, storeFor: clients.for, ...(engine.now ? { now: engine.now } : {}), ...extra }, clients };
+}
+
 export async function rotate(engine: Engine, request: RotateRequest = {}): Promise<RotationResult[]> {
   const targets = selectTargets(engine.manifests, request.targets);
-  const holder = `cnpg-rotator-${randomUUID()}`;
-  const clients = storeClients(engine);
-  const deps: RotationDeps = {
-    kube: engine.kube,
-    holder,
-    log: engine.log.child({ invocation: holder }),
-    storeFor: clients.for,
+  const { deps, clients } = invocation(engine, "cnpg-rotator-", {
     ...(engine.verify ? { verify: engine.verify } : {}),
     ...(engine.rollbackOnVerifyFailure ? { rollbackOnVerifyFailure: true } : {}),
     ...(engine.afterStep ? { afterStep: engine.afterStep } : {}),
     ...(engine.applyTimeoutMs !== undefined ? { applyTimeoutMs: engine.applyTimeoutMs } : {}),
-    ...(engine.now ? { now: engine.now } : {}),
-  };
+  });
   try {
     return await forEachTarget(engine, targets, deps.log, "rotation", (t) => rotateTarget(t, deps, request), (t, e, error) => ({
       target: targetName(t),

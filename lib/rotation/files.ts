@@ -12,22 +12,7 @@ export function readManifests(paths: readonly string[], options: LoadOptions = {
       files.push({ file: "<stdin>", text: readFileSync(0, "utf8") });
       continue;
     }
-    let stat: ReturnType<typeof statSync>;
-    try {
-      stat = statSync(name);
-    } catch {
-      throw new InputError(`${name}: no such file or directory`);
-    }
-    const list = stat.isDirectory()
-      ? readdirSync(name)
-          .filter((f) => /\.ya?ml$/.test(f))
-          .sort()
-          .map((f) => join(name, f))
-      : [name];
-    // A directory of compiled parts (lib/fleet/compiled.ts) is read whole through its all.json.
-    if (list.length === 0 && stat.isDirectory() && existsSync(join(name, "all.json"))) list.push(join(name, "all.json"));
-    if (list.length === 0) throw new InputError(`${name}: no *.yaml files in this directory`);
-    for (const path of list) {
+    for (const path of manifestFiles(name)) {
       const text = readFileSync(path, "utf8");
       files.push(...(path.endsWith(".json") ? compiledFiles(text, path) : [{ file: path, text }]));
     }
@@ -82,22 +67,7 @@ export function compileManifests(
   const files: CompiledFile[] = [];
   const given: ManifestFile[] = [];
   for (const name of paths) {
-    let stat: ReturnType<typeof statSync>;
-    try {
-      stat = statSync(name);
-    } catch {
-      throw new InputError(`${name}: no such file or directory`);
-    }
-    const list = stat.isDirectory()
-      ? readdirSync(name)
-          .filter((f) => /\.ya?ml$/.test(f))
-          .sort()
-          .map((f) => join(name, f))
-      : [name];
-    // A directory of compiled parts (lib/fleet/compiled.ts) is read whole through its all.json.
-    if (list.length === 0 && stat.isDirectory() && existsSync(join(name, "all.json"))) list.push(join(name, "all.json"));
-    if (list.length === 0) throw new InputError(`${name}: no *.yaml files in this directory`);
-    for (const path of list) {
+    for (const path of manifestFiles(name)) {
       const text = readFileSync(path, "utf8");
       const docs = parseAllDocuments(text, { uniqueKeys: true });
       const all = Array.isArray(docs) ? docs : [docs];
@@ -126,4 +96,23 @@ export function manifestsFromEnvironment(
   const paths = override.paths ?? (env.CNPG_ROTATOR_MANIFESTS ?? "manifests").split(",").filter(Boolean);
   const namespace = override.namespace ?? env.CNPG_ROTATOR_NAMESPACE;
   return readManifests(paths, namespace ? { namespace } : {});
+}
+
+/** The files a manifest path names: the file itself, or a directory's *.yaml in order (or its compiled all.json). */
+function manifestFiles(name: string): string[] {
+  let stat: ReturnType<typeof statSync>;
+  try {
+    stat = statSync(name);
+  } catch {
+    throw new InputError(`${name}: no such file or directory`);
+  }
+  if (!stat.isDirectory()) return [name];
+  const list = readdirSync(name)
+    .filter((f) => /\.ya?ml$/.test(f))
+    .sort()
+    .map((f) => join(name, f));
+  // A directory of compiled parts (lib/fleet/compiled.ts) is read whole through its all.json.
+  if (list.length === 0 && existsSync(join(name, "all.json"))) list.push(join(name, "all.json"));
+  if (list.length === 0) throw new InputError(`${name}: no *.yaml files in this directory`);
+  return list;
 }

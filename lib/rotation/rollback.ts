@@ -4,14 +4,12 @@
 // Secret (annotation `rolled-back: <id>`, so the next run starts a new rotation with a new id),
 // the pending value is discarded everywhere, and a store lagging the Secret is published. Each
 // step is safe to run again; a rollback stopped half way is finished by the next one.
-import { randomUUID } from "node:crypto";
 import { observeStores, type Run } from "./act.ts";
 import { newProgress, type StepKind } from "./decide.ts";
-import { type Engine, forEachTarget, selectTargets } from "./engine.ts";
+import { type Engine, forEachTarget, invocation, selectTargets } from "./engine.ts";
 import type { RotationTarget } from "./plan.ts";
 import { fingerprint } from "./render.ts";
 import { baseOf, type RotationDeps, type StoreVersionReport, settle, storeReports, underLease } from "./rotate.ts";
-import { storeClients } from "./stores.ts";
 
 export type RollbackOutcome = "rolled-back" | "nothing-to-roll-back" | "locked" | "failed";
 
@@ -41,16 +39,7 @@ export interface RollbackRequest {
 /** Rolls back, for each target named, the rotation merged into its Secret and not promoted. */
 export async function rollback(engine: Engine, request: RollbackRequest = {}): Promise<RollbackResult[]> {
   const targets = selectTargets(engine.manifests, request.targets);
-  const holder = `cnpg-rotator-rollback-${randomUUID()}`;
-  const clients = storeClients(engine);
-  const deps: RotationDeps = {
-    kube: engine.kube,
-    holder,
-    log: engine.log.child({ invocation: holder }),
-    storeFor: clients.for,
-    ...(request.afterStep ? { afterStep: request.afterStep } : {}),
-    ...(engine.now ? { now: engine.now } : {}),
-  };
+  const { deps, clients } = invocation(engine, "cnpg-rotator-rollback-", request.afterStep ? { afterStep: request.afterStep } : {});
   try {
     return await forEachTarget(
       engine,

@@ -25,19 +25,23 @@ export interface StoreStatus {
   readonly error?: string;
 }
 
-export interface ExternalSecretStatus {
-  readonly kind: "ExternalSecret";
+/** What the status of an ExternalSecret and of a PushSecret have in common. */
+interface ObjectStatus {
   readonly name: string;
   readonly target: string;
   readonly refreshInterval: string;
   readonly reason: StatusReason;
   readonly ready: boolean;
   readonly message: string;
+  readonly stores: readonly StoreStatus[];
+}
+
+export interface ExternalSecretStatus extends ObjectStatus {
+  readonly kind: "ExternalSecret";
   readonly lastRotation?: string;
   readonly rotationId?: string;
   readonly nextDue?: string;
   readonly passwordFingerprint?: string;
-  readonly stores: readonly StoreStatus[];
   /** The alternating strategy: which role applications use now, which one rotates next, and how old each password is. */
   readonly roles?: AlternatingStatus;
   /** Things that work now but will hurt (e.g. a role without `SET role` to the owner). */
@@ -52,15 +56,8 @@ export interface AlternatingStatus {
   readonly passwords: readonly { readonly role: string; readonly secret: string; readonly rotatedAt?: string; readonly ageSeconds?: number }[];
 }
 
-export interface PushSecretStatus {
+export interface PushSecretStatus extends ObjectStatus {
   readonly kind: "PushSecret";
-  readonly name: string;
-  readonly target: string;
-  readonly refreshInterval: string;
-  readonly reason: StatusReason;
-  readonly ready: boolean;
-  readonly message: string;
-  readonly stores: readonly StoreStatus[];
 }
 
 export type Status = ExternalSecretStatus | PushSecretStatus;
