@@ -23,8 +23,8 @@ import { InputError, StoreConflictError, StoreStateError } from "../errors.ts";
 import type { AwsProvider } from "../manifests/schema.ts";
 import { isNetworkError, isTransientStatus } from "../retry.ts";
 import { createSecretsManagerClient } from "./aws-client.ts";
-import { createClient, errorIs, OURS, requestTimeoutMs, storeCalls } from "./protocol.ts";
-import { MANAGED_BY_KEY, MANAGED_BY_VALUE, type NativePrimitives, type SecretStoreClient, type StoreDeps } from "./types.ts";
+import { errorIs, OURS, requestTimeoutMs, storeCalls } from "./protocol.ts";
+import { MANAGED_BY_KEY, MANAGED_BY_VALUE, type NativePrimitives, type StoreDeps } from "./types.ts";
 
 export { CURRENT, PENDING, PREVIOUS, UNPROMOTED } from "./protocol.ts";
 /** VersionIds of direct pushes start with this, so they are not mistaken for rotation ids. */
@@ -45,10 +45,6 @@ const secretsManagerSchema = z
 const is = errorIs((error) => (error instanceof Error ? error.name : ""));
 const NOT_FOUND = "ResourceNotFoundException";
 const EXISTS = "ResourceExistsException";
-
-export function createAwsStore(config: AwsProvider, deps: StoreDeps = {}): SecretStoreClient {
-  return createClient(awsPrimitives(config, deps));
-}
 
 export function awsPrimitives(config: AwsProvider, _deps: StoreDeps = {}): NativePrimitives {
   if (config.service !== "SecretsManager") {

@@ -33,8 +33,8 @@ import { isRestError, type KeyVaultSecret, SecretClient, type SecretClientOption
 import { InputError, StoreConflictError, StoreStateError } from "../errors.ts";
 import type { AzureProvider } from "../manifests/schema.ts";
 import { isNetworkError, isTransientStatus, withRetry } from "../retry.ts";
-import { createClient, errorIs, OURS, parseJson, ROTATION_ID, requestTimeoutMs, siblingNames, storeCalls, unless } from "./protocol.ts";
-import type { RawVersion, SecretHead, SecretStoreClient, SiblingPrimitives, StoreDeps } from "./types.ts";
+import { errorIs, OURS, parseJson, ROTATION_ID, requestTimeoutMs, siblingNames, storeCalls, unless } from "./protocol.ts";
+import type { RawVersion, SecretHead, SiblingPrimitives, StoreDeps } from "./types.ts";
 
 export { PENDING_SUFFIX } from "./protocol.ts";
 /** Version tag: the rotation that wrote this version (on `<key>` and on the sibling). */
@@ -55,7 +55,7 @@ const TRANSITION = { retries: 8, minDelayMs: POLL_MS, maxDelayMs: 4_000, maxRetr
 const AUTH_TYPES = ["ServicePrincipal", "ManagedIdentity", "WorkloadIdentity"] as const;
 
 /**
- * For tests only: the registry calls createAzureStore(config, deps), so
+ * For tests only: the registry calls azurePrimitives(config, deps), so
  * production always authenticates with DefaultAzureCredential and the SDK's
  * default TLS verification. Tests pass a stub credential and the emulator's
  * CA (`clientOptions.tlsOptions.ca`, verification stays on).
@@ -63,10 +63,6 @@ const AUTH_TYPES = ["ServicePrincipal", "ManagedIdentity", "WorkloadIdentity"] a
 export interface AzureStoreTestSeam {
   readonly credential?: TokenCredential;
   readonly clientOptions?: SecretClientOptions;
-}
-
-export async function createAzureStore(config: AzureProvider, deps: StoreDeps = {}, seam: AzureStoreTestSeam = {}): Promise<SecretStoreClient> {
-  return createClient(azurePrimitives(config, deps, seam));
 }
 
 const statusOf = (error: unknown) => (isRestError(error) ? error.statusCode : undefined);

@@ -12,8 +12,8 @@ import { setTimeout as sleep } from "node:timers/promises";
 import * as z from "zod";
 import { StoreConflictError, StoreError, StoreStateError } from "../errors.ts";
 import type { FileProvider } from "../manifests/schema.ts";
-import { CURRENT, createClient, noop, OURS, PENDING, PREVIOUS, parseJson, serialize, storeCalls, unless } from "./protocol.ts";
-import type { LabelledVersion, NativePrimitives, SecretStoreClient, StoreDeps } from "./types.ts";
+import { CURRENT, noop, OURS, PENDING, PREVIOUS, parseJson, serialize, storeCalls, unless } from "./protocol.ts";
+import type { LabelledVersion, NativePrimitives, StoreDeps } from "./types.ts";
 
 export interface FileStoreOptions {
   /** A lock file older than this is taken to be left by a crashed writer. Default 10 s. */
@@ -63,10 +63,6 @@ interface State {
 const SLOTS = { [CURRENT]: "current", [PENDING]: "pending", [PREVIOUS]: "previous" } as const;
 type Slot = (typeof SLOTS)[keyof typeof SLOTS];
 const slotOf = (label: string): Slot | undefined => SLOTS[label as keyof typeof SLOTS];
-
-export function createFileStore(config: FileProvider, deps: StoreDeps = {}, options: FileStoreOptions = {}): SecretStoreClient {
-  return createClient(filePrimitives(config, deps, options));
-}
 
 export function filePrimitives(config: FileProvider, deps: StoreDeps = {}, options: FileStoreOptions = {}): NativePrimitives {
   const path = resolve(deps.baseDir ?? process.cwd(), config.path);

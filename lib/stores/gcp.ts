@@ -17,8 +17,8 @@ import { grpc } from "google-gax";
 import { InputError, StoreConflictError, StoreStateError } from "../errors.ts";
 import type { GcpProvider } from "../manifests/schema.ts";
 import { isNetworkError } from "../retry.ts";
-import { CURRENT_ROTATION, createClient, errorIs, PENDING_SUFFIX, ROTATION_ID, recordedRotation, recordRotation, requestTimeoutMs, siblingNames, storeCalls } from "./protocol.ts";
-import { MANAGED_BY_KEY, type Marks, type SecretHead, type SecretStoreClient, type SiblingPrimitives, type StoreDeps } from "./types.ts";
+import { CURRENT_ROTATION, errorIs, PENDING_SUFFIX, ROTATION_ID, recordedRotation, recordRotation, requestTimeoutMs, siblingNames, storeCalls } from "./protocol.ts";
+import { MANAGED_BY_KEY, type Marks, type SecretHead, type SiblingPrimitives, type StoreDeps } from "./types.ts";
 
 export { CURRENT_ROTATION, PREVIOUS_ROTATION, ROTATION_ID } from "./protocol.ts";
 /**
@@ -50,10 +50,6 @@ interface GcpHead extends SecretHead {
 }
 
 const is = errorIs((e) => (e as { code?: number } | undefined)?.code);
-
-export async function createGcpStore(config: GcpProvider, deps: StoreDeps = {}): Promise<SecretStoreClient> {
-  return createClient(gcpPrimitives(config, deps));
-}
 
 export function gcpPrimitives(config: GcpProvider, _deps: StoreDeps = {}): SiblingPrimitives {
   // Both end up in resource paths and a host name: refuse anything that could reshape them.

@@ -2,7 +2,7 @@
 // above them is protocol.ts. Each store is imported only when a SecretStore names it, so a
 // function for one cloud never loads another's SDK; a cloud's bundle does not even contain the
 // others' stores (below).
-import { InputError, RotatorError, StoreError } from "../errors.ts";
+import { InputError, StoreError } from "../errors.ts";
 import type { ProviderConfig } from "../manifests/types.ts";
 import { CURRENT, createClient } from "./protocol.ts";
 import type { SecretStoreClient, StoreDeps, StorePrimitives } from "./types.ts";
@@ -68,10 +68,7 @@ export async function readSecretValue(
     const which = options.version === undefined ? undefined : { versionId: options.version };
     const found = p.staging === "native" ? await p.read(name, which ?? { label: CURRENT }) : await p.read(name, which ?? "latest");
     if (!found) throw new StoreError(`"${name}" in ${p.description}: no such secret or version`);
-    return found.value;
-  } catch (error) {
-    if (error instanceof RotatorError) throw error;
-    throw new StoreError(`reading "${name}" in ${p.description} failed`, { cause: error });
+    return found.value; // (A failed read is a StoreError already: primitives send every request through storeCalls.)
   } finally {
     await p.close();
   }

@@ -16,8 +16,8 @@ import * as z from "zod";
 import { InputError, StoreConflictError, StoreError } from "../errors.ts";
 import type { VaultProvider } from "../manifests/schema.ts";
 import { isNetworkError, isTransientStatus } from "../retry.ts";
-import { createClient, parseJson, recordedRotation, recordRotation, requestTimeoutMs, siblingNames, storeCalls } from "./protocol.ts";
-import type { Marks, SecretHead, SecretStoreClient, SiblingPrimitives, StoreDeps } from "./types.ts";
+import { parseJson, recordedRotation, recordRotation, requestTimeoutMs, siblingNames, storeCalls } from "./protocol.ts";
+import type { Marks, SecretHead, SiblingPrimitives, StoreDeps } from "./types.ts";
 
 export { CURRENT_ROTATION, PREVIOUS_ROTATION, ROTATION_ID } from "./protocol.ts";
 /** The one field a value that is not a canonical JSON object of strings is stored under. */
@@ -64,10 +64,6 @@ class VaultStatus extends Error {
     super(`HTTP ${status}: ${detail || "no detail"}`);
     this.status = status;
   }
-}
-
-export async function createVaultStore(config: VaultProvider, deps: StoreDeps = {}): Promise<SecretStoreClient> {
-  return createClient(vaultPrimitives(config, deps));
 }
 
 export function vaultPrimitives(config: VaultProvider, deps: StoreDeps = {}): SiblingPrimitives {

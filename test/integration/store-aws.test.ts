@@ -18,13 +18,17 @@ import {
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { InputError, OwnershipError, StoreConflictError, StoreError, StoreStateError } from "../../lib/errors.ts";
 import type { AwsProvider } from "../../lib/manifests/schema.ts";
-import { awsPrimitives, createAwsStore, PENDING, PUSH_TOKEN_PREFIX, UNPROMOTED } from "../../lib/stores/aws.ts";
+import { awsPrimitives, PENDING, PUSH_TOKEN_PREFIX, UNPROMOTED } from "../../lib/stores/aws.ts";
 import { createStore } from "../../lib/stores/index.ts";
-import { TIMEOUT_ENV } from "../../lib/stores/protocol.ts";
+import { createClient, TIMEOUT_ENV } from "../../lib/stores/protocol.ts";
+import type { StoreDeps } from "../../lib/stores/types.ts";
 import { binaries, type MotoServer, startMoto } from "../infra/servers.ts";
 import { describeStoreConformance } from "./stores.conformance.ts";
 import { describePrimitives } from "./stores.primitives.ts";
 import { awsRequests } from "./support.ts";
+
+/** The engine's client over the AWS store's primitives, as the registry builds it. */
+const createAwsStore = (config: AwsProvider, deps: StoreDeps = {}) => createClient(awsPrimitives(config, deps));
 
 const REGION = "us-east-1";
 const config = (extra: Partial<AwsProvider> = {}): AwsProvider => ({ service: "SecretsManager", region: REGION, ...extra });

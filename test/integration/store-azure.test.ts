@@ -15,19 +15,23 @@ import type { TokenCredential } from "@azure/identity";
 import { isRestError, type KeyVaultSecret, SecretClient, type SecretClientOptions } from "@azure/keyvault-secrets";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { InputError, OwnershipError, StoreError } from "../../lib/errors.ts";
+import type { AzureProvider } from "../../lib/manifests/schema.ts";
 import {
   type AzureStoreTestSeam,
   azurePrimitives,
-  createAzureStore,
   MAX_VALUE_BYTES,
   PENDING_SUFFIX,
   PREVIOUS_VERSION_TAG,
   ROTATION_ID_TAG,
 } from "../../lib/stores/azure.ts";
-import type { RemoteState, SecretStoreClient } from "../../lib/stores/types.ts";
+import { createClient } from "../../lib/stores/protocol.ts";
+import type { RemoteState, SecretStoreClient, StoreDeps } from "../../lib/stores/types.ts";
 import { type LowkeyVault, startLowkeyVault } from "../infra/emulators/servers.ts";
 import { describeStoreConformance } from "./stores.conformance.ts";
 import { describePrimitives } from "./stores.primitives.ts";
+
+/** The engine's client over the Azure store's primitives, as the registry builds it. */
+const createAzureStore = async (config: AzureProvider, deps: StoreDeps = {}, seam: AzureStoreTestSeam = {}) => createClient(azurePrimitives(config, deps, seam));
 
 const STUB_TOKEN = `lowkey-stub-token-${randomUUID()}`;
 const credential: TokenCredential = {

@@ -9,15 +9,22 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { InputError, OwnershipError, StoreError } from "../../lib/errors.ts";
+import type { FileProvider } from "../../lib/manifests/schema.ts";
 import type { ProviderConfig } from "../../lib/manifests/types.ts";
 import { createStore } from "../../lib/stores/index.ts";
-import { createFileStore, filePrimitives } from "../../lib/stores/file.ts";
+import { type FileStoreOptions, filePrimitives } from "../../lib/stores/file.ts";
+import { createClient } from "../../lib/stores/protocol.ts";
+import type { StoreDeps } from "../../lib/stores/types.ts";
 import { describeStoreConformance } from "./stores.conformance.ts";
 import { describePrimitives } from "./stores.primitives.ts";
+
+/** The engine's client over the file store's primitives, as the registry builds it. */
+const createFileStore = (config: FileProvider, deps: StoreDeps = {}, options: FileStoreOptions = {}) => createClient(filePrimitives(config, deps, options));
 
 const ROOT = join(import.meta.dirname, "../..");
 const NODE = join(ROOT, "node_modules/.bin/node");
 const FILE_STORE = join(ROOT, "lib/stores/file.ts");
+const PROTOCOL = join(ROOT, "lib/stores/protocol.ts");
 
 let base: string;
 beforeAll(async () => {
@@ -186,9 +193,10 @@ describe("file store", () => {
     const path = join(base, "processes.json");
     const rid = randomUUID();
     const writer = `
-      import { createFileStore } from ${JSON.stringify(FILE_STORE)};
+      import { filePrimitives } from ${JSON.stringify(FILE_STORE)};
+      import { createClient } from ${JSON.stringify(PROTOCOL)};
       const [path, rid, worker] = process.argv.slice(1);
-      const store = createFileStore({ path }, {});
+      const store = createClient(filePrimitives({ path }, {}));
       // Without a Lease the writers race: a lost fence means observe again and decide again, as the engine does.
       let staged;
       for (;;) {

@@ -11,17 +11,20 @@ import { InputError, OwnershipError, StoreError } from "../../lib/errors.ts";
 import type { GcpProvider } from "../../lib/manifests/schema.ts";
 import {
   CURRENT_ROTATION,
-  createGcpStore,
   ENDPOINT_ENV,
   gcpPrimitives,
   PREVIOUS_ROTATION,
   ROLE_LABEL,
   ROTATION_ID,
 } from "../../lib/stores/gcp.ts";
-import type { SecretStoreClient } from "../../lib/stores/types.ts";
+import { createClient } from "../../lib/stores/protocol.ts";
+import type { SecretStoreClient, StoreDeps } from "../../lib/stores/types.ts";
 import { type GcpSecretManagerEmulator, GOOGLE_CLIENT_ENV, startGcpSecretManager } from "../infra/emulators/servers.ts";
 import { describeStoreConformance } from "./stores.conformance.ts";
 import { describePrimitives } from "./stores.primitives.ts";
+
+/** The engine's client over the GCP store's primitives, as the registry builds it. */
+const createGcpStore = async (config: GcpProvider, deps: StoreDeps = {}) => createClient(gcpPrimitives(config, deps));
 
 const PROJECT = "cnpg-rotator-test";
 const PARENT = `projects/${PROJECT}`;

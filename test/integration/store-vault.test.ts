@@ -12,11 +12,15 @@ import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { InputError, OwnershipError, StoreConflictError, StoreError, StoreStateError } from "../../lib/errors.ts";
 import type { VaultProvider } from "../../lib/manifests/schema.ts";
-import type { SecretStoreClient } from "../../lib/stores/types.ts";
-import { CURRENT_ROTATION, createVaultStore, PREVIOUS_ROTATION, ROTATION_ID, vaultPrimitives } from "../../lib/stores/vault.ts";
+import { createClient } from "../../lib/stores/protocol.ts";
+import type { SecretStoreClient, StoreDeps } from "../../lib/stores/types.ts";
+import { CURRENT_ROTATION, PREVIOUS_ROTATION, ROTATION_ID, vaultPrimitives } from "../../lib/stores/vault.ts";
 import { cacheDir, freePort, startVault, type VaultServer } from "../infra/emulators/servers.ts";
 import { describeStoreConformance } from "./stores.conformance.ts";
 import { describePrimitives } from "./stores.primitives.ts";
+
+/** The engine's client over the Vault store's primitives, as the registry builds it. */
+const createVaultStore = async (config: VaultProvider, deps: StoreDeps = {}) => createClient(vaultPrimitives(config, deps));
 
 const MOUNT = "secrets";
 
