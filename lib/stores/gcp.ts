@@ -17,7 +17,7 @@ import { grpc } from "google-gax";
 import { InputError, StoreConflictError, StoreStateError } from "../errors.ts";
 import type { GcpProvider } from "../manifests/schema.ts";
 import { isNetworkError } from "../retry.ts";
-import { CURRENT_ROTATION, errorIs, PENDING_SUFFIX, ROTATION_ID, recordedRotation, recordRotation, requestTimeoutMs, siblingNames, storeCalls } from "./protocol.ts";
+import { CURRENT_ROTATION, errorIs, PENDING_SUFFIX, parseRecord, ROTATION_ID, recordedRotation, recordRotation, requestTimeoutMs, siblingNames, storeCalls } from "./protocol.ts";
 import { MANAGED_BY_KEY, type Marks, type SecretHead, type SiblingPrimitives, type StoreDeps } from "./types.ts";
 
 export { CURRENT_ROTATION, PREVIOUS_ROTATION, ROTATION_ID } from "./protocol.ts";
@@ -145,10 +145,9 @@ function primitivesOf(client: SecretManagerServiceClient, parent: string, region
       await updateAnnotations(id, secret, recordRotation(annotations, version, rotationId), "record");
     } catch (error) {
       const fresh = error instanceof StoreConflictError ? await getSecret(id) : undefined;
-      const current = fresh?.annotations?.[CURRENT_ROTATION] ?? "";
-      const at = current.lastIndexOf("@");
-      if (current.slice(0, at) !== rotationId) throw error;
-      const other = current.slice(at + 1);
+      const current = parseRecord(fresh?.annotations?.[CURRENT_ROTATION]);
+      if (current?.rotationId !== rotationId) throw error;
+      const other = current.versionId;
       const newer = Number(version) > Number(other);
       const name = `${path(id)}/versions/${newer ? other : version}`;
       await rpc("DisableSecretVersion", id, (o) => client.disableSecretVersion({ name }, o), [NOT_FOUND, FAILED_PRECONDITION]);

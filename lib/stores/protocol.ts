@@ -134,13 +134,15 @@ export function recordRotation(marks: Marks, versionId: string, rotationId: stri
   return next;
 }
 
+/** A record's rotation and version (`<rotation id>@<version>`); undefined for none. */
+export function parseRecord(record: string | undefined): { rotationId: string; versionId: string } | undefined {
+  const at = record?.lastIndexOf("@") ?? -1;
+  return at > 0 ? { rotationId: record!.slice(0, at), versionId: record!.slice(at + 1) } : undefined;
+}
+
 /** The rotation the marks record as having written `versionId`, if any. */
 export function recordedRotation(marks: Marks, versionId: string): string | undefined {
-  for (const record of [marks[CURRENT_ROTATION], marks[PREVIOUS_ROTATION]]) {
-    const at = record?.lastIndexOf("@") ?? -1;
-    if (at > 0 && record!.slice(at + 1) === versionId) return record!.slice(0, at);
-  }
-  return undefined;
+  return [marks[CURRENT_ROTATION], marks[PREVIOUS_ROTATION]].map(parseRecord).find((r) => r?.versionId === versionId)?.rotationId;
 }
 
 /** The client the engine uses, over a provider's primitives. */

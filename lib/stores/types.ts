@@ -55,7 +55,7 @@ export interface PushResult {
  * immediately before the write (capabilities.compareAndSwap = false says so).
  */
 export interface SecretStoreClient {
-  /** Provider name as in `spec.provider` ("file", "aws", "gcpsm", "azurekv", "vault"). */
+  /** Provider name as in `spec.provider` (a key of lib/manifests/schema.ts providerSchemas). */
   readonly provider: string;
   /** For logs and status, e.g. `aws secretsmanager us-east-1`. Never holds a credential. */
   readonly description: string;
