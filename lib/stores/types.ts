@@ -1,7 +1,6 @@
-// The one contract every secret store implements (see docs/STORE-DESIGN.md). A store knows
-// nothing of the rotation protocol that drives it: it keeps, per remote key, a *current* value
-// (what consumers read), at most one *pending* value (staged by a rotation, keyed by its
-// rotation id) and remembers the *previous* current.
+// The engine's contract with a store (SecretStoreClient: per remote key a *current* value, what
+// consumers read, at most one *pending* one staged by a rotation, and the *previous* current),
+// implemented once in protocol.ts over the primitives below (docs/STORE-DESIGN.md).
 
 /** One version of a remote secret, named. */
 export interface VersionRef {
@@ -46,13 +45,12 @@ export interface PushResult {
 }
 
 /**
- * FENCES. Every write takes `seen`, the RemoteState the caller decided on. At write time the
- * write goes ahead only if the remote is still in that state (current and pending the same
- * versions; "the same" includes "already done by this very call's rotation", which makes each
- * write idempotent). Otherwise it throws StoreConflictError (a new RotatorError subclass in
- * lib/errors.ts) and writes nothing; the engine then observes again and decides again — it never
- * re-applies. Use the service's own compare-and-swap where it has one; else re-read and compare
- * immediately before the write (capabilities.compareAndSwap = false says so).
+ * FENCES. Every write takes `seen`, the RemoteState the caller decided on, and goes ahead only if
+ * the remote is still in that state (current and pending the same versions; "the same" includes
+ * "already done by this very call's rotation", which makes each write idempotent). Otherwise it
+ * throws StoreConflictError and writes nothing; the engine then observes again and decides again,
+ * never re-applies. The service's own compare-and-swap where it has one, else a re-read just
+ * before the write (capabilities.compareAndSwap = false).
  */
 export interface SecretStoreClient {
   /** Provider name as in `spec.provider` (a key of lib/manifests/schema.ts providerSchemas). */
