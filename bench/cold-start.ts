@@ -285,17 +285,15 @@ async function importBreakdown(
 ): Promise<Record<string, { ms: number; kb: number }>> {
   const esbuild = await import("esbuild");
   const entries: Record<string, string> = {
-    // What lib/kubernetes imports (deep imports: client-node's index would add watch, exec, cp, ws, tar...).
+    // What lib/kubernetes imports (deep imports: client-node's index would add watch, exec, cp, ws, tar...;
+    // its generated API classes and ObjectSerializer are not used, see lib/kubernetes/calls.ts).
     "@kubernetes/client-node": `import { KubeConfig } from "@kubernetes/client-node/dist/config.js";
-import { ObjectAuthorizationV1Api, ObjectCoordinationV1Api, ObjectCoreV1Api } from "@kubernetes/client-node/dist/gen/types/ObjectParamAPI.js";
 import { createConfiguration } from "@kubernetes/client-node/dist/gen/configuration.js";
 import { ServerConfiguration } from "@kubernetes/client-node/dist/gen/servers.js";
-import { wrapHttpLibrary } from "@kubernetes/client-node/dist/gen/http/http.js";
+import { wrapHttpLibrary, ResponseContext } from "@kubernetes/client-node/dist/gen/http/http.js";
 import { ApiException } from "@kubernetes/client-node/dist/gen/apis/exception.js";
-import { setHeaderMiddleware, setHeaderOptions } from "@kubernetes/client-node/dist/middleware.js";
-import { PatchStrategy } from "@kubernetes/client-node/dist/patch.js";
-import { V1MicroTime } from "@kubernetes/client-node/dist/types.js";
-globalThis.__x = [KubeConfig, ObjectAuthorizationV1Api, ObjectCoordinationV1Api, ObjectCoreV1Api, createConfiguration, ServerConfiguration, wrapHttpLibrary, ApiException, setHeaderMiddleware, setHeaderOptions, PatchStrategy, V1MicroTime];`,
+import { setHeaderMiddleware } from "@kubernetes/client-node/dist/middleware.js";
+globalThis.__x = [KubeConfig, createConfiguration, ServerConfiguration, wrapHttpLibrary, ResponseContext, ApiException, setHeaderMiddleware];`,
     "@aws-sdk/client-secrets-manager": `import { SecretsManagerClient, CreateSecretCommand, DeleteSecretCommand, DescribeSecretCommand, GetSecretValueCommand, PutSecretValueCommand, RestoreSecretCommand, UpdateSecretVersionStageCommand } from "@aws-sdk/client-secrets-manager";
 globalThis.__x = [new SecretsManagerClient({ region: "us-east-1" }), CreateSecretCommand, DeleteSecretCommand, DescribeSecretCommand, GetSecretValueCommand, PutSecretValueCommand, RestoreSecretCommand, UpdateSecretVersionStageCommand];`,
     zod: `import * as z from "zod"; globalThis.__x = z.object({ a: z.string() });`,
