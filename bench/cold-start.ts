@@ -158,7 +158,13 @@ export interface LabelledArtifact {
 export async function benchColdStart(
   bench: Bench,
   artifacts: readonly LabelledArtifact[],
-  options: { runs: number; breakdown: boolean; log?: (line: string) => void },
+  options: {
+    runs: number;
+    breakdown: boolean;
+    log?: (line: string) => void;
+    /** Also write a CPU profile of each counted process here (cold-<label>-<round>.cpuprofile); it slows them. */
+    cpuProfileDir?: string;
+  },
 ): Promise<ColdStartResult> {
   const say = options.log ?? (() => {});
   const analysed = await Promise.all(artifacts.map((a) => analyseBundle(a.artifact.serviceDir, a.artifact.bundle)));
@@ -171,7 +177,7 @@ export async function benchColdStart(
   const work = mkdtempSync(join(tmpdir(), "cnpg-rotator-bench-cold-"));
   const samples: ColdRun[][] = artifacts.map(() => []);
   let used = 0;
-  const runProcess = async (bundlePath: string, coverageFile?: string): Promise<ColdRun> => {
+  const runProcess = async (bundlePath: string, coverageFile?: string, profileName?: string): Promise<ColdRun> => {
     const pair = set.targets.slice(used, used + 2);
     used += 2;
     const dir = join(work, `manifests-${used}`);
@@ -187,9 +193,11 @@ export async function benchColdStart(
       CNPG_ROTATOR_LOG_LEVEL: "info",
       ...(coverageFile ? { BENCH_COVERAGE_FILE: coverageFile } : {}),
     };
+    const profile =
+      profileName && options.cpuProfileDir ? ["--cpu-prof", `--cpu-prof-dir=${options.cpuProfileDir}`, `--cpu-prof-name=${profileName}`] : [];
     const r = await exec(
       NODE,
-      [join(import.meta.dirname, "cold-start-child.ts"), bundlePath, ...pair.map((t) => `${set.namespace}/${t.secretName}`)],
+      [...profile, join(import.meta.dirname, "cold-start-child.ts"), bundlePath, ...pair.map((t) => `${set.namespace}/${t.secretName}`)],
       { env, cwd: work, timeoutMs: 120_000 },
     );
     const line = r.stdout.trim().split("\n").at(-1) ?? "";
@@ -208,7 +216,7 @@ export async function benchColdStart(
       const order = artifacts.map((_, i) => i);
       if (round % 2 === 1) order.reverse();
       for (const i of order) {
-        const run = await runProcess(artifacts[i]!.artifact.bundle);
+        const run = await runProcess(artifacts[i]!.artifact.bundle, undefined, round > 0 ? `cold-${artifacts[i]!.label}-${round}.cpuprofile` : undefined);
         if (round > 0) samples[i]!.push(run);
         say(
           `cold start: ${artifacts[i]!.label} round ${round}${round === 0 ? " (warm-up)" : ""}: import ${run.importMs.toFixed(0)} ms + first rotation ${run.firstInvocationMs.toFixed(0)} ms (warm ${run.warmInvocationMs.toFixed(0)} ms)`,
