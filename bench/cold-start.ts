@@ -158,7 +158,13 @@ export interface LabelledArtifact {
 export async function benchColdStart(
   bench: Bench,
   artifacts: readonly LabelledArtifact[],
-  options: { runs: number; breakdown: boolean; log?: (line: string) => void },
+  options: {
+    runs: number;
+    breakdown: boolean;
+    log?: (line: string) => void;
+    /** Also write a CPU profile of each counted process here (cold-<label>-<round>.cpuprofile); it slows them. */
+    cpuProfileDir?: string;
+  },
 ): Promise<ColdStartResult> {
   const say = options.log ?? (() => {});
   const analysed = await Promise.all(artifacts.map((a) => analyseBundle(a.artifact.serviceDir, a.artifact.bundle)));
@@ -171,7 +177,7 @@ export async function benchColdStart(
   const work = mkdtempSync(join(tmpdir(), "cnpg-rotator-bench-cold-"));
   const samples: ColdRun[][] = artifacts.map(() => []);
   let used = 0;
-  const runProcess = async (bundlePath: string, coverageFile?: string): Promise<ColdRun> => {
+  const runProcess = async (bundlePath: string, coverageFile?: string, profileName?: string): Promise<ColdRun> => {
     const pair = set.targets.slice(used, used + 2);
     used += 2;
     const dir = join(work, `manifests-${used}`);
@@ -187,9 +193,11 @@ export async function benchColdStart(
       CNPG_ROTATOR_LOG_LEVEL: "info",
       ...(coverageFile ? { BENCH_COVERAGE_FILE: coverageFile } : {}),
     };
+    const profile =
+      profileName && options.cpuProfileDir ? ["--cpu-prof", `--cpu-prof-dir=${options.cpuProfileDir}`, `--cpu-prof-name=${profileName}`] : [];
     const r = await exec(
       NODE,
-      [join(import.meta.dirname, "cold-start-child.ts"), bundlePath, ...pair.map((t) => `${set.namespace}/${t.secretName}`)],
+      [...profile, join(import.meta.dirname, "cold-start-child.ts"), bundlePath, ...pair.map((t) => `${set.namespace}/${t.secretName}`)],
       { env, cwd: work, timeoutMs: 120_000 },
     );
     const line = r.stdout.trim().split("\n").at(-1) ?? "";
@@ -208,7 +216,7 @@ export async function benchColdStart(
       const order = artifacts.map((_, i) => i);
       if (round % 2 === 1) order.reverse();
       for (const i of order) {
-        const run = await runProcess(artifacts[i]!.artifact.bundle);
+        const run = await runProcess(artifacts[i]!.artifact.bundle, undefined, round > 0 ? `cold-${artifacts[i]!.label}-${round}.cpuprofile` : undefined);
         if (round > 0) samples[i]!.push(run);
         say(
           `cold start: ${artifacts[i]!.label} round ${round}${round === 0 ? " (warm-up)" : ""}: import ${run.importMs.toFixed(0)} ms + first rotation ${run.firstInvocationMs.toFixed(0)} ms (warm ${run.warmInvocationMs.toFixed(0)} ms)`,
@@ -285,17 +293,15 @@ async function importBreakdown(
 ): Promise<Record<string, { ms: number; kb: number }>> {
   const esbuild = await import("esbuild");
   const entries: Record<string, string> = {
-    // What lib/kubernetes imports (deep imports: client-node's index would add watch, exec, cp, ws, tar...).
+    // What lib/kubernetes imports (deep imports: client-node's index would add watch, exec, cp, ws, tar...;
+    // its generated API classes and ObjectSerializer are not used, see lib/kubernetes/calls.ts).
     "@kubernetes/client-node": `import { KubeConfig } from "@kubernetes/client-node/dist/config.js";
-import { ObjectAuthorizationV1Api, ObjectCoordinationV1Api, ObjectCoreV1Api } from "@kubernetes/client-node/dist/gen/types/ObjectParamAPI.js";
 import { createConfiguration } from "@kubernetes/client-node/dist/gen/configuration.js";
 import { ServerConfiguration } from "@kubernetes/client-node/dist/gen/servers.js";
-import { wrapHttpLibrary } from "@kubernetes/client-node/dist/gen/http/http.js";
+import { wrapHttpLibrary, ResponseContext } from "@kubernetes/client-node/dist/gen/http/http.js";
 import { ApiException } from "@kubernetes/client-node/dist/gen/apis/exception.js";
-import { setHeaderMiddleware, setHeaderOptions } from "@kubernetes/client-node/dist/middleware.js";
-import { PatchStrategy } from "@kubernetes/client-node/dist/patch.js";
-import { V1MicroTime } from "@kubernetes/client-node/dist/types.js";
-globalThis.__x = [KubeConfig, ObjectAuthorizationV1Api, ObjectCoordinationV1Api, ObjectCoreV1Api, createConfiguration, ServerConfiguration, wrapHttpLibrary, ApiException, setHeaderMiddleware, setHeaderOptions, PatchStrategy, V1MicroTime];`,
+import { setHeaderMiddleware } from "@kubernetes/client-node/dist/middleware.js";
+globalThis.__x = [KubeConfig, createConfiguration, ServerConfiguration, wrapHttpLibrary, ResponseContext, ApiException, setHeaderMiddleware];`,
     "@aws-sdk/client-secrets-manager": `import { SecretsManagerClient, CreateSecretCommand, DeleteSecretCommand, DescribeSecretCommand, GetSecretValueCommand, PutSecretValueCommand, RestoreSecretCommand, UpdateSecretVersionStageCommand } from "@aws-sdk/client-secrets-manager";
 globalThis.__x = [new SecretsManagerClient({ region: "us-east-1" }), CreateSecretCommand, DeleteSecretCommand, DescribeSecretCommand, GetSecretValueCommand, PutSecretValueCommand, RestoreSecretCommand, UpdateSecretVersionStageCommand];`,
     zod: `import * as z from "zod"; globalThis.__x = z.object({ a: z.string() });`,

@@ -41,7 +41,8 @@ const usage = `npm run bench -- [options]
                             (downtime: simulated applications against the real CNPG while it
                             rotates, single-user and alternating side by side; not in the default)
   --no-breakdown            skip the per-dependency import times
-  --cpu-prof                write bench/results/rotation-<n>.cpuprofile of each measured rotate()
+  --cpu-prof                write bench/results/rotation-<n>.cpuprofile of each measured rotate(), and
+                            cold-<label>-<round>.cpuprofile of each cold-start process (profiling slows them)
   --timeout-minutes=40      give up (and clean up) after this long
   --out=PATH                default bench/results/latest.json`;
 
@@ -230,7 +231,12 @@ if (sections.has("coldStart") || sections.has("rotation") || sections.has("clien
 if (bench && artifacts.length > 0 && sections.has("coldStart")) {
   const b = bench;
   await section("coldStart", async () => {
-    results.coldStart = await benchColdStart(b, artifacts, { runs: coldRuns, breakdown: !args["no-breakdown"], log });
+    results.coldStart = await benchColdStart(b, artifacts, {
+      runs: coldRuns,
+      breakdown: !args["no-breakdown"],
+      log,
+      ...(args["cpu-prof"] ? { cpuProfileDir: dirname(outFile) } : {}),
+    });
   });
 }
 

@@ -13,10 +13,12 @@ const MIN_LENGTH = 6;
 const MAX_VALUES = 20_000;
 const PREFIX = 4;
 
-const values = new Set<string>();
-/** Every form of every value, indexed by its first PREFIX characters. */
-let index = new Map<string, string[]>();
-let dirty = false;
+/** Each remembered value with its forms, oldest first (a Map keeps insertion order). */
+const values = new Map<string, string[]>();
+/** Every form of every value, indexed by its first PREFIX characters, longest first in each list. */
+const index = new Map<string, string[]>();
+/** How many remembered values have each form (two values can share one, e.g. a value and its own base64). */
+const formCounts = new Map<string, number>();
 
 /** The forms a value takes in text that leaves the process. */
 export function encodings(value: string): string[] {
@@ -37,36 +39,59 @@ export function encodings(value: string): string[] {
   ].filter((f) => f.length >= MIN_LENGTH);
 }
 
-/** Remembers secret values for `redact`. Empty and very short values are ignored. */
+/**
+ * Remembers secret values for `redact`. Empty and very short values are ignored. The index
+ * changes by the new value's forms only: a rebuild of all of it per new value made a
+ * thousand rotations in one invocation cost quadratic time.
+ */
 export function rememberSecret(...secrets: (string | undefined)[]): void {
   for (const v of secrets) {
     if (v === undefined || v.length < MIN_LENGTH || values.has(v)) continue;
-    values.add(v);
-    dirty = true;
-    if (values.size > MAX_VALUES) values.delete(values.values().next().value!);
+    const forms = encodings(v);
+    values.set(v, forms);
+    for (const form of forms) addForm(form);
+    if (values.size > MAX_VALUES) {
+      const [oldest, oldForms] = values.entries().next().value!;
+      values.delete(oldest);
+      for (const form of oldForms) removeForm(form);
+    }
   }
 }
 
-function rebuild(): void {
-  const next = new Map<string, string[]>();
-  for (const v of values) {
-    for (const form of encodings(v)) {
-      const key = form.slice(0, PREFIX);
-      const list = next.get(key);
-      if (list) list.push(form);
-      else next.set(key, [form]);
-    }
+function addForm(form: string): void {
+  const count = formCounts.get(form) ?? 0;
+  formCounts.set(form, count + 1);
+  if (count > 0) return;
+  const key = form.slice(0, PREFIX);
+  const list = index.get(key);
+  if (!list) {
+    index.set(key, [form]);
+    return;
   }
   // Longest first, so a form that contains another is masked whole.
-  for (const list of next.values()) list.sort((a, b) => b.length - a.length);
-  index = next;
-  dirty = false;
+  let at = 0;
+  while (at < list.length && list[at]!.length >= form.length) at++;
+  list.splice(at, 0, form);
+}
+
+function removeForm(form: string): void {
+  const count = formCounts.get(form) ?? 0;
+  if (count > 1) {
+    formCounts.set(form, count - 1);
+    return;
+  }
+  formCounts.delete(form);
+  const key = form.slice(0, PREFIX);
+  const list = index.get(key);
+  if (!list) return;
+  const at = list.indexOf(form);
+  if (at >= 0) list.splice(at, 1);
+  if (list.length === 0) index.delete(key);
 }
 
 /** `text` with every form of every remembered value masked. */
 export function redact(text: string): string {
   if (values.size === 0) return text;
-  if (dirty) rebuild();
   let out = "";
   let last = 0;
   for (let i = 0; i + PREFIX <= text.length; ) {
@@ -101,6 +126,6 @@ export function redactError<E>(error: E): E {
 /** For tests: forget every value. */
 export function forgetSecrets(): void {
   values.clear();
-  index = new Map();
-  dirty = false;
+  index.clear();
+  formCounts.clear();
 }

@@ -41,4 +41,44 @@ const noUndici = {
   },
 };
 
-module.exports = [builtinsThroughRequire, noUndici];
+// client-node's KubeConfig (dist/config.js) takes two names from its generated code's index,
+// which re-exports every API class and model: ~350 KB of bundle that esbuild cannot drop (the
+// models' static type maps count as side effects) and that our calls never use
+// (lib/kubernetes/calls.ts). The import is pointed at the two modules those names live in;
+// should a client-node release import anything else from there, the build fails here.
+const CONFIG_GEN_IMPORT = /import \{ createConfiguration, ServerConfiguration, \} from '\.\/gen\/index\.js';/;
+const GEN_NAMES = `export { createConfiguration } from "./configuration.js";
+export { ServerConfiguration } from "./servers.js";
+`;
+
+const narrowGenIndex = {
+  name: "cnpg-client-node-gen-index",
+  setup(build) {
+    const path = require("node:path");
+    const fs = require("node:fs");
+    build.onResolve({ filter: /^\.\/gen\/index\.js$/ }, (args) => {
+      if (!/[\\/]@kubernetes[\\/]client-node[\\/]dist[\\/]config\.js$/.test(args.importer)) return undefined;
+      const source = fs.readFileSync(args.importer, "utf8");
+      const imports = source.match(/from '\.\/gen\/index\.js'/g) ?? [];
+      if (imports.length !== 1 || !CONFIG_GEN_IMPORT.test(source)) {
+        return {
+          errors: [
+            {
+              text:
+                "@kubernetes/client-node's dist/config.js no longer imports exactly { createConfiguration, ServerConfiguration } " +
+                "from ./gen/index.js: update serverless/esbuild-plugins.cjs (cnpg-client-node-gen-index)",
+            },
+          ],
+        };
+      }
+      return { path: path.join(path.dirname(args.importer), "gen", "cnpg-config-names.js"), namespace: "cnpg-gen-names" };
+    });
+    build.onLoad({ filter: /.*/, namespace: "cnpg-gen-names" }, (args) => ({
+      contents: GEN_NAMES,
+      loader: "js",
+      resolveDir: path.dirname(args.path),
+    }));
+  },
+};
+
+module.exports = [builtinsThroughRequire, noUndici, narrowGenIndex];

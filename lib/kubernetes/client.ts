@@ -2,18 +2,11 @@
 // concurrency, hold a Lease per target, check RBAC up front. Create one per run.
 import type { KubeConfig } from "@kubernetes/client-node/dist/config.js";
 import type { V1Secret } from "@kubernetes/client-node/dist/gen/models/V1Secret.js";
-import {
-  ObjectAuthorizationV1Api as AuthorizationV1Api,
-  ObjectCoordinationV1Api as CoordinationV1Api,
-  ObjectCoreV1Api as CoreV1Api,
-  ObjectCustomObjectsApi as CustomObjectsApi,
-} from "@kubernetes/client-node/dist/gen/types/ObjectParamAPI.js";
-import { setHeaderOptions } from "@kubernetes/client-node/dist/middleware.js";
-import { PatchStrategy } from "@kubernetes/client-node/dist/patch.js";
 import { KubernetesError, SecretConflictError, SecretMissingError } from "../errors.ts";
 import { isNetworkError, isTransientStatus, withRetry } from "../retry.ts";
 import { describeAccess } from "./access.ts";
 import { type ApiOperation, apiConfiguration, apiError, httpStatus, RequestLog, unless } from "./api.ts";
+import { ApiCalls } from "./calls.ts";
 import { acquireLease, type LeaseCall } from "./leases.ts";
 import type { HttpsTransport } from "./transport.ts";
 import { emptySecret, encodeData, mergePatchFor, presentAnnotations, toSecretObject } from "./secrets.ts";
@@ -34,9 +27,6 @@ const FIELD_MANAGER = "cnpg-rotator";
 /** Conflicting writes tolerated per updateSecret before giving up. */
 const MAX_CONFLICTS = 5;
 const DEFAULT_TIMEOUT_MS = 30_000;
-const MERGE_PATCH = setHeaderOptions("Content-Type", PatchStrategy.MergePatch);
-/** Lists answered as metadata only (names, labels, annotations): a Secret's data never crosses the wire. */
-const METADATA_ONLY = setHeaderOptions("Accept", "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1");
 
 export interface KubernetesClientOptions {
   /** Per HTTP request. Default 30 s. */
@@ -46,10 +36,7 @@ export interface KubernetesClientOptions {
 export class KubernetesClient {
   /** The API server URL (for messages; never carries a credential). */
   readonly server: string;
-  readonly #core: CoreV1Api;
-  readonly #coordination: CoordinationV1Api;
-  readonly #authorization: AuthorizationV1Api;
-  readonly #custom: CustomObjectsApi;
+  readonly #api: ApiCalls;
   readonly #log = new RequestLog();
   readonly #transport: HttpsTransport;
 
@@ -61,10 +48,7 @@ export class KubernetesClient {
     );
     this.#transport = transport;
     this.server = kubeConfig.getCurrentCluster()?.server ?? "";
-    this.#core = new CoreV1Api(config);
-    this.#coordination = new CoordinationV1Api(config);
-    this.#authorization = new AuthorizationV1Api(config);
-    this.#custom = new CustomObjectsApi(config);
+    this.#api = new ApiCalls(config, FIELD_MANAGER);
   }
 
   /** HTTP requests sent so far. */
@@ -138,7 +122,7 @@ export class KubernetesClient {
           );
         }
         const patched = await this.#call({ verb: "patch", ...SECRET, namespace, name }, () =>
-          unless([404, 409], this.#core.patchNamespacedSecret({ namespace, name, body: patch, fieldManager: FIELD_MANAGER }, MERGE_PATCH)),
+          unless([404, 409], this.#api.patchSecret(namespace, name, patch, "merge")),
         );
         if (patched) return { secret: toSecretObject(patched, namespace, name), conflicts, written: true, created: false };
       }
@@ -170,7 +154,7 @@ export class KubernetesClient {
       throw new KubernetesError(`cannot patch secrets "${name}" in namespace "${namespace}": the Secret is immutable; nothing was written`);
     }
     const patched = await this.#call({ verb: "patch", ...SECRET, namespace, name }, () =>
-      unless([404, 409], this.#core.patchNamespacedSecret({ namespace, name, body: patch, fieldManager: FIELD_MANAGER }, MERGE_PATCH)),
+      unless([404, 409], this.#api.patchSecret(namespace, name, patch, "merge")),
     );
     if (!patched) {
       throw new SecretConflictError(
@@ -196,7 +180,7 @@ export class KubernetesClient {
   /** One GET of a CNPG Cluster (`postgresql.cnpg.io/v1`); undefined when it does not exist. */
   async readCluster(namespace: string, name: string): Promise<CnpgCluster | undefined> {
     const raw = (await this.#call({ verb: "get", group: "postgresql.cnpg.io", resource: "clusters", namespace, name }, () =>
-      unless([404], this.#custom.getNamespacedCustomObject({ group: "postgresql.cnpg.io", version: "v1", namespace, plural: "clusters", name })),
+      unless([404], this.#api.readNamespacedCustomObject("postgresql.cnpg.io", "v1", namespace, "clusters", name)),
     )) as { spec?: CnpgCluster["spec"]; status?: CnpgCluster["status"] } | undefined;
     return raw && { name, namespace, spec: raw.spec ?? {}, status: raw.status ?? {} };
   }
@@ -211,14 +195,14 @@ export class KubernetesClient {
     let cont: string | undefined;
     do {
       const page = await this.#call({ verb: "list", ...SECRET, namespace }, () =>
-        this.#core.listNamespacedSecret({ namespace, labelSelector, limit: pageSize, ...(cont ? { _continue: cont } : {}) }, METADATA_ONLY),
+        this.#api.listSecretMetadata(namespace, { labelSelector, limit: pageSize, continue: cont }),
       );
       for (const item of page.items ?? []) { // an empty PartialObjectMetadataList may carry no items
         const m = item.metadata ?? {};
         if (item.data !== undefined) throw new KubernetesError(`list secrets in namespace "${namespace}": the API server sent Secret data for a metadata-only list`);
         out.push({ name: m.name ?? "", uid: m.uid ?? "", labels: { ...m.labels }, annotations: { ...m.annotations } });
       }
-      cont = page.metadata?._continue || undefined;
+      cont = page.metadata?.continue || undefined;
     } while (cont);
     return out;
   }
@@ -232,17 +216,17 @@ export class KubernetesClient {
   /** One DELETE; a missing Secret is fine. */
   async deleteSecret(namespace: string, name: string): Promise<void> {
     await this.#call({ verb: "delete", ...SECRET, namespace, name }, () =>
-      unless([404], this.#core.deleteNamespacedSecret({ namespace, name })),
+      unless([404], this.#api.deleteSecret(namespace, name)),
     );
   }
 
   /** GET, then POST if missing. */
   async ensureNamespace(name: string): Promise<void> {
     const op = { verb: "get", group: "", resource: "namespaces", name };
-    const found = await this.#call(op, () => unless([404], this.#core.readNamespace({ name })));
+    const found = await this.#call(op, () => unless([404], this.#api.readNamespace(name)));
     if (found) return;
     await this.#call({ ...op, verb: "create" }, () =>
-      unless([409], this.#core.createNamespace({ body: { metadata: { name } }, fieldManager: FIELD_MANAGER })),
+      unless([409], this.#api.createNamespace(name)),
     );
   }
 
@@ -263,7 +247,7 @@ export class KubernetesClient {
     const call: LeaseCall = (verb, name, fn) =>
       this.#call({ verb, group: "coordination.k8s.io", resource: "leases", namespace, name }, fn);
     return acquireLease(
-      { api: this.#coordination, call, fieldManager: FIELD_MANAGER },
+      { api: this.#api, call },
       namespace,
       secretName,
       holder,
@@ -282,16 +266,14 @@ export class KubernetesClient {
         const review = await this.#call(
           { verb: "create", group: "authorization.k8s.io", resource: "selfsubjectaccessreviews" },
           () =>
-            this.#authorization.createSelfSubjectAccessReview({
-              body: {
-                spec: {
-                  resourceAttributes: {
-                    namespace,
-                    verb: c.verb,
-                    group: c.group,
-                    resource: c.resource,
-                    ...(c.name ? { name: c.name } : {}),
-                  },
+            this.#api.createSelfSubjectAccessReview({
+              spec: {
+                resourceAttributes: {
+                  namespace,
+                  verb: c.verb,
+                  group: c.group,
+                  resource: c.resource,
+                  ...(c.name ? { name: c.name } : {}),
                 },
               },
             }),
@@ -304,7 +286,7 @@ export class KubernetesClient {
 
   async #readRawSecret(namespace: string, name: string): Promise<V1Secret | undefined> {
     return this.#call({ verb: "get", ...SECRET, namespace, name }, () =>
-      unless([404], this.#core.readNamespacedSecret({ namespace, name })),
+      unless([404], this.#api.readSecret(namespace, name)),
     );
   }
 
@@ -323,7 +305,7 @@ export class KubernetesClient {
       data: encodeData(init.data),
     };
     return this.#call({ verb: "create", ...SECRET, namespace, name }, () =>
-      unless(tolerateExisting ? [409] : [], this.#core.createNamespacedSecret({ namespace, body, fieldManager: FIELD_MANAGER })),
+      unless(tolerateExisting ? [409] : [], this.#api.createSecret(namespace, body)),
     );
   }
 

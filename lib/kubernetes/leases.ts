@@ -2,12 +2,9 @@
 // leader election does it: whoever last wrote holderIdentity owns the Lease until
 // renewTime + leaseDurationSeconds; every write carries the resourceVersion read.
 import { createHash } from "node:crypto";
-import type { V1Lease } from "@kubernetes/client-node/dist/gen/models/V1Lease.js";
-import type { V1LeaseSpec } from "@kubernetes/client-node/dist/gen/models/V1LeaseSpec.js";
-import type { ObjectCoordinationV1Api as CoordinationV1Api } from "@kubernetes/client-node/dist/gen/types/ObjectParamAPI.js";
-import { V1MicroTime } from "@kubernetes/client-node/dist/types.js";
 import { PermissionError } from "../errors.ts";
 import { unless } from "./api.ts";
+import type { ApiCalls, Lease, LeaseSpec } from "./calls.ts";
 import type { LeaseHandle } from "./types.ts";
 
 const PREFIX = "cnpg-rotator-";
@@ -26,7 +23,7 @@ export function leaseNameFor(secretName: string): string {
 }
 
 /** The holder of a Lease that has not lapsed at `now`, if any. */
-export function activeHolder(spec: V1LeaseSpec | undefined, now: Date): string | undefined {
+export function activeHolder(spec: LeaseSpec | undefined, now: Date): string | undefined {
   const holder = spec?.holderIdentity;
   if (!holder) return undefined;
   const renewed = toDate(spec.renewTime) ?? toDate(spec.acquireTime);
@@ -35,7 +32,11 @@ export function activeHolder(spec: V1LeaseSpec | undefined, now: Date): string |
   return until > now.getTime() ? holder : undefined;
 }
 
-// The library types MicroTime fields as Date but hands back the wire string.
+/** A MicroTime as the API writes it (RFC 3339, six fractional digits), as client-node's V1MicroTime serialises. */
+function microTime(d: Date): string {
+  return d.toISOString().replace(/Z$/, "000Z");
+}
+
 function toDate(v: unknown): Date | undefined {
   if (v instanceof Date) return Number.isNaN(v.getTime()) ? undefined : v;
   if (typeof v !== "string" || !v) return undefined;
@@ -47,9 +48,8 @@ function toDate(v: unknown): Date | undefined {
 export type LeaseCall = <T>(verb: "get" | "create" | "update" | "delete", name: string, fn: () => Promise<T>) => Promise<T>;
 
 interface LeaseContext {
-  readonly api: CoordinationV1Api;
+  readonly api: Pick<ApiCalls, "readLease" | "createLease" | "replaceLease" | "deleteLease">;
   readonly call: LeaseCall;
-  readonly fieldManager: string;
 }
 
 /**
@@ -68,16 +68,16 @@ export async function acquireLease(
 ): Promise<LeaseHandle | undefined> {
   const name = leaseNameFor(secretName);
   const now = new Date();
-  const existing = await ctx.call("get", name, () => unless([404], ctx.api.readNamespacedLease({ namespace, name })));
+  const existing = await ctx.call("get", name, () => unless([404], ctx.api.readLease(namespace, name)));
   if (!existing) {
-    const body: V1Lease = {
+    const body: Lease = {
       apiVersion: "coordination.k8s.io/v1",
       kind: "Lease",
       metadata: { name, namespace, labels: { ...MANAGED_BY }, annotations: { [LEASE_SECRET_ANNOTATION]: secretName } },
       spec: heldSpec(holder, ttlSeconds, now, now, 0),
     };
     const created = await ctx.call("create", name, () =>
-      unless([409], ctx.api.createNamespacedLease({ namespace, body, fieldManager: ctx.fieldManager })),
+      unless([409], ctx.api.createLease(namespace, body)),
     );
     return created ? new HeldLease(ctx, created, undefined, holder, ttlSeconds, now) : ownIfHeld(ctx, namespace, name, holder, ttlSeconds, undefined);
   }
@@ -88,7 +88,7 @@ export async function acquireLease(
   const transitions = (existing.spec?.leaseTransitions ?? 0) + (existing.spec?.holderIdentity !== holder ? 1 : 0);
   const body = withSpec(existing, heldSpec(holder, ttlSeconds, now, now, transitions));
   const updated = await ctx.call("update", name, () =>
-    unless([409], ctx.api.replaceNamespacedLease({ namespace, name, body, fieldManager: ctx.fieldManager })),
+    unless([409], ctx.api.replaceLease(namespace, name, body)),
   );
   return updated ? new HeldLease(ctx, updated, existing, holder, ttlSeconds, now) : ownIfHeld(ctx, namespace, name, holder, ttlSeconds, existing);
 }
@@ -100,30 +100,30 @@ async function ownIfHeld(
   name: string,
   holder: string,
   ttlSeconds: number,
-  found: V1Lease | undefined,
+  found: Lease | undefined,
 ): Promise<LeaseHandle | undefined> {
   const now = new Date();
-  const fresh = await ctx.call("get", name, () => unless([404], ctx.api.readNamespacedLease({ namespace, name })));
+  const fresh = await ctx.call("get", name, () => unless([404], ctx.api.readLease(namespace, name)));
   if (!fresh || activeHolder(fresh.spec, now) !== holder) return undefined;
   return new HeldLease(ctx, fresh, found, holder, ttlSeconds, renewedAt(fresh.spec) ?? now);
 }
 
-function renewedAt(spec: V1LeaseSpec | undefined): Date | undefined {
+function renewedAt(spec: LeaseSpec | undefined): Date | undefined {
   return toDate(spec?.renewTime) ?? toDate(spec?.acquireTime);
 }
 
-function heldSpec(holder: string, ttl: number, acquired: Date, renewed: Date, transitions: number): V1LeaseSpec {
+function heldSpec(holder: string, ttl: number, acquired: Date, renewed: Date, transitions: number): LeaseSpec {
   return {
     holderIdentity: holder,
     leaseDurationSeconds: ttl,
-    acquireTime: new V1MicroTime(acquired.getTime()),
-    renewTime: new V1MicroTime(renewed.getTime()),
+    acquireTime: microTime(acquired),
+    renewTime: microTime(renewed),
     leaseTransitions: transitions,
   };
 }
 
 // A PUT replaces the object: keep its metadata (with the resourceVersion read) and change the spec only.
-function withSpec(lease: V1Lease, spec: V1LeaseSpec): V1Lease {
+function withSpec(lease: Lease, spec: LeaseSpec): Lease {
   const { managedFields: _, ...metadata } = lease.metadata ?? {};
   return { apiVersion: "coordination.k8s.io/v1", kind: "Lease", metadata, spec };
 }
@@ -135,15 +135,15 @@ class HeldLease implements LeaseHandle {
   readonly ttlSeconds: number;
   expiresAt: Date;
   #ctx: LeaseContext;
-  #lease: V1Lease;
+  #lease: Lease;
   /** The Lease as acquire found it; undefined when acquire created it. */
-  #found: V1Lease | undefined;
+  #found: Lease | undefined;
   #released = false;
 
   constructor(
     ctx: LeaseContext,
-    lease: V1Lease,
-    found: V1Lease | undefined,
+    lease: Lease,
+    found: Lease | undefined,
     holder: string,
     ttlSeconds: number,
     renewed: Date,
@@ -162,7 +162,7 @@ class HeldLease implements LeaseHandle {
   async renew(): Promise<boolean> {
     if (this.#released) return false;
     const now = new Date();
-    const updated = await this.#update((spec) => ({ ...spec, renewTime: new V1MicroTime(now.getTime()) }));
+    const updated = await this.#update((spec) => ({ ...spec, renewTime: microTime(now) }));
     if (!updated) return false;
     this.expiresAt = new Date(now.getTime() + this.ttlSeconds * 1000);
     return true;
@@ -194,11 +194,7 @@ class HeldLease implements LeaseHandle {
     try {
       await call("delete", name, () =>
         unless([409, 404], 
-          api.deleteNamespacedLease({
-            namespace,
-            name,
-            body: { preconditions: { ...(uid ? { uid } : {}), ...(resourceVersion ? { resourceVersion } : {}) } },
-          }),
+          api.deleteLease(namespace, name, { ...(uid ? { uid } : {}), ...(resourceVersion ? { resourceVersion } : {}) }),
         ),
       );
     } catch (e) {
@@ -211,20 +207,20 @@ class HeldLease implements LeaseHandle {
    * PUTs `change(spec)` on the Lease as last seen. On 409 one GET tells a takeover (holder
    * changed: undefined) from someone else's edit of a Lease still ours (then one retry).
    */
-  async #update(change: (spec: V1LeaseSpec) => V1LeaseSpec): Promise<V1Lease | undefined> {
-    const { api, call, fieldManager } = this.#ctx;
+  async #update(change: (spec: LeaseSpec) => LeaseSpec): Promise<Lease | undefined> {
+    const { api, call } = this.#ctx;
     const { namespace, name } = this;
     for (let attempt = 0; ; attempt++) {
       const body = withSpec(this.#lease, change(this.#lease.spec ?? {}));
       const updated = await call("update", name, () =>
-        unless([409, 404], api.replaceNamespacedLease({ namespace, name, body, fieldManager })),
+        unless([409, 404], api.replaceLease(namespace, name, body)),
       );
       if (updated) {
         this.#lease = updated;
         return updated;
       }
       if (attempt > 0) return undefined;
-      const fresh = await call("get", name, () => unless([404], api.readNamespacedLease({ namespace, name })));
+      const fresh = await call("get", name, () => unless([404], api.readLease(namespace, name)));
       if (!fresh || fresh.spec?.holderIdentity !== this.holder) return undefined;
       this.#lease = fresh;
     }

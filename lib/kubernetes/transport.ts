@@ -4,6 +4,7 @@
 // agent per client, so a run's requests share their TLS connections (HTTP/1.1); the
 // kubeconfig still decides every request's credential and TLS material (token, exec
 // plugin, client certificate, CA), asked afresh each time as client-node does.
+import type { ClientRequest } from "node:http";
 import { Agent, type AgentOptions, request as httpsRequest, type RequestOptions } from "node:https";
 import type { KubeConfig } from "@kubernetes/client-node/dist/config.js";
 import type { Cluster } from "@kubernetes/client-node/dist/config_types.js";
@@ -70,6 +71,14 @@ export class HttpsTransport {
   #agent: { readonly agent: Agent; readonly tls: TlsOptions } | undefined;
   /** Agents replaced because the TLS material changed; their connections close with close(). */
   readonly #retired: Agent[] = [];
+  /** Requests in flight without a signal of their own, each with its deadline. */
+  readonly #inFlight = new Map<ClientRequest, number>();
+  /**
+   * One timer for all of them, ticking while any is in flight: an AbortSignal.timeout per
+   * request (a timer, a signal and the listeners http adds for it) cost more CPU than the
+   * rest of the transport's own work.
+   */
+  #ticker: NodeJS.Timeout | undefined;
 
   constructor(kc: KubeConfig, cluster: Cluster, timeoutMs: number, onSent: (sent: Sent) => void) {
     this.#kc = kc;
@@ -95,6 +104,9 @@ export class HttpsTransport {
 
   /** Closes every pooled connection; a later request opens a new one. */
   close(): void {
+    clearInterval(this.#ticker);
+    this.#ticker = undefined;
+    this.#inFlight.clear();
     const agents = [...this.#retired, ...(this.#agent ? [this.#agent.agent] : [])];
     this.#retired.length = 0;
     this.#agent = undefined;
@@ -127,12 +139,12 @@ export class HttpsTransport {
       for (const name of Object.keys(headers)) if (name.toLowerCase() === "content-length") delete headers[name];
       headers["content-length"] = String(Buffer.byteLength(body));
     }
-    const signal = request.getSignal() ?? AbortSignal.timeout(this.#timeoutMs);
+    const signal = request.getSignal();
     const agent = this.#agentFor(opts);
     return new Promise<ResponseContext>((resolve, reject) => {
       const req = httpsRequest(
         url,
-        { method: request.getHttpMethod(), headers, agent, signal, ...(opts.auth ? { auth: opts.auth } : {}) },
+        { method: request.getHttpMethod(), headers, agent, ...(signal ? { signal } : {}), ...(opts.auth ? { auth: opts.auth } : {}) },
         (res) => {
           const chunks: Buffer[] = [];
           res.on("data", (chunk: Buffer) => chunks.push(chunk));
@@ -155,8 +167,32 @@ export class HttpsTransport {
         },
       );
       req.on("error", reject);
+      if (!signal) this.#watch(req);
       req.end(body);
     });
+  }
+
+  /** Destroys `req` with a TimeoutError if it has not closed within the timeout. */
+  #watch(req: ClientRequest): void {
+    this.#inFlight.set(req, performance.now() + this.#timeoutMs);
+    req.once("close", () => this.#inFlight.delete(req));
+    if (this.#ticker) return;
+    // Checked at a tenth of the timeout (at most once a second): a request gives up between 1× and 1.1× of it.
+    const every = Math.min(1000, Math.max(10, Math.ceil(this.#timeoutMs / 10)));
+    this.#ticker = setInterval(() => {
+      const now = performance.now();
+      for (const [pending, deadline] of this.#inFlight) {
+        if (deadline > now) continue;
+        this.#inFlight.delete(pending);
+        pending.destroy(Object.assign(new Error(`no answer within ${this.#timeoutMs} ms`), { name: "TimeoutError", code: "ETIMEDOUT" }));
+      }
+      if (this.#inFlight.size === 0) {
+        clearInterval(this.#ticker);
+        this.#ticker = undefined;
+      }
+    }, every);
+    // The sockets in flight keep the process alive; the timer alone must not.
+    this.#ticker.unref();
   }
 
   /** The agent for `opts`' TLS material: the client's one agent, unless that material changed. */

@@ -43,6 +43,26 @@ export function renderTarget(
   existing?: Readonly<Record<string, string>>,
   options: { readonly user?: string } = {},
 ): RenderedTarget {
+  // A run renders the same values onto the same Secret for its checks, its stage and its
+  // merge: the last render of each ExternalSecret is kept, frozen, and handed out again.
+  const key = JSON.stringify([values, existing ?? null, options.user ?? null]);
+  const last = lastRender.get(es);
+  if (last?.key === key) return last.rendered;
+  const rendered = render(es, values, existing, options);
+  Object.freeze(rendered.data);
+  Object.freeze(rendered.derivedKeys);
+  lastRender.set(es, { key, rendered: Object.freeze(rendered) });
+  return rendered;
+}
+
+const lastRender = new WeakMap<ExternalSecret, { readonly key: string; readonly rendered: RenderedTarget }>();
+
+function render(
+  es: ExternalSecret,
+  values: Readonly<Record<string, string>>,
+  existing: Readonly<Record<string, string>> | undefined,
+  options: { readonly user?: string },
+): RenderedTarget {
   const template = es.target.template;
   // The alternating strategy switches the Secret to another role: templates read it as `.username`.
   const input = options.user !== undefined ? { ...values, username: options.user } : values;

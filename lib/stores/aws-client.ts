@@ -20,7 +20,7 @@ type SourceData = NonNullable<HashInput>;
  *   each invocation's new store client does not resolve the credentials again (on Lambda
  *   they come from the environment; elsewhere the chain may mean files, SSO or a metadata
  *   endpoint). The SDK refreshes them before they expire.
- * - no retry middleware (below).
+ * - no retry middleware, no logger middleware, the user agent's parts built once (below).
  * - `sha256`: SigV4 signs each request with an HMAC keyed by the day's signing key and
  *   hashes the credentials for its signing-key cache with another; Node's createHmac turns a
  *   key given as bytes into a KeyObject each time, so the KeyObjects are kept instead.
@@ -43,6 +43,15 @@ export function createSecretsManagerClient(region: string, options: SecretsManag
     priority: "high",
     override: true,
   });
+  // No logger is configured (the SDK's no-op one): its middleware would still read the
+  // context and the command's log filters on every call, for nothing.
+  client.middlewareStack.remove("loggerMiddleware");
+  // The user agent's parts (SDK, OS release, Node version, app id) are the same for every
+  // call; the SDK rebuilds them each time (an uname call among it). Built once per client;
+  // the per-call parts (feature metrics) are still added by the SDK's middleware.
+  const userAgent = client.config.defaultUserAgentProvider;
+  let parts: ReturnType<typeof userAgent> | undefined;
+  client.config.defaultUserAgentProvider = () => (parts ??= userAgent());
   return client;
 }
 

@@ -67,7 +67,9 @@ export function awsPrimitives(config: AwsProvider, _deps: StoreDeps = {}): Nativ
   // The trimmed client of aws-client.ts (cached middleware, one credential chain per container).
   const client = createSecretsManagerClient(config.region, {
     maxAttempts: 1,
-    requestHandler: { connectionTimeout: timeout, requestTimeout: timeout, throwOnRequestTimeout: true },
+    // One deadline per request, connecting included: the handler's separate connection and
+    // socket-idle timers (each a timer per request) could only fire after it.
+    requestHandler: { requestTimeout: timeout, throwOnRequestTimeout: true, socketTimeout: 0 },
   });
   const prefix = config.prefix ?? "";
   const options = parsed.data;

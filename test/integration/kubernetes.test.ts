@@ -4,7 +4,7 @@ import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import dc from "node:diagnostics_channel";
 import { readFileSync } from "node:fs";
-import type { Socket } from "node:net";
+import { createServer, type Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { parseAllDocuments, parse as parseYaml, stringify as toYaml } from "yaml";
 import { InputError, KubernetesError, PermissionError, SecretMissingError } from "../../lib/errors.ts";
@@ -644,6 +644,28 @@ describe("transport (node:https, one keep-alive agent per client)", () => {
       await c.close();
     } finally {
       await proxy.close();
+    }
+  });
+
+  it("gives up on a server that accepts and never answers after requestTimeoutMs per attempt, each attempt retried", async () => {
+    const sockets = new Set<Socket>();
+    const blackhole = createServer((socket) => sockets.add(socket));
+    await new Promise<void>((resolve) => blackhole.listen(0, "127.0.0.1", resolve));
+    const server = `https://127.0.0.1:${(blackhole.address() as { port: number }).port}`;
+    const c = connectCluster({ kubeconfigYaml: renderKubeconfig({ server, caPem: infra.caPem }, { user: "x", token: "t" }) }, { requestTimeoutMs: 300 });
+    try {
+      const started = Date.now();
+      const error = await c.readSecret(ns, SECRET).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(KubernetesError);
+      expect((error as Error).message).toBe(`cannot get secrets "${SECRET}" in namespace "${ns}": no answer from ${server} in time (TimeoutError)`);
+      // Four attempts of 300 ms and the pauses between them: seconds, not forever.
+      expect(Date.now() - started).toBeLessThan(8_000);
+      expect(sockets.size).toBe(4);
+      expect(c.requests.map((r) => r.status)).toEqual([0, 0, 0, 0]);
+    } finally {
+      await c.close();
+      for (const s of sockets) s.destroy();
+      blackhole.close();
     }
   });
 

@@ -4,7 +4,7 @@ import { createHash, createHmac } from "node:crypto";
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { DescribeSecretCommand } from "@aws-sdk/client-secrets-manager";
+import { DescribeSecretCommand, SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
 import { SignatureV4 } from "@smithy/signature-v4";
 import { afterAll, describe, expect, it, vi } from "vitest";
 import { createSecretsManagerClient, Sha256 } from "../../lib/stores/aws-client.ts";
@@ -96,6 +96,37 @@ describe("createSecretsManagerClient", () => {
     expect(error).toMatchObject({ name: "InternalServiceError", message: "try again" });
     expect(calls).toBe(1);
     client.destroy();
+  });
+
+  it("sends the user agent the SDK's default client sends, built once per client, and has no logger middleware", async () => {
+    const seen: Record<string, string>[] = [];
+    const requestHandler = {
+      handle: async (req: { headers: Record<string, string> }) => {
+        seen.push(req.headers);
+        const body = new TextEncoder().encode('{"Name":"x","ARN":"arn:aws:secretsmanager:eu-west-1:1:secret:x"}');
+        return { response: { statusCode: 200, headers: { "content-type": "application/x-amz-json-1.1" }, body } };
+      },
+    };
+    const credentials = { accessKeyId: "AKIDTEST", secretAccessKey: "secret" };
+    // The SDK's own provider of the user agent's parts, counted.
+    const defaults = new SecretsManagerClient({ region: "eu-west-1", credentials });
+    const counting = vi.fn(defaults.config.defaultUserAgentProvider);
+    defaults.destroy();
+    const ours = createSecretsManagerClient("eu-west-1", { requestHandler, credentials, defaultUserAgentProvider: counting });
+    for (let i = 0; i < 3; i++) await ours.send(new DescribeSecretCommand({ SecretId: "x" }));
+    const sdk = new SecretsManagerClient({ region: "eu-west-1", requestHandler, credentials, maxAttempts: 1 });
+    await sdk.send(new DescribeSecretCommand({ SecretId: "x" }));
+    // The feature metrics (m/...) say which SDK features a call used: ours has no SDK retries.
+    const parts = (h: Record<string, string>) => [h["user-agent"], h["x-amz-user-agent"]].map((v) => v?.replace(/ m\/\S+/, ""));
+    expect(seen).toHaveLength(4);
+    expect(parts(seen[0]!)[0]).toMatch(/^aws-sdk-js\/\S+ ua\/2\.1 os\/\S+ lang\/js md\/nodejs#\S+ api\/secrets-manager#\S+/);
+    for (const h of seen) expect(parts(h)).toEqual(parts(seen[3]!));
+    expect(new Set(seen.slice(0, 3).map((h) => h["user-agent"])).size).toBe(1);
+    expect(counting).toHaveBeenCalledTimes(1);
+    expect(ours.middlewareStack.identify().some((m) => m.startsWith("loggerMiddleware"))).toBe(false);
+    expect(sdk.middlewareStack.identify().some((m) => m.startsWith("loggerMiddleware"))).toBe(true);
+    ours.destroy();
+    sdk.destroy();
   });
 
   const dir = mkdtempSync(join(tmpdir(), "cnpg-rotator-aws-client-"));

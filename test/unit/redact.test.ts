@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { Writable } from "node:stream";
 import fc from "fast-check";
 import { afterEach, describe, expect, it } from "vitest";
@@ -46,6 +47,30 @@ describe("the secret boundary", () => {
         for (const [, encode] of planted) for (const f of encodings(p)) expect(redact(`x ${encode(p)} y`)).not.toContain(f);
       }),
     );
+  });
+
+  it("forgets the oldest value past 20,000 and keeps masking the others, a form two values share included", () => {
+    const first = "first-value-0000";
+    rememberSecret(first);
+    // Its base64 is itself a remembered value: the form stays masked while either is remembered.
+    const shared = Buffer.from(first).toString("base64");
+    rememberSecret(shared);
+    // Generated passwords differ from their first characters on, as these do.
+    const value = (i: number) => `${createHash("sha256").update(String(i)).digest("hex").slice(0, 12)}-value`;
+    for (let i = 0; i < 19_998; i++) rememberSecret(value(i));
+    expect(redact(`a ${first} b ${shared} c`)).toBe("a [redacted] b [redacted] c");
+    rememberSecret("the-newest-value");
+    expect(redact(`a ${first} b`)).toBe(`a ${first} b`);
+    expect(redact(`a ${shared} b`)).toBe("a [redacted] b");
+    expect(redact(`x ${value(0)} ${value(19_997)} the-newest-value y`)).toBe("x [redacted] [redacted] [redacted] y");
+  });
+
+  it("masks the longest of overlapping forms whole, whatever order they were remembered in", () => {
+    rememberSecret("abcdef-short");
+    rememberSecret("abcdef-short-and-longer");
+    rememberSecret("abcdef-s");
+    expect(redact("<abcdef-short-and-longer>")).toBe("<[redacted]>");
+    expect(redact("<abcdef-short-and>")).toBe("<[redacted]-and>");
   });
 
   it("results, errors and log lines pass it", () => {

@@ -118,3 +118,27 @@ describe("renderTarget against an existing CNPG Secret", () => {
     }
   });
 });
+
+describe("renderTarget's last render per ExternalSecret", () => {
+  it("hands the same frozen result back for the same values, Secret and user, and renders anew otherwise", () => {
+    const es = seedSet().externalSecrets[0]!;
+    const values = generateValues(es);
+    const existing = buildAppSecretData({ clusterName: "cluster-example", namespace: "default", username: "app", dbname: "app", password: "old-password-0" });
+    const first = renderTarget(es, values, existing);
+    expect(renderTarget(es, { ...values }, { ...existing })).toBe(first);
+    expect(Object.isFrozen(first.data)).toBe(true);
+    expect(() => {
+      (first.data as Record<string, string>).password = "changed";
+    }).toThrow(TypeError);
+    // Another Secret, other values, another user or another ExternalSecret: rendered again, as a fresh render.
+    const other = renderTarget(es, values, { ...existing, "fqdn-uri": `${existing["fqdn-uri"]}x` });
+    expect(other).not.toBe(first);
+    const fresh = generateValues(es);
+    expect(renderTarget(es, fresh, existing).data.password).toBe(fresh.password);
+    expect(renderTarget(es, values, existing, { user: "app" })).not.toBe(first);
+    const twin = seedSet().externalSecrets[0]!;
+    const again = renderTarget(twin, values, existing);
+    expect(again).not.toBe(first);
+    expect(again).toEqual(first);
+  });
+});
