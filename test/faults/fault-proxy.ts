@@ -24,11 +24,15 @@ export type FaultAction =
   /** Answer with this status (HTTP/2: the gRPC status it maps to) without forwarding. */
   | { readonly status: number }
   /** Forward, let the server apply it, then cut the connection (HTTP/2: reset the stream). */
-  | { readonly drop: true };
+  | { readonly drop: true }
+  /** Forward once this has run (HTTP/1.1): something else reaches the server first. */
+  | { readonly before: () => Promise<unknown> };
 
 export interface FaultRule {
   readonly match: (request: SeenRequest) => boolean;
   readonly action: FaultAction;
+  /** How many matching requests it lets through before it hits one (default 0). */
+  skip?: number;
   /** How many matching requests it hits before it stops (default: every one). */
   times?: number;
 }
@@ -43,6 +47,10 @@ export interface FaultProxy {
   readonly connections: number;
   /** Requests a rule hit. */
   readonly hits: number;
+  /** Requests received and not yet answered. */
+  readonly inFlight: number;
+  /** Every answer passed on (HTTP/1.1), in order. */
+  readonly answers: readonly { readonly method: string; readonly path: string; readonly status: number }[];
   add(rule: FaultRule): void;
   clear(): void;
   close(): Promise<void>;
@@ -74,9 +82,15 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
   let requests = 0;
   let connections = 0;
   let hits = 0;
+  let inFlight = 0;
+  const answers: { method: string; path: string; status: number }[] = [];
   const pick = (seen: SeenRequest): FaultAction | undefined => {
     const rule = rules.find((r) => (r.times === undefined || r.times > 0) && r.match(seen));
     if (!rule) return undefined;
+    if (rule.skip) {
+      rule.skip--;
+      return undefined;
+    }
     if (rule.times !== undefined) rule.times--;
     hits++;
     return rule.action;
@@ -91,7 +105,11 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
   let server: Server | Http2Server;
   let closeUpstream: () => void;
   if (options.http2) {
-    const h2 = http2Handler(options.upstream, pick, () => requests++);
+    const h2 = http2Handler(options.upstream, pick, (stream) => {
+      requests++;
+      inFlight++;
+      stream.on("close", () => inFlight--);
+    });
     server = createH2Server();
     server.on("stream", h2.onStream);
     closeUpstream = h2.close;
@@ -99,16 +117,27 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
     const upstream = new URL(options.upstream);
     const secure = upstream.protocol === "https:";
     const agent = secure
-      ? new HttpsAgent({ keepAlive: true, ca: options.upstreamCa, servername: options.upstreamServername ?? upstream.hostname })
+      ? new HttpsAgent({ keepAlive: true, ca: options.upstreamCa, ...(options.upstreamServername ? { servername: options.upstreamServername } : {}) })
       : new HttpAgent({ keepAlive: true });
     const handler = (req: IncomingMessage, res: ServerResponse) => {
       requests++;
+      inFlight++;
+      let open = true;
+      const settle = () => {
+        if (open) inFlight--;
+        open = false;
+      };
+      res.on("close", settle);
       const chunks: Buffer[] = [];
       req.on("data", (c: Buffer) => chunks.push(c));
       req.on("error", () => {});
-      req.on("end", () => {
+      req.on("end", async () => {
         const body = Buffer.concat(chunks);
-        const action = pick({ method: req.method ?? "GET", path: req.url ?? "/", headers: req.headers, body });
+        let action = pick({ method: req.method ?? "GET", path: req.url ?? "/", headers: req.headers, body });
+        if (action && "before" in action) {
+          await action.before().catch(() => {});
+          action = undefined;
+        }
         if (action && "status" in action) {
           const text = JSON.stringify({ message: `fault injected: ${action.status}`, __type: action.status === 429 ? "ThrottlingException" : "InternalServiceError" });
           res.writeHead(action.status, { "content-type": "application/json", "content-length": Buffer.byteLength(text), ...(action.status === 429 ? { "retry-after": "0" } : {}) });
@@ -130,6 +159,7 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
             const h = { ...up.headers };
             for (const k of ["connection", "keep-alive", "transfer-encoding"]) delete h[k];
             h["content-length"] = String(payload.length);
+            answers.push({ method: req.method ?? "GET", path: req.url ?? "/", status: up.statusCode ?? 0 });
             res.writeHead(up.statusCode ?? 502, h);
             res.end(payload);
           });
@@ -160,6 +190,10 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
     get hits() {
       return hits;
     },
+    get inFlight() {
+      return inFlight;
+    },
+    answers,
     add: (rule) => rules.push({ ...rule }),
     clear: () => {
       rules.length = 0;
@@ -173,7 +207,7 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
   };
 }
 
-function http2Handler(upstreamUrl: string, pick: (seen: SeenRequest) => FaultAction | undefined, count: () => void) {
+function http2Handler(upstreamUrl: string, pick: (seen: SeenRequest) => FaultAction | undefined, count: (stream: ServerHttp2Stream) => void) {
   let session: ClientHttp2Session | undefined;
   const upstream = () => {
     if (!session || session.closed || session.destroyed) {
@@ -183,14 +217,15 @@ function http2Handler(upstreamUrl: string, pick: (seen: SeenRequest) => FaultAct
     return session;
   };
   const onStream = (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
-    count();
+    count(stream);
     stream.on("error", () => {});
     const chunks: Buffer[] = [];
     stream.on("data", (c: Buffer) => chunks.push(c));
     stream.on("end", () => {
       const body = Buffer.concat(chunks);
       const path = String(headers[":path"] ?? "/");
-      const action = pick({ method: String(headers[":method"] ?? "POST"), path, headers, body });
+      const picked = pick({ method: String(headers[":method"] ?? "POST"), path, headers, body });
+      const action = picked && "before" in picked ? undefined : picked;
       if (action && "status" in action) {
         if (stream.destroyed) return;
         stream.respond({ ":status": 200, "content-type": "application/grpc", "grpc-status": String(grpcStatusOf(action.status)), "grpc-message": `fault injected: ${action.status}` }, { endStream: true });
