@@ -1,8 +1,8 @@
 // TEST ONLY: what must hold once a faulty run has been followed by clean runs until settled.
 // Each check returns the violations it found as short sentences that never carry a value
 // (fingerprints and rotation ids only), so the campaign's report can be printed and kept.
-import { encodings } from "../../lib/redact.ts";
 import { fingerprint } from "../../lib/rotation/render.ts";
+import { leakingLines } from "../integration/leaks.ts";
 
 /** One look at the target Secret: its rotation id and password (kept in memory only). */
 export interface SecretSample {
@@ -60,12 +60,10 @@ export function keysKept(before: Readonly<Record<string, string>>, after: Readon
 
 /** Lines of `outputs` holding any form of any of `secrets` (lib/redact.ts's encodings): how many, per output name. */
 export function leaks(outputs: Readonly<Record<string, string>>, secrets: Iterable<string>): string[] {
-  const forms = new Set<string>();
-  for (const s of secrets) if (s.length >= 8) for (const f of encodings(s)) forms.add(f);
+  const all = [...secrets];
   const out: string[] = [];
   for (const [name, text] of Object.entries(outputs)) {
-    let n = 0;
-    for (const line of text.split("\n")) if ([...forms].some((f) => line.includes(f))) n++;
+    const n = leakingLines(text.split("\n"), all).length;
     if (n > 0) out.push(`${name}: ${n} line(s) hold a password in some encoding`);
   }
   return out;
