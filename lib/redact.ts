@@ -34,6 +34,7 @@ export function encodings(value: string): string[] {
       pgUserinfo(value),
       pgQuery(value),
       pgpassField(value),
+      JSON.stringify(pgpassField(value)).slice(1, -1), // a .pgpass line in a JSON log line: its `\` doubled
       JSON.stringify(JSON.stringify(value)).slice(3, -3), // JSON inside JSON (a whole-Secret value logged as JSON)
     ]),
   ].filter((f) => f.length >= MIN_LENGTH);

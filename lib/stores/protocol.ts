@@ -305,6 +305,11 @@ class NativeStore extends Protocol<NativePrimitives> implements SecretStoreClien
           if (await wentAhead(this.p.move(name, PENDING, { from: rotationId }))) {
             return this.#version(name, { versionId: rotationId, rotationId, labels: [CURRENT] });
           }
+          // Refused, but maybe only because this very move was applied and its answer lost (the
+          // retry then finds no label to move): the store is as this promote leaves it, so done.
+          const after = await this.p.describe(name);
+          const now = after && !after.deleted ? after.versions.find((v) => v.rotationId === rotationId) : undefined;
+          if (isPromoted(now) && !holder(after, PENDING)) return this.#version(name, now!);
           // Discarded or replaced since observed: never leave it current.
           await this.p.move(name, CURRENT, { to: seen.current.versionId, from: rotationId });
           throw this.notPending(name, rotationId, "it was discarded or replaced since observed");

@@ -1,5 +1,6 @@
-// HashiCorp Vault / OpenBao KV v2 primitives, over its HTTP API with fetch (one transport; an
-// undici Agent gives it the request timeout and, with a caBundle, the only CA it trusts).
+// HashiCorp Vault / OpenBao KV v2 primitives, over its HTTP API with node:http(s) (one transport,
+// as the bundles carry it: they leave undici out; a keep-alive agent with, given a caBundle, the
+// only CA it trusts; a deadline on every request).
 // Consumers read the latest version of `<mount>/<key>`, so the protocol (protocol.ts) stages in
 // a sibling `<key>-pending` (docs/STORE-DESIGN.md). Every data write carries `options.cas`, the
 // service's compare-and-swap; custom_metadata has none, so it is written after the data it
@@ -11,7 +12,8 @@
 // `<rotation id>@<version>`), and on the sibling the rotation id. Versions are KV version numbers.
 //
 // Values: KV v2 keeps a JSON object of fields. See toFields / fromFields.
-import { Agent } from "undici";
+import { Agent as HttpAgent, request as httpRequest } from "node:http";
+import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import * as z from "zod";
 import { InputError, StoreConflictError, StoreError } from "../errors.ts";
 import type { VaultProvider } from "../manifests/schema.ts";
@@ -88,7 +90,8 @@ export function vaultPrimitives(config: VaultProvider, deps: StoreDeps = {}): Si
   const timeout = requestTimeoutMs();
   // The SecretStore's caBundle is the only CA trusted (as ESO does); verification stays on.
   const ca = config.caBundle !== undefined && server.protocol === "https:" ? decodeCaBundle(config.caBundle) : undefined;
-  const agent = new Agent({ connect: { timeout, ...(ca ? { ca } : {}) }, headersTimeout: timeout, bodyTimeout: timeout });
+  const secure = server.protocol === "https:";
+  const agent = secure ? new HttpsAgent({ keepAlive: true, ...(ca ? { ca } : {}) }) : new HttpAgent({ keepAlive: true });
   const calls = storeCalls(description, {
     transient: (e) => isNetworkError(e) || (e instanceof VaultStatus && isTransientStatus(e.status)),
     detail: (e) => {
@@ -105,16 +108,15 @@ export function vaultPrimitives(config: VaultProvider, deps: StoreDeps = {}): Si
   const exchange = async <S extends z.ZodType>(call: Call<S>): Promise<{ status: number; reply?: z.infer<S>; json: unknown }> => {
     const url = `${root}/v1/${call.path.split("/").map(encodeURIComponent).join("/")}${call.query ? `?${call.query}` : ""}`;
     const body = call.body === undefined ? undefined : JSON.stringify(call.body);
-    // No redirects: the token header would follow them to wherever they point.
-    const res = await fetch(url, {
+    // Redirects are not followed (node:http never does): the token header would go wherever they point.
+    const res = await send(secure, url, {
       method: call.method,
       headers: body === undefined ? headers : { ...headers, "Content-Type": "application/json" },
-      body,
-      redirect: "manual",
-      signal: AbortSignal.timeout(timeout),
-      dispatcher: agent,
-    } as RequestInit);
-    const json = parseJson(await res.text());
+      agent,
+      timeout,
+      ...(body === undefined ? {} : { body }),
+    });
+    const json = parseJson(res.text);
     const said = vaultErrors(json) || "no detail";
     if (res.status === 403 && !call.expected?.includes(403)) {
       throw new StoreError(
@@ -266,7 +268,7 @@ export function vaultPrimitives(config: VaultProvider, deps: StoreDeps = {}): Si
     },
 
     async close() {
-      await agent.close();
+      agent.destroy();
     },
   };
   return primitives;
@@ -325,4 +327,37 @@ function decodeCaBundle(caBundle: string): string {
     throw new InputError("spec.provider.vault.caBundle: expected base64 of PEM certificates, found no certificate in it");
   }
   return pem;
+}
+
+/**
+ * One request and its whole answer, within `timeout` ms from the first byte sent to the last one
+ * read: past it the request is destroyed with a TimeoutError (transient: retried).
+ */
+function send(
+  secure: boolean,
+  url: string,
+  options: { method: string; headers: Record<string, string>; agent: HttpAgent; timeout: number; body?: string },
+): Promise<{ status: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    const headers = options.body === undefined ? options.headers : { ...options.headers, "Content-Length": String(Buffer.byteLength(options.body)) };
+    const req = (secure ? httpsRequest : httpRequest)(url, { method: options.method, headers, agent: options.agent }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (c: Buffer) => chunks.push(c));
+      res.on("error", reject);
+      res.on("end", () => {
+        clearTimeout(timer);
+        resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString("utf8") });
+      });
+    });
+    const timer = setTimeout(() => {
+      const error = new Error(`no complete answer within ${options.timeout} ms`);
+      error.name = "TimeoutError";
+      req.destroy(error);
+    }, options.timeout);
+    req.on("error", (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    req.end(options.body);
+  });
 }

@@ -22,6 +22,7 @@ import { awsPrimitives, PENDING, PUSH_TOKEN_PREFIX, UNPROMOTED } from "../../lib
 import { createStore } from "../../lib/stores/index.ts";
 import { createClient, TIMEOUT_ENV } from "../../lib/stores/protocol.ts";
 import type { StoreDeps } from "../../lib/stores/types.ts";
+import { startFaultProxy } from "../faults/fault-proxy.ts";
 import { binaries, type MotoServer, startMoto } from "../infra/servers.ts";
 import { describeStoreConformance } from "./stores.conformance.ts";
 import { describePrimitives } from "./stores.primitives.ts";
@@ -370,6 +371,35 @@ describe("aws store", () => {
       for (const s of sockets) s.destroy();
       blackhole.close();
     }
+  });
+
+  it("promotes when the answer to its last label move is lost after AWS applied it (the retry finds nothing to move)", async () => {
+    const name = key();
+    const old = (await store.push(name, "old")).versionId!;
+    const rid = randomUUID();
+    await stage(name, "new", rid);
+    const seen = await store.observe(name);
+    const proxy = await startFaultProxy({ upstream: process.env.AWS_ENDPOINT_URL_SECRETS_MANAGER! });
+    // The move of AWSPENDING off the promoted version: forwarded, applied by moto, its answer cut.
+    proxy.add({
+      match: (r) => r.headers["x-amz-target"] === "secretsmanager.UpdateSecretVersionStage" && r.body.toString().includes('"VersionStage":"AWSPENDING"'),
+      action: { drop: true },
+      times: 1,
+    });
+    const saved = process.env.AWS_ENDPOINT_URL_SECRETS_MANAGER;
+    process.env.AWS_ENDPOINT_URL_SECRETS_MANAGER = proxy.url;
+    // The SDK resolves its endpoint at the first request: keep it set until the promote is done.
+    const faulty = createAwsStore(config());
+    try {
+      expect(await faulty.promote(name, rid, seen)).toEqual({ versionId: rid, value: "new", rotationId: rid });
+      expect(proxy.hits).toBe(1);
+    } finally {
+      process.env.AWS_ENDPOINT_URL_SECRETS_MANAGER = saved;
+      await faulty.close();
+      await proxy.close();
+    }
+    // Not rolled back: the rotation stays current, nothing pending.
+    expect(await labels(name)).toEqual({ [old]: ["AWSPREVIOUS"], [rid]: ["AWSCURRENT"] });
   });
 
   it("wraps SDK failures in a StoreError naming the call and the secret", async () => {

@@ -5,6 +5,7 @@
 // get` would, never through the store.
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
+import dc from "node:diagnostics_channel";
 import { existsSync } from "node:fs";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -15,6 +16,7 @@ import type { VaultProvider } from "../../lib/manifests/schema.ts";
 import { createClient } from "../../lib/stores/protocol.ts";
 import type { SecretStoreClient, StoreDeps } from "../../lib/stores/types.ts";
 import { CURRENT_ROTATION, PREVIOUS_ROTATION, ROTATION_ID, vaultPrimitives } from "../../lib/stores/vault.ts";
+import { type FaultProxy, startFaultProxy } from "../faults/fault-proxy.ts";
 import { cacheDir, freePort, startVault, type VaultServer } from "../infra/emulators/servers.ts";
 import { describeStoreConformance } from "./stores.conformance.ts";
 import { describePrimitives } from "./stores.primitives.ts";
@@ -40,7 +42,7 @@ const config = (extra: Partial<VaultProvider> = {}): VaultProvider => ({
   ...extra,
 });
 
-// The real fetch, kept before any test spies on it: the checks below must not be counted or intercepted.
+// The test's own way to Vault (global fetch), apart from the store's node:http transport.
 const realFetch = globalThis.fetch;
 
 /** Vault's HTTP API with the root token (or another), bypassing the store. */
@@ -110,18 +112,19 @@ describeStoreConformance("vault", async () => ({
   },
 }));
 
-/** Counts the store's requests (method and path under /v1) while `body` runs; every request still goes to Vault. */
+/** Counts the store's requests (method and path under /v1) while `body` runs (node:http's diagnostics channel). */
 async function countRequests(body: () => Promise<unknown>): Promise<string[]> {
   const seen: string[] = [];
-  const spy = vi.spyOn(globalThis, "fetch").mockImplementation((input, init) => {
-    const url = new URL(String(input));
-    seen.push(`${init?.method ?? "GET"} ${decodeURIComponent(url.pathname.replace(/^\/v1\//, ""))}`);
-    return realFetch(input, init);
-  });
+  const listener = (message: unknown) => {
+    const request = (message as { request: { method: string; path: string } }).request;
+    const url = new URL(request.path, "http://vault");
+    seen.push(`${request.method} ${decodeURIComponent(url.pathname.replace(/^\/v1\//, ""))}`);
+  };
+  dc.subscribe("http.client.request.start", listener);
   try {
     await body();
   } finally {
-    spy.mockRestore();
+    dc.unsubscribe("http.client.request.start", listener);
   }
   return seen;
 }
@@ -232,29 +235,32 @@ describe("vault store", () => {
   });
 
   describe("compare-and-swap", () => {
-    /** Lets `concurrent` write to Vault right before the store's first data write to `path` reaches it. */
-    function interleave(path: string, concurrent: () => Promise<unknown>): { writes: number[] } {
-      const statuses: number[] = [];
-      let done = false;
-      vi.spyOn(globalThis, "fetch").mockImplementation(async (input, init) => {
-        const isWrite = init?.method === "POST" && new URL(String(input)).pathname === `/v1/${MOUNT}/data/${path}`;
-        if (isWrite && !done) {
-          done = true;
-          await concurrent();
-        }
-        const res = await realFetch(input, init);
-        if (isWrite) statuses.push(res.status);
-        return res;
-      });
-      return { writes: statuses };
+    const proxies: FaultProxy[] = [];
+    const stores: SecretStoreClient[] = [];
+    afterEach(async () => {
+      for (const s of stores.splice(0)) await s.close();
+      for (const p of proxies.splice(0)) await p.close();
+    });
+    /**
+     * A store whose first data write to `path` reaches Vault only after `concurrent` wrote there
+     * (through an HTTP proxy that holds it); the statuses Vault gave the store's writes to `path`.
+     */
+    async function interleave(path: string, concurrent: () => Promise<unknown>): Promise<{ store: SecretStoreClient; writes: () => number[] }> {
+      const proxy = await startFaultProxy({ upstream: vault.address });
+      proxies.push(proxy);
+      const target = `/v1/${MOUNT}/data/${path.split("/").map(encodeURIComponent).join("/")}`;
+      proxy.add({ match: (r) => r.method === "POST" && r.path === target, action: { before: concurrent }, times: 1 });
+      const through = await createVaultStore(config({ server: proxy.url }), { token: vault.token });
+      stores.push(through);
+      return { store: through, writes: () => proxy.answers.filter((a) => a.method === "POST" && a.path === target).map((a) => a.status) };
     }
 
     it("push: a write between the store's read and its write is detected and kept; decided again, it goes on top", async () => {
       const name = key();
       await store.push(name, "old");
-      const seen = interleave(name, () => ok("POST", `${MOUNT}/data/${name}`, { data: { value: "theirs" } }));
-      await expect(store.push(name, "mine")).rejects.toBeInstanceOf(StoreConflictError);
-      expect(seen.writes).toEqual([400]); // cas=1 refused: nothing written over theirs.
+      const seen = await interleave(name, () => ok("POST", `${MOUNT}/data/${name}`, { data: { value: "theirs" } }));
+      await expect(seen.store.push(name, "mine")).rejects.toBeInstanceOf(StoreConflictError);
+      expect(seen.writes()).toEqual([400]); // cas=1 refused: nothing written over theirs.
       expect(await store.push(name, "mine")).toEqual({ changed: true, versionId: "3" });
       expect(await fields(name, 1)).toEqual({ value: "old" });
       expect(await fields(name, 2)).toEqual({ value: "theirs" });
@@ -264,9 +270,9 @@ describe("vault store", () => {
     it("push: a concurrent write of the same value makes no second version", async () => {
       const name = key();
       await store.push(name, "old");
-      const seen = interleave(name, () => ok("POST", `${MOUNT}/data/${name}`, { data: { value: "same" } }));
-      expect(await store.push(name, "same")).toEqual({ changed: false, versionId: "2" });
-      expect(seen.writes).toEqual([400]);
+      const seen = await interleave(name, () => ok("POST", `${MOUNT}/data/${name}`, { data: { value: "same" } }));
+      expect(await seen.store.push(name, "same")).toEqual({ changed: false, versionId: "2" });
+      expect(seen.writes()).toEqual([400]);
       expect((await metadata(name))?.current_version).toBe(2);
     });
 
@@ -275,9 +281,9 @@ describe("vault store", () => {
       await store.push(name, "old");
       const rid = randomUUID();
       await stage(name, "rotated", rid);
-      const seen = interleave(name, () => ok("POST", `${MOUNT}/data/${name}`, { data: { value: "pushed" } }));
-      await expect(promote(name, rid)).rejects.toBeInstanceOf(StoreConflictError);
-      expect(seen.writes).toEqual([400]);
+      const seen = await interleave(name, () => ok("POST", `${MOUNT}/data/${name}`, { data: { value: "pushed" } }));
+      await expect(promote(name, rid, seen.store)).rejects.toBeInstanceOf(StoreConflictError);
+      expect(seen.writes()).toEqual([400]);
       // Observed again and decided again, the push is kept as the previous version.
       await promote(name, rid);
       expect(await store.getCurrent(name)).toEqual({ versionId: rid, value: "rotated", rotationId: rid });
@@ -514,14 +520,15 @@ describe("vault store", () => {
       const namespaced = await createVaultStore(config({ namespace: "team-a" }), { token });
       expect(namespaced.description).toBe(`vault ${vault.address} kv-v2 mount ${MOUNT} namespace team-a`);
       expect(namespaced.description).not.toContain(token);
-      const headers: Headers[] = [];
-      vi.spyOn(globalThis, "fetch").mockImplementation((input, init) => {
-        headers.push(new Headers(init?.headers));
-        return realFetch(input, init);
-      });
-      await namespaced.exists(key()); // OSS Vault ignores the namespace header.
-      expect(headers[0]?.get("x-vault-token")).toBe(token);
-      expect(headers[0]?.get("x-vault-namespace")).toBe("team-a");
+      const headers: { token: unknown; namespace: unknown }[] = [];
+      const listener = (message: unknown) => {
+        const request = (message as { request: { getHeader(n: string): unknown } }).request;
+        headers.push({ token: request.getHeader("x-vault-token"), namespace: request.getHeader("x-vault-namespace") });
+      };
+      dc.subscribe("http.client.request.start", listener);
+      await namespaced.exists(key()).finally(() => dc.unsubscribe("http.client.request.start", listener)); // OSS Vault ignores the namespace header.
+      expect(headers[0]?.token).toBe(token);
+      expect(headers[0]?.namespace).toBe("team-a");
     });
 
     it("checks before its first write that the mount is KV v2, so a KV v1 mount gets no stray secrets", async () => {

@@ -22,6 +22,7 @@ describe("the secret boundary", () => {
     ["URI userinfo", (p) => `postgresql://app:${pgUserinfo(p)}@h/db`],
     ["query value", (p) => `jdbc:postgresql://h/db?password=${pgQuery(p)}&user=app`],
     ["pgpass-escaped", (p) => `h:5432:db:app:${pgpassField(p)}`],
+    ["pgpass-escaped in a JSON string", (p) => JSON.stringify(`h:5432:db:app:${pgpassField(p)}`).slice(1, -1)],
   ];
   for (const [form, encode] of planted) {
     it(`masks a remembered password written ${form}`, () => {

@@ -2,7 +2,7 @@
 # Builds the real secret-store emulators the integration tests run, into a cache outside the
 # repo: ${CNPG_ROTATOR_CACHE:-$HOME/.cache/cnpg-rotator}/bin/.
 #
-#   build.sh [gcp] [vault]     (no argument: both)
+#   build.sh [gcp] [vault] [toxiproxy]     (no argument: gcp and vault)
 #
 # lowkey-vault (Azure Key Vault) is not built here: the Maven Central reachable here does not
 # serve lowkey-vault-app, so servers.ts runs a jar built from its tagged source, found through
@@ -22,6 +22,7 @@ NICE="${CNPG_ROTATOR_BUILD_NICE:-10}"
 # Pinned versions. The Go ones must match the go.mod files beside this script.
 GCP_SM_EMULATOR_VERSION="v1.7.1"   # github.com/blackwell-systems/gcp-secret-manager-emulator
 VAULT_VERSION="v1.21.0"            # github.com/hashicorp/vault (OpenBao is not served, see vault/go.mod)
+TOXIPROXY_VERSION="v2.12.0"        # github.com/Shopify/toxiproxy/v2 (TCP faults: test/faults, faults-scenarios.test.ts)
 
 log() { printf '[emulators] %s\n' "$*" >&2; }
 die() { printf '[emulators] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -68,6 +69,10 @@ build_vault() {
   go_build vault "$HERE/vault" . "$VAULT_VERSION"
 }
 
+build_toxiproxy() {
+  go_build toxiproxy-server "$HERE/toxiproxy" github.com/Shopify/toxiproxy/v2/cmd/server "$TOXIPROXY_VERSION"
+}
+
 main() {
   local targets=("$@")
   [[ ${#targets[@]} -gt 0 ]] || targets=(gcp vault)
@@ -76,8 +81,9 @@ main() {
     case "$t" in
       gcp) build_gcp ;;
       vault) build_vault ;;
-      all) build_gcp; build_vault ;;
-      *) die "unknown target '$t' (expected gcp, vault or all)" ;;
+      toxiproxy) build_toxiproxy ;;
+      all) build_gcp; build_vault; build_toxiproxy ;;
+      *) die "unknown target '$t' (expected gcp, vault, toxiproxy or all)" ;;
     esac
   done
 }

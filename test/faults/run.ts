@@ -1,0 +1,922 @@
+// The fault-injection campaign (issue #12): faults inside the requests between the rotate
+// function and every server it talks to, then clean runs until settled, then the invariants.
+//
+//   npm run faults -- [--ci] [--runs N] [--parallel P] [--seed S] [--replay SEED] [--report FILE]
+//
+// Each run is planned from its seed alone (`<campaign seed>-<index>`, printed with it), so
+// `--replay SEED` plans and runs exactly that one again. test/faults/README.md says what a run
+// does and what each fault kind is.
+import { type ChildProcess, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { parseArgs } from "node:util";
+import { buildAppSecretData } from "../../lib/cnpg/index.ts";
+import { loadManifests } from "../../lib/manifests/index.ts";
+import { encodings } from "../../lib/redact.ts";
+import { ANNOTATIONS } from "../../lib/rotation/names.ts";
+import { planRotations, readRemoteValue, type RotationTarget } from "../../lib/rotation/plan.ts";
+import { fingerprint } from "../../lib/rotation/render.ts";
+import { renderKubeconfig } from "../infra/servers.ts";
+import { kubeRequest } from "../infra/kube-client.ts";
+import { buildChildBundles, cloudOf } from "./bundle.ts";
+import { type ChildConfig, invoke, RESULT_PREFIX } from "./child.ts";
+import { type FaultProxy, type SeenRequest, startFaultProxy } from "./fault-proxy.ts";
+import { keysKept, leaks, RotationLedger, rotationIdsMonotonic, type SecretSample } from "./invariants.ts";
+import { readStore, type StoreName } from "./stores.ts";
+import { type CampaignServers, startCampaignServers } from "./servers.ts";
+import type { Toxic } from "./toxiproxy.ts";
+
+// ---- plan
+
+export const KINDS = ["reset_peer", "timeout", "blackhole", "slicer", "latency", "bandwidth", "http-5xx", "http-429", "http-drop", "sigkill", "zombie"] as const;
+export type Kind = (typeof KINDS)[number];
+export const SERVERS = ["kube", "aws", "gcp", "vault", "azure"] as const;
+export type Server = (typeof SERVERS)[number];
+const STORES: readonly StoreName[] = ["aws", "gcp", "vault", "azure"];
+/** Kinds that hit a server; sigkill and zombie are about the process, so their column is the run's store. */
+const COMBOS: readonly [Kind, Server][] = KINDS.flatMap((k) =>
+  (k === "sigkill" || k === "zombie" ? SERVERS.filter((s) => s !== "kube") : SERVERS).map((s) => [k, s] as [Kind, Server]),
+);
+
+/** How long one invocation may take before it counts as a hang (and is killed). */
+const BOUND_MS = 60_000;
+const LEASE_SECONDS = 6;
+/** Request timeouts of the faulty invocations: short, so a blackhole costs seconds (the clean runs keep the defaults). */
+const FAULTY_TIMEOUT = { kubeMs: 2_500, store: "2s" };
+const MAX_CLEAN_RUNS = 8;
+
+interface Plan {
+  readonly seed: string;
+  readonly kind: Kind;
+  readonly server: Server;
+  readonly store: StoreName;
+  readonly strategy: "single-user" | "alternating";
+  readonly invocations: number;
+  /** Start offset of each invocation (ms). */
+  readonly starts: readonly number[];
+  readonly writer: boolean;
+  /** The invocation a fault is aimed at (-1: all of them). */
+  readonly victim: number;
+  /** When the fault starts after the first invocation (ms), and how long it lasts (Infinity: to the end of the faulty phase). */
+  readonly at: number;
+  readonly duration: number;
+  readonly toxic?: Toxic;
+  /** How many requests of the aimed invocations pass before the fault starts. */
+  readonly after: number;
+  /** HTTP faults: how many matching requests it hits. */
+  readonly times: number;
+  readonly rng: number;
+}
+
+function mulberry32(a: number): () => number {
+  return () => {
+    a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function hash32(text: string): number {
+  let h = 2166136261;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 16777619);
+  return h >>> 0;
+}
+
+/** Everything a run does, from its seed (`<campaign seed>-<index>`) alone. */
+export function planRun(seed: string): Plan {
+  const m = /^(\d+)-(\d+)$/.exec(seed);
+  if (!m) throw new Error(`a run seed looks like <campaign seed>-<index>, e.g. 42-7; found "${seed}"`);
+  const index = Number(m[2]);
+  const r = mulberry32(hash32(seed));
+  const int = (lo: number, hi: number) => lo + Math.floor(r() * (hi - lo + 1));
+  const pickOne = <T>(xs: readonly T[]) => xs[Math.floor(r() * xs.length)]!;
+  // Round-robin over kind × server from a per-campaign offset: every combination comes up once per 53 runs.
+  const [kind, server] = COMBOS[(index + hash32(m[1]!)) % COMBOS.length]!;
+  const store = server === "kube" ? pickOne(STORES) : (server as StoreName);
+  const invocations = kind === "zombie" ? 3 : int(3, 5);
+  const starts = kind === "zombie" ? [0, (LEASE_SECONDS + 1) * 1000, (LEASE_SECONDS + 1) * 1000 + 1500] : Array.from({ length: invocations }, (_, i) => (i === 0 ? 0 : int(0, 1500)));
+  const at = int(200, 1800);
+  let duration = int(300, 4000);
+  let toxic: Toxic | undefined;
+  switch (kind) {
+    case "reset_peer":
+      toxic = { type: "reset_peer", stream: "downstream", attributes: { timeout: int(0, 200) } };
+      break;
+    case "timeout":
+      toxic = { type: "timeout", stream: pickOne(["upstream", "downstream"] as const), attributes: { timeout: int(100, 2000) } };
+      break;
+    case "blackhole":
+      // Data held until the toxic goes, or never: the invocation has to give up by itself.
+      toxic = { type: "timeout", stream: pickOne(["upstream", "downstream"] as const), attributes: { timeout: 0 } };
+      if (r() < 0.4) duration = Number.POSITIVE_INFINITY;
+      break;
+    case "slicer":
+      toxic = { type: "slicer", stream: "downstream", attributes: { average_size: int(1, 64), size_variation: int(0, 16), delay: int(0, 3000) } };
+      break;
+    case "latency":
+      toxic = { type: "latency", stream: pickOne(["upstream", "downstream"] as const), attributes: { latency: int(50, 1500), jitter: int(0, 300) } };
+      break;
+    case "bandwidth":
+      toxic = { type: "bandwidth", stream: "downstream", attributes: { rate: int(1, 16) } };
+      break;
+    case "zombie":
+      // The first invocation's store connection and its Lease renewals are held from the start
+      // until two later invocations have rotated; then it wakes.
+      toxic = { type: "timeout", stream: "upstream", attributes: { timeout: 0 } };
+      break;
+    default:
+      break;
+  }
+  return {
+    seed,
+    kind,
+    server,
+    store,
+    strategy: r() < 0.5 ? "single-user" : "alternating",
+    invocations,
+    starts,
+    writer: r() < 0.75,
+    victim: kind === "zombie" ? 0 : r() < 0.6 ? -1 : int(0, invocations - 1),
+    at: kind === "zombie" ? 0 : at,
+    duration: kind === "zombie" ? starts[2]! + 4_000 : duration,
+    ...(toxic ? { toxic } : {}),
+    after: int(0, 8),
+    times: int(1, 3),
+    rng: hash32(`${seed}/values`),
+  };
+}
+
+// ---- one run
+
+interface InvocationOutcome {
+  readonly name: string;
+  readonly ms: number;
+  readonly killed: boolean;
+  readonly hung: boolean;
+  readonly results?: { outcome: string; rotationId?: string; fingerprint?: string; error?: { type: string; message: string } }[];
+  readonly thrown?: { type: string; message: string };
+  readonly output: string;
+}
+
+export interface RunReport {
+  readonly seed: string;
+  readonly kind: Kind;
+  readonly server: Server;
+  readonly store: StoreName;
+  readonly strategy: string;
+  readonly invocations: number;
+  readonly writer: boolean;
+  readonly triggered: boolean;
+  readonly hits: number;
+  readonly convergenceRuns: number;
+  readonly hangs: number;
+  readonly violations: readonly string[];
+  readonly outcomes: readonly string[];
+  readonly ms: number;
+  /** Per invocation: name, ms, outcome (for --verbose). */
+  readonly detail?: readonly string[];
+}
+
+const NODE = path.join(import.meta.dirname, "../../node_modules/.bin/node");
+const b64 = (s: string) => Buffer.from(s).toString("base64");
+const unb64 = (s: string | undefined) => (s === undefined ? undefined : Buffer.from(s, "base64").toString("utf8"));
+const ROLES = ["app_blue", "app_green"] as const;
+const roleSecret = (role: string) => `alt-${role.replace("app_", "")}`;
+const SECRET = { "single-user": "cluster-example-app", alternating: "alt-consumer" } as const;
+const WRITER_KEY = "faults-writer";
+
+interface RunContext {
+  readonly servers: CampaignServers;
+  readonly workDir: string;
+  readonly bundles: Record<"aws" | "gcp" | "azure", string>;
+}
+
+function storeManifest(store: StoreName, servers: CampaignServers): string {
+  const provider = {
+    aws: "aws:\n      service: SecretsManager\n      region: us-east-1",
+    gcp: "gcpsm:\n      projectID: faults",
+    // The server here is what the SecretStore says; each invocation is pointed at its own proxy.
+    vault: `vault:\n      server: "${servers.vault.address}"\n      path: secrets\n      version: v2\n      auth:\n        tokenSecretRef:\n          name: vault-token\n          key: token`,
+    azure: `azurekv:\n      vaultUrl: "${servers.azure.url}"`,
+  }[store];
+  return `apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata:\n  name: backend\nspec:\n  provider:\n    ${provider}\n`;
+}
+
+function externalSecret(plan: Plan, ns: string): string {
+  const generator = "  dataFrom:\n    - sourceRef:\n        generatorRef: {apiVersion: generators.external-secrets.io/v1alpha1, kind: Password, name: pg-password-generator}\n";
+  if (plan.strategy === "single-user") {
+    return `apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata:
+  name: cluster-example-app-secret
+spec:
+  refreshInterval: "24h"
+  target:
+    name: cluster-example-app
+    creationPolicy: Merge
+    template:
+      metadata:
+        labels:
+          cnpg.io/reload: "true"
+      data:
+        password: "{{ .password }}"
+        pgpass: "cluster-example-rw:5432:app:app:{{ .password }}"
+        jdbc-uri: "jdbc:postgresql://cluster-example-rw.${ns}:5432/app?password={{ .password }}&user=app"
+        uri: "postgresql://app:{{ .password }}@cluster-example-rw.${ns}:5432/app"
+${generator}`;
+  }
+  return `apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata:
+  name: alt
+  annotations:
+    cnpg-rotator.io/strategy: alternating
+    cnpg-rotator.io/cluster: alt
+    cnpg-rotator.io/roles: app_blue=alt-blue, app_green=alt-green
+spec:
+  refreshInterval: 24h
+  target:
+    name: alt-consumer
+    creationPolicy: Merge
+    template:
+      data:
+        password: "{{ .password }}"
+        uri: "postgresql://{{ .username }}:{{ .password }}@alt-rw.${ns}:5432/app"
+${generator}`;
+}
+
+// A password of ESO's default symbol set, `"` and `\` included: the leak check must see them JSON-escaped too.
+const GENERATOR = `apiVersion: generators.external-secrets.io/v1alpha1
+kind: Password
+metadata:
+  name: pg-password-generator
+spec:
+  length: 32
+  digits: 5
+  symbols: 6
+  allowRepeat: true
+`;
+
+function pushSecret(plan: Plan, remoteKey: string): string {
+  return `apiVersion: external-secrets.io/v1alpha1
+kind: PushSecret
+metadata:
+  name: push
+spec:
+  refreshInterval: 24h
+  secretStoreRefs:
+    - name: backend
+      kind: SecretStore
+  selector:
+    secret:
+      name: ${SECRET[plan.strategy]}
+  data:
+    - match:
+        remoteRef:
+          remoteKey: ${remoteKey}
+`;
+}
+
+async function kreq<T = unknown>(ctx: RunContext, p: string, options: Parameters<typeof kubeRequest>[2] = {}) {
+  return kubeRequest<T>(ctx.servers.kube, p, options);
+}
+
+interface RawSecret {
+  metadata: { resourceVersion: string; annotations?: Record<string, string> };
+  data?: Record<string, string>;
+}
+
+async function readSecret(ctx: RunContext, ns: string, name: string): Promise<RawSecret | undefined> {
+  const r = await kreq<RawSecret>(ctx, `/api/v1/namespaces/${ns}/secrets/${name}`);
+  return r.status === 200 ? r.body : undefined;
+}
+
+function passwordGen(seed: number): () => string {
+  const r = mulberry32(seed);
+  const chars = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"\\$@-_%/+';
+  return () => Array.from({ length: 28 }, () => chars[Math.floor(r() * chars.length)]).join("");
+}
+
+async function setup(ctx: RunContext, plan: Plan, ns: string, remoteKey: string, dir: string): Promise<{ target: RotationTarget; initial: Record<string, Record<string, string>>; secrets: Set<string> }> {
+  const secrets = new Set<string>();
+  const created = await kreq(ctx, "/api/v1/namespaces", { method: "POST", body: { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } } });
+  if (created.status !== 201) throw new Error(`namespace ${ns}: HTTP ${created.status}`);
+  const pw = passwordGen(plan.rng);
+  const createSecret = async (name: string, data: Record<string, string>, type = "kubernetes.io/basic-auth", labels: Record<string, string> = {}) => {
+    const r = await kreq(ctx, `/api/v1/namespaces/${ns}/secrets`, {
+      method: "POST",
+      body: { apiVersion: "v1", kind: "Secret", type, metadata: { name, labels }, data: Object.fromEntries(Object.entries(data).map(([k, v]) => [k, b64(v)])) },
+    });
+    if (r.status !== 201) throw new Error(`Secret ${ns}/${name}: HTTP ${r.status}`);
+  };
+  const initial: Record<string, Record<string, string>> = {};
+  if (plan.strategy === "single-user") {
+    const password = pw();
+    secrets.add(password);
+    const data = buildAppSecretData({ clusterName: "cluster-example", namespace: ns, username: "app", dbname: "app", password });
+    await createSecret(SECRET["single-user"], data, "kubernetes.io/basic-auth", { "cnpg.io/cluster": "cluster-example", "cnpg.io/userType": "app" });
+    initial[SECRET["single-user"]] = data;
+  } else {
+    for (const role of ROLES) {
+      const password = pw();
+      secrets.add(password);
+      const data = { username: role, password };
+      await createSecret(roleSecret(role), data, "kubernetes.io/basic-auth", { "cnpg.io/reload": "true" });
+      initial[roleSecret(role)] = data;
+    }
+    const password = pw();
+    secrets.add(password);
+    const data = buildAppSecretData({ clusterName: "alt", namespace: ns, username: "app", dbname: "app", password });
+    await createSecret(SECRET.alternating, data);
+    initial[SECRET.alternating] = data;
+    const cluster = await kreq(ctx, `/apis/postgresql.cnpg.io/v1/namespaces/${ns}/clusters`, {
+      method: "POST",
+      body: {
+        apiVersion: "postgresql.cnpg.io/v1",
+        kind: "Cluster",
+        metadata: { name: "alt" },
+        spec: {
+          instances: 1,
+          storage: { size: "1Gi" },
+          bootstrap: { initdb: { database: "app", owner: "app" } },
+          managed: { roles: ROLES.map((role) => ({ name: role, ensure: "present", login: true, inherit: true, inRoles: ["app"], passwordSecret: { name: roleSecret(role) } })) },
+        },
+      },
+    });
+    if (cluster.status !== 201) throw new Error(`Cluster ${ns}/alt: HTTP ${cluster.status} ${JSON.stringify(cluster.body).slice(0, 300)}`);
+  }
+  if (plan.store === "vault") await createSecret("vault-token", { token: ctx.servers.vault.token }, "Opaque");
+  secrets.add(ctx.servers.vault.token);
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(path.join(dir, "generator.yaml"), GENERATOR);
+  writeFileSync(path.join(dir, "external-secret.yaml"), externalSecret(plan, ns));
+  writeFileSync(path.join(dir, "store.yaml"), storeManifest(plan.store, ctx.servers));
+  writeFileSync(path.join(dir, "push.yaml"), pushSecret(plan, remoteKey));
+  const manifests = loadManifests(
+    ["generator.yaml", "external-secret.yaml", "store.yaml", "push.yaml"].map((f) => ({ file: f, text: readText(path.join(dir, f)) })),
+    { namespace: ns },
+  );
+  return { target: planRotations(manifests)[0]!, initial, secrets };
+}
+
+import { readFileSync } from "node:fs";
+const readText = (f: string) => readFileSync(f, "utf8");
+
+/** Plays CNPG's part the alternating strategy waits on: a role's passwordSecret resourceVersion into the Cluster's passwordStatus. */
+function cnpgStatusWriter(ctx: RunContext, ns: string): { stop(): Promise<void> } {
+  let stopped = false;
+  const loop = (async () => {
+    const applied: Record<string, string> = {};
+    while (!stopped) {
+      try {
+        let changed = false;
+        for (const role of ROLES) {
+          const s = await readSecret(ctx, ns, roleSecret(role));
+          if (s && applied[role] !== s.metadata.resourceVersion) {
+            applied[role] = s.metadata.resourceVersion;
+            changed = true;
+          }
+        }
+        if (changed) {
+          const passwordStatus = Object.fromEntries(Object.entries(applied).map(([role, rv]) => [role, { resourceVersion: rv, transactionID: 1 }]));
+          await kreq(ctx, `/apis/postgresql.cnpg.io/v1/namespaces/${ns}/clusters/alt/status`, {
+            method: "PATCH",
+            contentType: "application/merge-patch+json",
+            body: { status: { managedRolesStatus: { passwordStatus } } },
+          });
+        }
+      } catch {
+        // the next round tries again
+      }
+      await sleep(150);
+    }
+  })();
+  return {
+    async stop() {
+      stopped = true;
+      await loop;
+    },
+  };
+}
+
+/** Another writer of the Secret: a key of its own, written with the resourceVersion it read; every read is a sample. */
+function concurrentWriter(ctx: RunContext, ns: string, name: string, samples: SecretSample[], interval: () => number) {
+  let stopped = false;
+  let written: string | undefined;
+  let n = 0;
+  const loop = (async () => {
+    while (!stopped) {
+      try {
+        const s = await readSecret(ctx, ns, name);
+        if (s) {
+          samples.push(sampleOf(s));
+          const value = `writer-${++n}`;
+          const r = await kreq(ctx, `/api/v1/namespaces/${ns}/secrets/${name}`, {
+            method: "PATCH",
+            contentType: "application/merge-patch+json",
+            body: { metadata: { resourceVersion: s.metadata.resourceVersion }, data: { [WRITER_KEY]: b64(value) } },
+          });
+          if (r.status === 200) written = value;
+        }
+      } catch {
+        // the next round tries again
+      }
+      await sleep(interval());
+    }
+  })();
+  return {
+    get written() {
+      return written;
+    },
+    async stop() {
+      stopped = true;
+      await loop;
+    },
+  };
+}
+
+function sampleOf(s: RawSecret): SecretSample {
+  return { resourceVersion: Number(s.metadata.resourceVersion), rotationId: s.metadata.annotations?.[ANNOTATIONS.rotationId], password: unb64(s.data?.password) };
+}
+
+interface Route {
+  /** Where the child connects (a Toxiproxy proxy). */
+  readonly port: number;
+  readonly proxy: FaultProxy;
+  readonly toxiName: string;
+}
+
+/** One invocation's way to one server: child → Toxiproxy (TCP faults) → fault proxy (HTTP faults) → server. */
+async function route(ctx: RunContext, server: Server, name: string): Promise<Route> {
+  const s = ctx.servers;
+  const proxy = await startFaultProxy(
+    server === "kube"
+      ? { upstream: s.kube.server, tls: s.kube.tls, upstreamCa: s.kube.caPem }
+      : server === "aws"
+        ? { upstream: s.aws }
+        : server === "gcp"
+          ? { upstream: `http://${s.gcp}`, http2: true }
+          : server === "vault"
+            ? { upstream: s.vault.address }
+            : { upstream: s.azure.url, tls: s.kube.tls, upstreamCa: s.azure.caPem, upstreamServername: "localhost" },
+  );
+  const port = await s.toxiproxy.createProxy(name, `127.0.0.1:${proxy.port}`);
+  return { port, proxy, toxiName: name };
+}
+
+/** Requests that change something, where a lost answer matters (reads are retried harmlessly). */
+function isWrite(server: Server, r: SeenRequest): boolean {
+  if (server === "aws") {
+    const op = String(r.headers["x-amz-target"] ?? "");
+    return !/\.(Describe|Get|List)/.test(op);
+  }
+  if (server === "gcp") return !/\/(Get|Access|List)/.test(r.path);
+  return r.method !== "GET";
+}
+
+function endpointsEnv(ctx: RunContext, store: StoreName, storePort: number | undefined): NodeJS.ProcessEnv {
+  const s = ctx.servers;
+  const env: NodeJS.ProcessEnv = {};
+  if (store === "aws") env.AWS_ENDPOINT_URL_SECRETS_MANAGER = storePort ? `http://127.0.0.1:${storePort}` : s.aws;
+  if (store === "gcp") env.GOOGLE_SECRET_MANAGER_ENDPOINT = storePort ? `127.0.0.1:${storePort}` : s.gcp;
+  return env;
+}
+
+function spawnInvocation(
+  ctx: RunContext,
+  bundle: string,
+  name: string,
+  config: ChildConfig,
+  env: NodeJS.ProcessEnv,
+  storeTimeout: string,
+): { child: ChildProcess; done: Promise<InvocationOutcome>; kill(): boolean } {
+  const started = Date.now();
+  const child = spawn(NODE, [bundle], {
+    env: {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      NODE_COMPILE_CACHE: path.join(os.homedir(), ".cache", "cnpg-rotator", "node-compile-cache"),
+      AWS_ACCESS_KEY_ID: "testing",
+      AWS_SECRET_ACCESS_KEY: "testing",
+      AWS_SESSION_TOKEN: "testing",
+      AWS_REGION: "us-east-1",
+      METADATA_SERVER_DETECTION: "none",
+      CNPG_ROTATOR_STORE_TIMEOUT: storeTimeout,
+      FAULTS_CHILD: JSON.stringify(config),
+      ...env,
+    },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let output = "";
+  child.stdout!.on("data", (c: Buffer) => (output += c.toString()));
+  child.stderr!.on("data", (c: Buffer) => (output += c.toString()));
+  let killed = false;
+  let hung = false;
+  const bound = setTimeout(() => {
+    hung = true;
+    child.kill("SIGKILL");
+  }, BOUND_MS);
+  const done = new Promise<InvocationOutcome>((resolve) => {
+    child.on("close", () => {
+      clearTimeout(bound);
+      const line = output.split("\n").find((l) => l.startsWith(RESULT_PREFIX));
+      const parsed = line ? (JSON.parse(line.slice(RESULT_PREFIX.length)) as Pick<InvocationOutcome, "results" | "thrown">) : {};
+      resolve({ name, ms: Date.now() - started, killed, hung, ...parsed, output });
+    });
+  });
+  void ctx;
+  return {
+    child,
+    done,
+    kill: () => {
+      if (child.exitCode !== null || child.signalCode !== null) return false;
+      killed = true;
+      return child.kill("SIGKILL");
+    },
+  };
+}
+
+export async function runOne(ctx: RunContext, seed: string): Promise<RunReport> {
+  const plan = planRun(seed);
+  const began = Date.now();
+  const tag = seed.replace("-", "x");
+  const ns = `f-${tag}-${randomBytes(2).toString("hex")}`;
+  const remoteKey = `f-${tag}-${randomBytes(3).toString("hex")}`;
+  const dir = path.join(ctx.workDir, ns);
+  const violations: string[] = [];
+  const samples: SecretSample[] = [];
+  const ledger = new RotationLedger();
+  const outputs: Record<string, string> = {};
+  const outcomes: string[] = [];
+  const routes: Route[] = [];
+  let hangs = 0;
+  let triggered = false;
+  let hits = 0;
+  let convergenceRuns = 0;
+  const { target, initial, secrets } = await setup(ctx, plan, ns, remoteKey, dir);
+  const secretName = SECRET[plan.strategy];
+  const status = plan.strategy === "alternating" ? cnpgStatusWriter(ctx, ns) : undefined;
+  const kubeconfig = (server: string) => renderKubeconfig({ server, caPem: ctx.servers.kube.caPem }, { user: "admin", token: ctx.servers.kube.adminToken });
+  const base = { manifestsDir: dir, namespace: ns, target: `${ns}/${secretName}` };
+  const detail: string[] = [];
+  const record = (o: InvocationOutcome) => {
+    outputs[o.name] = o.output;
+    detail.push(`${o.name}: ${o.ms} ms ${o.killed ? "killed " : ""}${o.hung ? "HUNG " : ""}${JSON.stringify(o.results?.map((r) => r.outcome === "failed" ? r.error : r.outcome) ?? o.thrown ?? "no result")}`);
+    if (o.hung) {
+      hangs++;
+      violations.push(`${o.name} ran past the ${BOUND_MS / 1000}s bound`);
+    }
+    for (const r of o.results ?? []) {
+      outcomes.push(r.outcome === "failed" ? `failed:${r.error?.type}` : r.outcome);
+      if (r.outcome === "rotated" || r.outcome === "resumed") ledger.add(r.rotationId, r.fingerprint, `${o.name}'s result`);
+    }
+    if (o.thrown) outcomes.push(`threw:${o.thrown.type}`);
+    if (o.killed) outcomes.push("killed");
+  };
+  try {
+    // ---- faulty phase
+    const faultServer: Server = plan.kind === "sigkill" ? plan.store : plan.kind === "zombie" ? plan.store : plan.server;
+    const invocations: { kube: Route; store: Route; run?: ReturnType<typeof spawnInvocation> }[] = [];
+    for (let i = 0; i < plan.invocations; i++) {
+      const kube = await route(ctx, "kube", `${ns}-k${i}`);
+      const store = await route(ctx, plan.store, `${ns}-s${i}`);
+      routes.push(kube, store);
+      invocations.push({ kube, store });
+    }
+    const writer = plan.writer ? concurrentWriter(ctx, ns, secretName, samples, (() => { const r = mulberry32(plan.rng ^ 0x5eed); return () => 30 + Math.floor(r() * 170); })()) : undefined;
+    const aimed = (i: number) => plan.victim < 0 || plan.victim === i;
+    const faultRoutes = invocations.flatMap((inv, i) => (aimed(i) ? [faultServer === "kube" ? inv.kube : inv.store] : []));
+    const t0 = Date.now();
+    const finished: Promise<InvocationOutcome>[] = [];
+    const startAll = (async () => {
+      for (const [i, inv] of invocations.entries()) {
+        const wait = plan.starts[i]! - (Date.now() - t0);
+        if (wait > 0) await sleep(wait);
+        const config: ChildConfig = {
+          ...base,
+          kubeconfigYaml: kubeconfig(`https://127.0.0.1:${inv.kube.port}`),
+          kubeTimeoutMs: FAULTY_TIMEOUT.kubeMs,
+          force: true,
+          leaseSeconds: LEASE_SECONDS,
+          ...(plan.store === "vault" ? { vaultServer: `http://127.0.0.1:${inv.store.port}` } : {}),
+          ...(plan.store === "azure" ? { azure: { ca: ctx.servers.kube.caPem, vaultUrl: `https://127.0.0.1:${inv.store.port}` } } : {}),
+        };
+        // The zombie keeps the default store timeout (10 s): its held first call outlasts its Lease and then wakes.
+        const storeTimeout = plan.kind === "zombie" && i === 0 ? "10s" : FAULTY_TIMEOUT.store;
+        inv.run = spawnInvocation(ctx, ctx.bundles[cloudOf(plan.store)], `invocation ${i}`, config, endpointsEnv(ctx, plan.store, inv.store.port), storeTimeout);
+        finished.push(inv.run.done);
+      }
+    })();
+    const allDone = (async () => {
+      await startAll;
+      return Promise.all(finished);
+    })();
+    // ---- the fault
+    const fault = (async () => {
+      if (plan.kind === "zombie") {
+        // The zombie holds the Lease (it started alone), then its store and cluster links are held.
+        const zombie = invocations[0]!;
+        await ctx.servers.toxiproxy.addToxic(zombie.store.toxiName, "stall", plan.toxic!);
+        const leaseHeld = await waitFor(async () => (await leaseHolders(ctx, ns)).length > 0, 8_000);
+        await ctx.servers.toxiproxy.addToxic(zombie.kube.toxiName, "stall", plan.toxic!);
+        const before = zombie.store.proxy.connections + zombie.store.proxy.requests;
+        await Promise.race([sleep(plan.duration), allDone]);
+        await ctx.servers.toxiproxy.removeToxic(zombie.kube.toxiName, "stall");
+        await ctx.servers.toxiproxy.removeToxic(zombie.store.toxiName, "stall");
+        triggered = leaseHeld && zombie.run !== undefined;
+        hits = zombie.store.proxy.connections + zombie.store.proxy.requests - before;
+        return;
+      }
+      if (plan.kind === "sigkill") {
+        await Promise.race([sleep(plan.at), allDone]);
+        const victims = invocations.filter((_, i) => aimed(i));
+        for (const v of victims) if (v.run?.kill()) hits++;
+        triggered = hits > 0;
+        return;
+      }
+      const counts = () => faultRoutes.reduce((n, r) => n + r.proxy.requests + r.proxy.connections, 0);
+      if (plan.toxic) {
+        // From the aimed invocations' (after+1)th request on, so it lands inside a rotation.
+        let ended = false;
+        void allDone.then(() => (ended = true));
+        while (!ended && faultRoutes.reduce((n, r) => n + r.proxy.requests, 0) <= plan.after) await sleep(10);
+        if (ended) return;
+        const before = counts();
+        const waiting = faultRoutes.some((r) => r.proxy.inFlight > 0);
+        await Promise.all(faultRoutes.map((r) => ctx.servers.toxiproxy.addToxic(r.toxiName, "fault", plan.toxic!)));
+        await Promise.race([Number.isFinite(plan.duration) ? sleep(plan.duration) : new Promise(() => {}), allDone]);
+        // Traffic met the toxic: a request in flight when it came, or one after.
+        hits = counts() - before + (waiting ? 1 : 0);
+        await Promise.all(faultRoutes.map((r) => ctx.servers.toxiproxy.removeToxic(r.toxiName, "fault")));
+      } else {
+        const status = plan.kind === "http-429" ? 429 : [500, 502, 503][plan.rng % 3]!;
+        for (const r of faultRoutes) {
+          r.proxy.add({
+            match: (req) => plan.kind !== "http-drop" || isWrite(faultServer, req),
+            action: plan.kind === "http-drop" ? { drop: true } : { status },
+            skip: plan.after,
+            times: plan.times,
+          });
+        }
+        await allDone;
+        hits = faultRoutes.reduce((n, r) => n + r.proxy.hits, 0);
+      }
+      triggered = hits > 0;
+    })();
+    const faulty = await allDone;
+    await fault;
+    await writer?.stop();
+    for (const o of faulty) record(o);
+    if (writer?.written) {
+      // settled below; checked at the end
+    }
+    // ---- clean runs until settled: direct to the servers, default timeouts
+    let settled = false;
+    while (!settled && convergenceRuns < MAX_CLEAN_RUNS) {
+      convergenceRuns++;
+      // In this process, straight to the servers, default timeouts: an invocation nothing disturbs.
+      const o = await cleanRun(`clean run ${convergenceRuns}`, {
+        ...base,
+        kubeconfigYaml: kubeconfig(ctx.servers.kube.server),
+        kubeTimeoutMs: 30_000,
+        force: false,
+        leaseSeconds: 60,
+        ...(plan.store === "vault" ? { vaultServer: ctx.servers.vault.address } : {}),
+        ...(plan.store === "azure" ? { azure: { ca: ctx.servers.azure.caPem, vaultUrl: ctx.servers.azure.url } } : {}),
+      });
+      record(o);
+      const r = o.results?.[0];
+      if (r?.outcome === "not-due") settled = true;
+      else if (r?.outcome === "locked") await sleep(1_000); // a killed run's Lease runs out
+    }
+    if (!settled) violations.push(`not settled after ${MAX_CLEAN_RUNS} clean runs (${outcomes.slice(-3).join(", ")})`);
+
+    // ---- invariants
+    const secret = await readSecret(ctx, ns, secretName);
+    if (!secret) throw new Error(`Secret ${ns}/${secretName} is gone`);
+    samples.push(sampleOf(secret));
+    const data = Object.fromEntries(Object.entries(secret.data ?? {}).map(([k, v]) => [k, unb64(v)!]));
+    for (const s of samples) {
+      if (s.password) secrets.add(s.password);
+      ledger.addPassword(s.rotationId, s.password, "the Secret");
+    }
+    violations.push(...rotationIdsMonotonic(samples));
+    const stored = await readStore(ctx.servers, plan.store, remoteKey);
+    const carried = (v: string | undefined) => (v === undefined ? undefined : readRemoteValue(target.publications[0]!, v));
+    for (const v of [stored.current, stored.previous]) {
+      if (!v) continue;
+      const c = carried(v.value);
+      if (c?.password) secrets.add(c.password);
+      ledger.addPassword(v.rotationId, c?.password, `the store's ${v === stored.current ? "current" : "previous"} version`);
+    }
+    for (const v of stored.others) {
+      const c = carried(v);
+      if (c?.password) secrets.add(c.password);
+    }
+    const storePassword = carried(stored.current?.value)?.password;
+    if (storePassword === undefined) violations.push("the store has no current value");
+    else if (storePassword !== data.password) violations.push(`store current (${fingerprint(storePassword)}) != Secret password (${fingerprint(data.password ?? "")})`);
+    violations.push(...ledger.violations());
+    // Keys that carry the password (or, alternating, name the role) are the rotation's to change; the rest must stay byte-identical.
+    const start = initial[secretName]!;
+    const untouched = Object.keys(start).filter(
+      (k) => k !== WRITER_KEY && !encodings(start.password!).some((f) => start[k]!.includes(f)) && !(plan.strategy === "alternating" && (k === "username" || k === "user")),
+    );
+    violations.push(...keysKept(start, data, untouched, `Secret ${secretName}`));
+    if (plan.strategy === "alternating") {
+      for (const role of ROLES) {
+        const s = await readSecret(ctx, ns, roleSecret(role));
+        const d = Object.fromEntries(Object.entries(s?.data ?? {}).map(([k, v]) => [k, unb64(v)!]));
+        if (d.password) secrets.add(d.password);
+        violations.push(...keysKept(initial[roleSecret(role)]!, d, ["username"], `Secret ${roleSecret(role)}`));
+      }
+      const role = ROLES.find((r) => r === data.username);
+      if (!role) violations.push(`the consumer names no role (username ${data.username ? "set" : "unset"})`);
+      else {
+        const rs = await readSecret(ctx, ns, roleSecret(role));
+        if (unb64(rs?.data?.password) !== data.password) violations.push(`the consumer's password is not its role's (${role})`);
+      }
+    }
+    if (writer?.written !== undefined && data[WRITER_KEY] !== writer.written) violations.push(`the writer's key holds ${data[WRITER_KEY] ?? "nothing"}, expected ${writer.written}`);
+    const blocking = await leaseHolders(ctx, ns);
+    if (blocking.length > 0) violations.push(`Lease held after settling by ${blocking.join(", ")}`);
+    violations.push(...leaks(outputs, secrets));
+  } finally {
+    await status?.stop();
+    await Promise.all(routes.map(async (r) => {
+      await ctx.servers.toxiproxy.deleteProxy(r.toxiName).catch(() => {});
+      await r.proxy.close().catch(() => {});
+    }));
+    void kreq(ctx, `/api/v1/namespaces/${ns}`, { method: "DELETE" }).catch(() => {});
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return {
+    seed,
+    kind: plan.kind,
+    server: plan.server,
+    store: plan.store,
+    strategy: plan.strategy,
+    invocations: plan.invocations,
+    writer: plan.writer,
+    triggered,
+    hits,
+    convergenceRuns,
+    hangs,
+    violations,
+    outcomes,
+    ms: Date.now() - began,
+    detail,
+  };
+}
+
+async function cleanRun(name: string, config: ChildConfig): Promise<InvocationOutcome> {
+  let output = "";
+  const started = Date.now();
+  let timer: NodeJS.Timeout | undefined;
+  const bound = new Promise<"hung">((resolve) => {
+    timer = setTimeout(() => resolve("hung"), BOUND_MS);
+  });
+  const payload = await Promise.race([invoke(config, {
+      write: (line: string) => {
+        output += line;
+      },
+    }), bound]);
+  clearTimeout(timer);
+  if (payload === "hung") return { name, ms: Date.now() - started, killed: false, hung: true, output };
+  return { ...payload, name, ms: Date.now() - started, killed: false, hung: false, output } as InvocationOutcome;
+}
+
+async function waitFor(check: () => Promise<boolean>, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check().catch(() => false)) return true;
+    await sleep(50);
+  }
+  return false;
+}
+
+/** Holders of a Lease in `ns` that is still valid now. */
+async function leaseHolders(ctx: RunContext, ns: string): Promise<string[]> {
+  const r = await kreq<{ items?: { spec?: { holderIdentity?: string; renewTime?: string; acquireTime?: string; leaseDurationSeconds?: number } }[] }>(
+    ctx,
+    `/apis/coordination.k8s.io/v1/namespaces/${ns}/leases`,
+  );
+  const now = Date.now();
+  return (r.body.items ?? []).flatMap((l) => {
+    const s = l.spec;
+    if (!s?.holderIdentity) return [];
+    const renewed = Date.parse(s.renewTime ?? s.acquireTime ?? "");
+    return renewed + (s.leaseDurationSeconds ?? 0) * 1000 > now ? [s.holderIdentity] : [];
+  });
+}
+
+// ---- the campaign
+
+function table(reports: readonly RunReport[]): string {
+  const rows: string[][] = [["kind", "server", "runs", "faults triggered", "convergence runs", "violations", "hangs"]];
+  const totals = { runs: 0, triggered: 0, convergence: 0, violations: 0, hangs: 0 };
+  for (const [kind, server] of COMBOS) {
+    const rs = reports.filter((r) => r.kind === kind && r.server === server);
+    if (rs.length === 0) continue;
+    const t = rs.filter((r) => r.triggered).length;
+    const c = rs.reduce((n, r) => n + r.convergenceRuns, 0);
+    const v = rs.filter((r) => r.violations.length > 0).length;
+    const h = rs.reduce((n, r) => n + r.hangs, 0);
+    rows.push([kind, server, String(rs.length), String(t), String(c), String(v), String(h)]);
+    totals.runs += rs.length;
+    totals.triggered += t;
+    totals.convergence += c;
+    totals.violations += v;
+    totals.hangs += h;
+  }
+  rows.push(["all", "", String(totals.runs), String(totals.triggered), String(totals.convergence), String(totals.violations), String(totals.hangs)]);
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return rows.map((r, j) => `| ${r.map((c, i) => c.padEnd(widths[i]!)).join(" | ")} |${j === 0 ? `\n|${widths.map((w) => "-".repeat(w + 2)).join("|")}|` : ""}`).join("\n");
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      ci: { type: "boolean", default: false },
+      runs: { type: "string" },
+      parallel: { type: "string" },
+      seed: { type: "string" },
+      replay: { type: "string" },
+      report: { type: "string" },
+      verbose: { type: "boolean", default: false },
+    },
+  });
+  const positive = (name: string, v: string | undefined, fallback: number) => {
+    if (v === undefined) return fallback;
+    if (!/^\d+$/.test(v) || Number(v) < 1) throw new Error(`--${name}: expected a positive integer, found "${v}"`);
+    return Number(v);
+  };
+  if (values.seed !== undefined && !/^\d+$/.test(values.seed)) throw new Error(`--seed: expected a non-negative integer, found "${values.seed}"`);
+  if (values.replay !== undefined) planRun(values.replay); // a malformed seed fails before any server starts
+  const runs = values.replay ? 1 : positive("runs", values.runs, values.ci ? 106 : 1_000);
+  // Runs mostly wait (timeouts, Leases running out, CNPG's status): more at once than cores.
+  const parallel = positive("parallel", values.parallel, values.ci ? 8 : 6);
+  const campaignSeed = values.seed ?? String(Date.now() % 1_000_000_000);
+  const seeds = values.replay ? [values.replay] : Array.from({ length: runs }, (_, i) => `${campaignSeed}-${i}`);
+  const log = (line: string) => process.stderr.write(`${line}\n`);
+  const workDir = mkdtempSync(path.join(os.tmpdir(), "cnpg-rotator-faults-"));
+  log(`[faults] campaign seed ${campaignSeed}: ${seeds.length} faulty run(s), ${parallel} at a time`);
+  const begin = Date.now();
+  const [servers, bundles] = await Promise.all([startCampaignServers(workDir, log), buildChildBundles()]);
+  // The clean runs go straight to the servers, from this process.
+  Object.assign(process.env, {
+    AWS_ENDPOINT_URL_SECRETS_MANAGER: servers.aws,
+    AWS_ACCESS_KEY_ID: "testing",
+    AWS_SECRET_ACCESS_KEY: "testing",
+    AWS_SESSION_TOKEN: "testing",
+    AWS_REGION: "us-east-1",
+    GOOGLE_SECRET_MANAGER_ENDPOINT: servers.gcp,
+    METADATA_SERVER_DETECTION: "none",
+  });
+  const ctx: RunContext = { servers, workDir, bundles };
+  const reports: RunReport[] = [];
+  let next = 0;
+  const worker = async () => {
+    while (next < seeds.length) {
+      const seed = seeds[next++]!;
+      let report: RunReport;
+      try {
+        report = await runOne(ctx, seed);
+      } catch (e) {
+        const plan = planRun(seed);
+        report = { seed, kind: plan.kind, server: plan.server, store: plan.store, strategy: plan.strategy, invocations: plan.invocations, writer: plan.writer, triggered: false, hits: 0, convergenceRuns: 0, hangs: 0, violations: [`the run itself failed: ${(e as Error).message}`], outcomes: [], ms: 0 };
+      }
+      reports.push(report);
+      if (values.verbose) for (const line of report.detail ?? []) log(`    ${line}`);
+      const verdict = report.violations.length ? `VIOLATION ${report.violations.join("; ")}` : "ok";
+      log(
+        `[faults] ${String(reports.length).padStart(4)}/${seeds.length} seed ${seed} ${report.kind}@${report.server} (${report.store}, ${report.strategy}, ${report.invocations} inv${report.writer ? ", writer" : ""}) ` +
+          `hit ${report.hits} clean ${report.convergenceRuns} ${(report.ms / 1000).toFixed(1)}s [${report.outcomes.join(" ")}] ${verdict}`,
+      );
+    }
+  };
+  try {
+    await Promise.all(Array.from({ length: Math.min(parallel, seeds.length) }, worker));
+  } finally {
+    await servers.stop();
+    rmSync(workDir, { recursive: true, force: true });
+  }
+  const seconds = (Date.now() - begin) / 1000;
+  const out = `${table(reports)}\n\n${reports.length} faulty runs in ${seconds.toFixed(0)}s (campaign seed ${campaignSeed}, --parallel ${parallel})`;
+  process.stdout.write(`${out}\n`);
+  const bad = reports.filter((r) => r.violations.length > 0 || r.hangs > 0);
+  for (const r of bad) process.stdout.write(`violation: seed ${r.seed} (${r.kind}@${r.server}): ${r.violations.join("; ")}\n  replay: npm run faults -- --replay ${r.seed}\n`);
+  if (values.report) writeFileSync(values.report, JSON.stringify({ campaignSeed, parallel, seconds, reports }, null, 2));
+  process.exitCode = bad.length > 0 ? 1 : 0;
+}
+
+if (import.meta.main) {
+  main().catch((e: unknown) => {
+    process.stderr.write(`[faults] ${(e as Error).stack ?? String(e)}\n`);
+    process.exit(2);
+  });
+}

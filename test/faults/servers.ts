@@ -1,0 +1,92 @@
+// TEST ONLY: every server the rotate function talks to, started once per campaign on 127.0.0.1:
+// etcd + kube-apiserver (with CNPG's Cluster CRD, for the alternating strategy), moto (patched to
+// behave as AWS), the GCP Secret Manager emulator, Vault, lowkey-vault (Azure) and Toxiproxy.
+import { execFile } from "node:child_process";
+import { readFile } from "node:fs/promises";
+import { request } from "node:https";
+import path from "node:path";
+import { promisify } from "node:util";
+import { renderKubeconfig, startEtcd, startKubeApiserver, startMoto, type InfraConnection, ensureBinaries } from "../infra/servers.ts";
+import { startGcpSecretManager, startLowkeyVault, startVault } from "../infra/emulators/servers.ts";
+import { cnpgCrdDir } from "../infra/cnpg/harness.ts";
+import { startToxiproxy, type Toxiproxy } from "./toxiproxy.ts";
+import { writeFile } from "node:fs/promises";
+
+const execFileAsync = promisify(execFile);
+
+export interface CampaignServers {
+  readonly kube: Pick<InfraConnection, "server" | "caPem" | "adminToken"> & { readonly tls: { cert: string; key: string } };
+  readonly aws: string;
+  /** host:port of the emulator's gRPC listener. */
+  readonly gcp: string;
+  readonly vault: { readonly address: string; readonly token: string };
+  /** https://127.0.0.1:PORT, a purgeable vault; `caPem` its certificate. */
+  readonly azure: { readonly url: string; readonly caPem: string };
+  readonly toxiproxy: Toxiproxy;
+  stop(): Promise<void>;
+}
+
+export async function startCampaignServers(dir: string, log: (line: string) => void): Promise<CampaignServers> {
+  await ensureBinaries();
+  const stops: (() => Promise<void>)[] = [];
+  const stop = async () => {
+    for (const s of stops.reverse()) await s().catch(() => {});
+  };
+  try {
+    const begin = Date.now();
+    const [etcd, moto, gcp, vault, toxiproxy] = await Promise.all([
+      startEtcd(dir),
+      startMoto(dir),
+      startGcpSecretManager(),
+      startVault(),
+      startToxiproxy(path.join(dir, "toxiproxy.log")),
+    ]);
+    stops.push(etcd.stop, moto.stop, gcp.stop, vault.stop, toxiproxy.stop);
+    const [kube, lowkey] = await Promise.all([startKubeApiserver(dir, etcd.endpoint), startLowkeyVault()]);
+    stops.push(lowkey.stop, kube.stop);
+    const azureUrl = `https://127.0.0.1:${lowkey.port}`;
+    // A vault with purge allowed: the sibling protocol purges what it deletes.
+    const uri = `?baseUri=${encodeURIComponent(azureUrl)}`;
+    await lowkeyManagement(lowkey.vaultUrl, lowkey.caPem, "DELETE", uri);
+    await lowkeyManagement(lowkey.vaultUrl, lowkey.caPem, "DELETE", `/purge${uri}`);
+    await lowkeyManagement(lowkey.vaultUrl, lowkey.caPem, "POST", "", JSON.stringify({ baseUri: azureUrl, recoveryLevel: "Recoverable+Purgeable", recoverableDays: 90 }));
+    const kubeconfig = path.join(dir, "admin.kubeconfig");
+    await writeFile(kubeconfig, renderKubeconfig(kube, { user: "admin", token: kube.tokens.admin }), { mode: 0o600 });
+    const crd = path.join(cnpgCrdDir, "postgresql.cnpg.io_clusters.yaml");
+    await execFileAsync("kubectl", ["--kubeconfig", kubeconfig, "apply", "--server-side", "-f", crd]);
+    await execFileAsync("kubectl", ["--kubeconfig", kubeconfig, "wait", "--for=condition=Established", "--timeout=60s", "-f", crd]);
+    const pki = path.join(dir, "pki");
+    log(`[faults] servers ready in ${((Date.now() - begin) / 1000).toFixed(1)}s (logs in ${dir})`);
+    return {
+      kube: {
+        server: kube.server,
+        caPem: kube.caPem,
+        adminToken: kube.tokens.admin,
+        // The apiserver's own serving certificate (SAN 127.0.0.1, localhost): the fault proxies serve it too.
+        tls: { cert: await readFile(path.join(pki, "apiserver.crt"), "utf8"), key: await readFile(path.join(pki, "apiserver.key"), "utf8") },
+      },
+      aws: moto.endpoint,
+      gcp: `127.0.0.1:${gcp.grpcPort}`,
+      vault: { address: vault.address, token: vault.token },
+      azure: { url: azureUrl, caPem: lowkey.caPem },
+      toxiproxy,
+      stop,
+    };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
+
+function lowkeyManagement(vaultUrl: string, ca: string, method: string, pathAndQuery: string, body?: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = request(`${vaultUrl}/management/vault${pathAndQuery}`, { method, ca, headers: body ? { "Content-Type": "application/json" } : {} }, (res) => {
+      let text = "";
+      res.setEncoding("utf8");
+      res.on("data", (c: string) => (text += c));
+      res.on("end", () => ((res.statusCode ?? 0) < 300 ? resolve(text) : reject(new Error(`lowkey-vault ${method} management: ${res.statusCode} ${text}`))));
+    });
+    req.on("error", reject);
+    req.end(body);
+  });
+}
