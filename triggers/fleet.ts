@@ -3,7 +3,7 @@
 // answer names the messages that failed, the queue deletes the others and delivers those
 // again, up to its dead-letter queue) and Pub/Sub pushes for the GCP one (one message per
 // request, its status the ack). Event shapes stay here; lib/fleet/ knows no cloud.
-import { InputError } from "../lib/errors.ts";
+import { InputError, RotatorError } from "../lib/errors.ts";
 import { consumeBatch, type Delivered, type Fleet, failedMessage, fleetFromEnvironment, type MessageResult, rotateOne } from "../lib/fleet/fleet.ts";
 import { type ClusterPlan, planAndEnqueue } from "../lib/fleet/plan.ts";
 import { createLogger } from "../lib/log.ts";
@@ -134,6 +134,36 @@ export async function consumePubSubPush(body: unknown): Promise<PushAnswer> {
   return redactDeep({ status: result.outcome === "failed" ? 500 : 200, body: result });
 }
 
+// --- Storage Queue → rotate (Azure) ------------------------------------------------
+
+/** A failed rotation of one queue message: thrown, so the Functions host makes it visible again (then `<queue>-poison`). */
+export class QueueMessageFailed extends RotatorError {
+  override name = "QueueMessageFailed";
+}
+
+/**
+ * One message of the storageQueue trigger (the host has decoded its base64: text, or JSON already parsed), `id` its
+ * messageId from the trigger's metadata. Rotated, not due or locked: returns (the host deletes it). Failed: throws
+ * QueueMessageFailed, so the host retries it and, after host.json's maxDequeueCount, moves it to `<queue>-poison`.
+ * Malformed: returns, with an error line in the log (as on GCP: it would never become valid).
+ */
+export async function consumeQueueItem(item: unknown, id: string): Promise<MessageResult> {
+  const body = typeof item === "string" ? item : Buffer.isBuffer(item) ? item.toString("utf8") : JSON.stringify(item ?? null);
+  let result: MessageResult;
+  try {
+    [result] = (await consumeBatch(fleet(), [{ id, body }])) as [MessageResult];
+  } catch (e) {
+    const error = redactError(e instanceof Error ? e : new Error(String(e)));
+    createLogger().error({ messageId: id, error: { type: error.name, message: error.message } }, "message refused");
+    result = { id, outcome: "failed", error: { type: error.name, message: error.message } };
+  }
+  const answer = redactDeep(result);
+  if (answer.outcome === "failed") {
+    throw new QueueMessageFailed(`queue message ${id}${answer.target ? ` (${answer.cluster}/${answer.target})` : ""}: ${answer.error?.type}: ${answer.error?.message}`);
+  }
+  return answer;
+}
+
 // --- the planner's schedule -------------------------------------------------------
 
 export interface PlanResponse {
@@ -149,9 +179,9 @@ export interface PlanResponse {
  * (manifests, clusters, the queue's URL) is answered, with nothing sent. `queueFromEnvironment` is the cloud's
  * queue (passed in, so that no cloud's SDK reaches another's bundle).
  */
-export async function invokePlan(_event: unknown, queueFromEnvironment: () => WorkQueue): Promise<PlanResponse> {
+export async function invokePlan(_event: unknown, queueFromEnvironment: () => WorkQueue | Promise<WorkQueue>): Promise<PlanResponse> {
   try {
-    queue ??= queueFromEnvironment();
+    queue ??= await queueFromEnvironment();
     const plan = await planAndEnqueue(fleet(), queue);
     return redactDeep({ ok: plan.clusters.every((c) => !c.error), clusters: plan.clusters, enqueued: plan.messages.length });
   } catch (e) {
