@@ -12,11 +12,8 @@ import { CreateSecretCommand, SecretsManagerClient } from "@aws-sdk/client-secre
 import { CreateQueueCommand } from "@aws-sdk/client-sqs";
 import { buildAppSecretData } from "../lib/cnpg/index.ts";
 import { splitCompiled } from "../lib/fleet/compiled.ts";
-import { fleetFromEnvironment } from "../lib/fleet/fleet.ts";
-import { planFleet } from "../lib/fleet/plan.ts";
 import { connectCluster, type KubernetesClient } from "../lib/kubernetes/index.ts";
-import { silentLogger } from "../lib/log.ts";
-import { createSqsClient, SqsQueue } from "../lib/queues/sqs.ts";
+import { createSqsClient } from "../lib/queues/sqs.ts";
 import { compileManifests } from "../lib/rotation/files.ts";
 import { ANNOTATIONS, successorId } from "../lib/rotation/names.ts";
 import { packageArtifact } from "../test/infra/artifact.ts";
@@ -48,6 +45,8 @@ export interface FleetRow {
   readonly plannerSendSeconds: number;
   /** Requests the planner sent to each API server. */
   readonly plannerRequests: Record<string, number>;
+  /** Peak RSS of the planner's process (it reads every target). */
+  readonly plannerPeakRssMb: number;
   readonly messages: number;
   readonly outcomes: Record<string, number>;
   readonly rotatedOnce: number;
@@ -144,15 +143,15 @@ export async function benchFleet(options: FleetOptions): Promise<FleetRow[]> {
         };
         const before = os.loadavg();
         const start = performance.now();
-        // The planner, as its function runs it (compiled manifests, every cluster); no spread here (the bench would wait 15 minutes).
-        const fleet = fleetFromEnvironment({ env, log: silentLogger });
-        const plan = await planFleet(fleet, { spreadSeconds: 0 });
-        const planned = performance.now();
-        await new SqsQueue(url, sqs).send(plan.messages);
-        await fleet.close();
+        // The planner, as its function runs it (compiled manifests, every cluster), in a fresh process of its own.
+        const plan = await new Promise<{ seconds: number; sendSeconds: number; messages: number; requests: Record<string, number>; peakRssBytes: number }>((resolve, reject) =>
+          execFile(NODE, [join(ROOT, "bench/fleet-planner-child.ts")], { cwd: ROOT, env, maxBuffer: 16 * 1024 * 1024, timeout: 3_600_000 }, (err, stdout) =>
+            err ? reject(err) : resolve(JSON.parse(stdout.trim().split("\n").pop()!)),
+          ),
+        );
         const plannerSeconds = (performance.now() - start) / 1000;
-        const plannerSendSeconds = (performance.now() - planned) / 1000;
-        log(`fleet n=${size}: planned in ${round(plannerSeconds, 1)} s, ${plan.messages.length} messages; ${consumers} consumers...`);
+        const plannerSendSeconds = plan.sendSeconds;
+        log(`fleet n=${size}: planned in ${round(plannerSeconds, 1)} s, ${plan.messages} messages, planner peak RSS ${mb(plan.peakRssBytes)} MB; ${consumers} consumers...`);
         const children = await Promise.all(
           Array.from({ length: consumers }, () =>
             new Promise<{ batches: number; outcomes: Record<string, number>; durations: number[]; peakRssBytes: number; invocationRss: number[]; liveHeap: number[] }>(
@@ -187,8 +186,9 @@ export async function benchFleet(options: FleetOptions): Promise<FleetRow[]> {
           seconds: round(seconds, 1),
           plannerSeconds: round(plannerSeconds, 2),
           plannerSendSeconds: round(plannerSendSeconds, 2),
-          plannerRequests: Object.fromEntries(plan.clusters.map((c) => [c.cluster, c.requests])),
-          messages: plan.messages.length,
+          plannerRequests: plan.requests,
+          plannerPeakRssMb: mb(plan.peakRssBytes),
+          messages: plan.messages,
           outcomes,
           rotatedOnce,
           p50Ms: round(quantile(durations, 0.5), 0),

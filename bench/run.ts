@@ -369,7 +369,7 @@ function printTable(): void {
     out.push(
       "Fleet (2 clusters; planner → moto SQS → consumer processes)",
       table(
-        ["n", "ns/cluster", "consumers", "seconds", "planner s", "planner req east/west", "p50 ms", "p99 ms", "peak RSS MB", "once", "load avg"],
+        ["n", "ns/cluster", "consumers", "seconds", "planner s", "planner req east/west", "planner RSS MB", "p50 ms", "p99 ms", "peak RSS MB", "once", "load avg"],
         results.fleet.map((r) => [
           r.n,
           r.namespacesPerCluster,
@@ -377,6 +377,7 @@ function printTable(): void {
           r.seconds,
           r.plannerSeconds,
           `${r.plannerRequests.east}/${r.plannerRequests.west}`,
+          r.plannerPeakRssMb,
           r.p50Ms,
           r.p99Ms,
           r.peakRssMb,

@@ -1,12 +1,12 @@
-// The fleet's front end on AWS: the planner's schedule, and SQS batches for the rotate
-// function (the Lambda event source mapping with ReportBatchItemFailures: the answer names
-// the messages that failed, the queue deletes the others and delivers those again, up to
-// its dead-letter queue). Event shapes stay here; lib/fleet/ knows no cloud.
-import { InputError } from "../lib/errors.ts";
+// The fleet's front ends: the planner's schedule (any cloud, given its queue), SQS batches for
+// the AWS rotate function (the Lambda event source mapping with ReportBatchItemFailures: the
+// answer names the messages that failed, the queue deletes the others and delivers those
+// again, up to its dead-letter queue) and Pub/Sub pushes for the GCP one (one message per
+// request, its status the ack). Event shapes stay here; lib/fleet/ knows no cloud.
+import { InputError, RotatorError } from "../lib/errors.ts";
 import { consumeBatch, type Delivered, type Fleet, failedMessage, fleetFromEnvironment, type MessageResult, rotateOne } from "../lib/fleet/fleet.ts";
 import { type ClusterPlan, planAndEnqueue } from "../lib/fleet/plan.ts";
 import { createLogger } from "../lib/log.ts";
-import { sqsQueueFromEnvironment } from "../lib/queues/sqs.ts";
 import type { WorkQueue } from "../lib/queues/types.ts";
 import { redactDeep, redactError } from "../lib/redact.ts";
 import type { RotationResult } from "../lib/rotation/rotate.ts";
@@ -77,6 +77,93 @@ export async function consumeSqs(event: unknown): Promise<SqsBatchResponse & { r
   });
 }
 
+// --- Pub/Sub push → rotate (GCP) ----------------------------------------------------
+
+/** What a push subscription POSTs: one message, its data base64. */
+export interface PubSubPush {
+  readonly message: { readonly messageId: string; readonly data?: string; readonly attributes?: Record<string, string> };
+  readonly subscription?: string;
+}
+
+/** The message of a push envelope; InputError when the request is not one (Pub/Sub always sends messageId). */
+export function pubSubPushMessage(body: unknown): Delivered {
+  let value = body;
+  if (typeof value === "string" || Buffer.isBuffer(value)) {
+    try {
+      value = JSON.parse(value.toString());
+    } catch {
+      throw new InputError('Pub/Sub push: expected a JSON envelope {"message": {"messageId", "data"}, "subscription"}, found a body that is not JSON');
+    }
+  }
+  const message = (value as { message?: unknown } | null)?.message as Record<string, unknown> | undefined;
+  if (!message || typeof message !== "object") throw new InputError('Pub/Sub push: expected {"message": {...}, "subscription"}, found no message');
+  if (typeof message.messageId !== "string" || message.messageId === "") throw new InputError("Pub/Sub push: message.messageId: expected a string");
+  if (message.data !== undefined && typeof message.data !== "string") throw new InputError(`Pub/Sub push ${message.messageId}: message.data: expected base64 text`);
+  return { id: message.messageId, body: Buffer.from((message.data as string | undefined) ?? "", "base64").toString("utf8") };
+}
+
+export interface PushAnswer {
+  /** 2xx acknowledges the message; anything else is a nack, and Pub/Sub delivers it again (up to the dead-letter topic). */
+  readonly status: number;
+  readonly body: MessageResult | { readonly outcome: "refused"; readonly error: { readonly type: string; readonly message: string } };
+}
+
+/**
+ * One pushed message, one rotation. Rotated, not due, or held by another run: 200 (ack). Failed: 500, so Pub/Sub
+ * redelivers with its retry policy's backoff and, after the subscription's max delivery attempts, forwards it to the
+ * dead-letter topic. A message that is not one of ours (malformed): 200 with outcome `malformed` and an error line in the
+ * log: it would never become valid, so it is acknowledged, not retried. A request that is not a push envelope: 400.
+ */
+export async function consumePubSubPush(body: unknown): Promise<PushAnswer> {
+  let delivered: Delivered;
+  try {
+    delivered = pubSubPushMessage(body);
+  } catch (e) {
+    if (!(e instanceof InputError)) throw e;
+    createLogger().error({ error: { type: e.name, message: e.message } }, "push request refused");
+    return { status: 400, body: { outcome: "refused", error: { type: e.name, message: e.message } } };
+  }
+  let result: MessageResult;
+  try {
+    [result] = (await consumeBatch(fleet(), [delivered])) as [MessageResult];
+  } catch (e) {
+    const error = redactError(e instanceof Error ? e : new Error(String(e)));
+    createLogger().error({ messageId: delivered.id, error: { type: error.name, message: error.message } }, "message refused");
+    result = { id: delivered.id, outcome: "failed", error: { type: error.name, message: error.message } };
+  }
+  return redactDeep({ status: result.outcome === "failed" ? 500 : 200, body: result });
+}
+
+// --- Storage Queue → rotate (Azure) ------------------------------------------------
+
+/** A failed rotation of one queue message: thrown, so the Functions host makes it visible again (then `<queue>-poison`). */
+export class QueueMessageFailed extends RotatorError {
+  override name = "QueueMessageFailed";
+}
+
+/**
+ * One message of the storageQueue trigger (the host has decoded its base64: text, or JSON already parsed), `id` its
+ * messageId from the trigger's metadata. Rotated, not due or locked: returns (the host deletes it). Failed: throws
+ * QueueMessageFailed, so the host retries it and, after host.json's maxDequeueCount, moves it to `<queue>-poison`.
+ * Malformed: returns, with an error line in the log (as on GCP: it would never become valid).
+ */
+export async function consumeQueueItem(item: unknown, id: string): Promise<MessageResult> {
+  const body = typeof item === "string" ? item : Buffer.isBuffer(item) ? item.toString("utf8") : JSON.stringify(item ?? null);
+  let result: MessageResult;
+  try {
+    [result] = (await consumeBatch(fleet(), [{ id, body }])) as [MessageResult];
+  } catch (e) {
+    const error = redactError(e instanceof Error ? e : new Error(String(e)));
+    createLogger().error({ messageId: id, error: { type: error.name, message: error.message } }, "message refused");
+    result = { id, outcome: "failed", error: { type: error.name, message: error.message } };
+  }
+  const answer = redactDeep(result);
+  if (answer.outcome === "failed") {
+    throw new QueueMessageFailed(`queue message ${id}${answer.target ? ` (${answer.cluster}/${answer.target})` : ""}: ${answer.error?.type}: ${answer.error?.message}`);
+  }
+  return answer;
+}
+
 // --- the planner's schedule -------------------------------------------------------
 
 export interface PlanResponse {
@@ -89,11 +176,12 @@ export interface PlanResponse {
 /**
  * Any event (the schedule's, or a manual `{}`): plan every cluster and send one message per due
  * target. A cluster that cannot be listed is reported and left to the next schedule; bad input
- * (manifests, clusters, the queue's URL) is answered, with nothing sent.
+ * (manifests, clusters, the queue's URL) is answered, with nothing sent. `queueFromEnvironment` is the cloud's
+ * queue (passed in, so that no cloud's SDK reaches another's bundle).
  */
-export async function invokePlan(_event: unknown): Promise<PlanResponse> {
+export async function invokePlan(_event: unknown, queueFromEnvironment: () => WorkQueue | Promise<WorkQueue>): Promise<PlanResponse> {
   try {
-    queue ??= sqsQueueFromEnvironment();
+    queue ??= await queueFromEnvironment();
     const plan = await planAndEnqueue(fleet(), queue);
     return redactDeep({ ok: plan.clusters.every((c) => !c.error), clusters: plan.clusters, enqueued: plan.messages.length });
   } catch (e) {

@@ -18,7 +18,7 @@ await buildFunctionApp(
     out: "dist/azure",
     bundle: "index.js",
     target: "node22", // the Node version the function app runs (Flex Consumption: 20 or 22)
-    external: ["@azure/functions", "@azure/identity", "@azure/keyvault-secrets"],
+    external: ["@azure/functions", "@azure/identity", "@azure/keyvault-secrets", "@azure/storage-queue"],
     packageName: "cnpg-rotator-azure",
     engines: ">=22",
     files: {

@@ -22,12 +22,17 @@ param pushSchedule string = '0 30 3 * * *'
 @allowed(['20', '22'])
 param nodeVersion string = '22'
 param deployEventSubscription bool = false
+@description('A fleet: planTimer and the Storage Queue trigger rotateQueue instead of rotateTimer (README, "Fleets").')
+param fleet bool = false
+@description('NCRONTAB of planTimer (a fleet): a quarter of the shortest refreshInterval, 1 minute to 1 hour.')
+param planSchedule string = '0 */15 * * * *'
 
 var storageName = take('st${uniqueString(resourceGroup().id, name)}', 24)
 var deploymentContainer = 'app-package'
 var roles = {
   storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
   keyVaultSecretsOfficer: 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7'
+  storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
 }
 
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
@@ -48,6 +53,16 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
     name: 'default'
     resource package 'containers' = {
       name: deploymentContainer
+    }
+  }
+  // A fleet's queue (the planner puts, rotateQueue's trigger takes) and the host's poison queue after maxDequeueCount (host.json).
+  resource queues 'queueServices' = if (fleet) {
+    name: 'default'
+    resource work 'queues' = {
+      name: 'cnpg-rotator-queue'
+    }
+    resource poison 'queues' = {
+      name: 'cnpg-rotator-queue-poison'
     }
   }
 }
@@ -75,6 +90,8 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'CNPG_ROTATOR_NAMESPACE', value: namespace }
         { name: 'CNPG_ROTATOR_SCHEDULE', value: schedule }
         { name: 'CNPG_ROTATOR_PUSH_SCHEDULE', value: pushSchedule }
+        { name: 'CNPG_ROTATOR_FLEET', value: fleet ? '1' : '0' }
+        { name: 'CNPG_ROTATOR_PLAN_SCHEDULE', value: planSchedule }
         // A Key Vault reference: the kubeconfig never appears in the app's configuration.
         { name: 'CNPG_ROTATOR_KUBECONFIG', value: '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=cnpg-rotator-kubeconfig)' }
       ]
@@ -98,6 +115,17 @@ resource appOnStorage 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   scope: storage
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataOwner)
+    principalId: app.identity.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// A fleet: the planner puts messages, the trigger reads and deletes them (and moves poison ones), with the app's identity.
+resource appOnQueues 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (fleet) {
+  name: guid(storage.id, app.id, roles.storageQueueDataContributor)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageQueueDataContributor)
     principalId: app.identity.principalId
     principalType: 'ServicePrincipal'
   }

@@ -7,6 +7,10 @@
 //   PROJECT=my-project REGION=europe-west1 bash deploy-gcp.sh
 //
 // The output is a script you read first: re-running it updates what exists.
+//
+// A fleet (manifests with KubernetesClusters, or CNPG_ROTATOR_GCP_FLEET=1) gets, instead of one
+// job per ExternalSecret, the planner on one job and its queue: a topic, a push subscription to
+// the rotateQueue function with a dead-letter topic after 5 deliveries (README, "Fleets").
 import { InputError } from "../../lib/errors.ts";
 import type { ManifestSet } from "../../lib/manifests/index.ts";
 import { readManifests } from "../../lib/rotation/files.ts";
@@ -39,10 +43,41 @@ interface Job {
   readonly description: string;
 }
 
-export function schedulerJobs(set: ManifestSet, override?: string): { jobs: Job[]; unscheduled: string[] } {
+/** Pub/Sub delivers a failing message this many times before the dead-letter topic (5 to 100; SQS's maxReceiveCount on AWS). */
+export const MAX_DELIVERY_ATTEMPTS = 5;
+
+/** The planner's cron: a quarter of the shortest periodic refreshInterval, 1 minute to 1 hour (as on AWS). */
+export function plannerCron(set: ManifestSet, override?: string): string {
+  if (override) return override;
+  const periodic = set.externalSecrets.filter((es) => es.refreshPolicy === "Periodic" && es.refreshIntervalMs > 0);
+  const shortest = Math.min(...periodic.map((es) => es.refreshIntervalMs), 4 * 60 * MINUTE);
+  return cronFor(Math.min(60 * MINUTE, Math.max(MINUTE, shortest / 4)));
+}
+
+export function schedulerJobs(set: ManifestSet, override?: string, fleet = false): { jobs: Job[]; unscheduled: string[] } {
   const jobs: Job[] = [];
   const unscheduled: string[] = [];
-  for (const es of set.externalSecrets) {
+  if (fleet) {
+    jobs.push({
+      id: "cnpg-rotator-plan",
+      schedule: plannerCron(set, override),
+      topic: "cnpg-rotator-plan",
+      body: "{}",
+      description: "cnpg-rotator: plan every cluster's due rotations",
+    });
+    // One push job too (as on AWS), at the shortest PushSecret refreshInterval: an empty message pushes every due one.
+    const periodic = set.pushSecrets.filter((ps) => ps.refreshIntervalMs > 0);
+    if (periodic.length > 0) {
+      jobs.push({
+        id: "cnpg-rotator-push",
+        schedule: override ?? cronFor(Math.min(...periodic.map((ps) => ps.refreshIntervalMs)), 30),
+        topic: "cnpg-rotator-push",
+        body: "{}",
+        description: "cnpg-rotator: push every due PushSecret",
+      });
+    }
+  }
+  for (const es of fleet ? [] : set.externalSecrets) {
     const target = `${es.metadata.namespace}/${es.target.name}`;
     const name = `ExternalSecret ${es.metadata.namespace}/${es.metadata.name}`;
     if (es.refreshPolicy !== "Periodic" || es.refreshIntervalMs === 0) {
@@ -58,7 +93,7 @@ export function schedulerJobs(set: ManifestSet, override?: string): { jobs: Job[
       description: `cnpg-rotator: rotate ${target} (${name}, refreshInterval ${es.refreshInterval})`,
     });
   }
-  for (const ps of set.pushSecrets) {
+  for (const ps of fleet ? [] : set.pushSecrets) {
     const target = `${ps.metadata.namespace}/${ps.metadata.name}`;
     if (ps.refreshIntervalMs === 0) {
       unscheduled.push(`PushSecret ${target} (refreshInterval 0): pushed by the rotations that write it`);
@@ -90,10 +125,41 @@ export function gcpSecrets(set: ManifestSet): { project: string; name: string }[
   return [...found.values()];
 }
 
+/** Step 4b, a fleet: the planner, its queue with a dead-letter topic, and the function the queue pushes to. */
+function fleetSection(): string {
+  return `
+# 4b. The fleet: the planner publishes one message per due target to cnpg-rotator-queue; a push subscription hands each
+#     to cnpg-rotator-queue (HTTP, authenticated with $SA's OIDC token). 2xx acknowledges; a failed rotation answers 500
+#     and Pub/Sub redelivers with backoff, then after ${MAX_DELIVERY_ATTEMPTS} deliveries forwards it to cnpg-rotator-queue-dead
+#     (read it there: gcloud pubsub subscriptions pull cnpg-rotator-queue-dead-pull --auto-ack). A malformed message is
+#     acknowledged with an error in the log (it would never become valid). Pub/Sub cannot delay a message, so the
+#     planner sends all at once: --max-instances and each cluster's maxConcurrentRotations pace the API servers.
+for t in cnpg-rotator-plan cnpg-rotator-queue cnpg-rotator-queue-dead; do
+  gcloud pubsub topics describe "$t" >/dev/null 2>&1 || gcloud pubsub topics create "$t"
+done
+gcloud pubsub subscriptions describe cnpg-rotator-queue-dead-pull >/dev/null 2>&1 ||
+  gcloud pubsub subscriptions create cnpg-rotator-queue-dead-pull --topic cnpg-rotator-queue-dead --message-retention-duration 7d
+gcloud pubsub topics add-iam-policy-binding cnpg-rotator-queue --member "serviceAccount:$SA" --role roles/pubsub.publisher
+gcloud functions deploy cnpg-rotator-plan "\${COMMON[@]}" --memory 1Gi --timeout 540s --entry-point plan --trigger-topic cnpg-rotator-plan \\
+  --trigger-service-account "$SA" --update-env-vars "CNPG_ROTATOR_TOPIC=projects/$PROJECT/topics/cnpg-rotator-queue"
+gcloud functions deploy cnpg-rotator-queue "\${COMMON[@]}" --entry-point rotateQueue --trigger-http --no-allow-unauthenticated --max-instances 10
+gcloud functions add-invoker-policy-binding cnpg-rotator-queue --region "$REGION" --member "serviceAccount:$SA"
+QUEUE_URL="$(gcloud functions describe cnpg-rotator-queue --region "$REGION" --format 'value(serviceConfig.uri)')"
+PUBSUB_AGENT="serviceAccount:service-$(gcloud projects describe "$PROJECT" --format 'value(projectNumber)')@gcp-sa-pubsub.iam.gserviceaccount.com"
+# The Pub/Sub service agent forwards to the dead-letter topic and acknowledges what it forwarded:
+gcloud pubsub topics add-iam-policy-binding cnpg-rotator-queue-dead --member "$PUBSUB_AGENT" --role roles/pubsub.publisher
+if gcloud pubsub subscriptions describe cnpg-rotator-queue-push >/dev/null 2>&1; then sub=update; else sub="create --topic cnpg-rotator-queue"; fi
+gcloud pubsub subscriptions $sub cnpg-rotator-queue-push --push-endpoint "$QUEUE_URL" --push-auth-service-account "$SA" \\
+  --ack-deadline 600 --dead-letter-topic cnpg-rotator-queue-dead --max-delivery-attempts ${MAX_DELIVERY_ATTEMPTS} \\
+  --min-retry-delay 10s --max-retry-delay 600s
+gcloud pubsub subscriptions add-iam-policy-binding cnpg-rotator-queue-push --member "$PUBSUB_AGENT" --role roles/pubsub.subscriber
+`;
+}
+
 const q = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
 
-export function script(set: ManifestSet, manifestsDir: string, override?: string): string {
-  const { jobs, unscheduled } = schedulerJobs(set, override);
+export function script(set: ManifestSet, manifestsDir: string, override?: string, fleet = set.clusters.length > 0): string {
+  const { jobs, unscheduled } = schedulerJobs(set, override, fleet);
   const secrets = gcpSecrets(set);
   const example = jobs[0] ? (JSON.parse(jobs[0].body) as { target: string }).target : "namespace/name";
   const projects = [...new Set(secrets.map((s) => s.project))];
@@ -139,7 +205,8 @@ done
 #     -H "Authorization: bearer $(gcloud auth print-identity-token)" -H "content-type: application/json" \\
 #     -d '{"target":"${example}","dryRun":true}'
 
-# 5. One Cloud Scheduler job per ExternalSecret and PushSecret (UTC). A tick that finds nothing due writes nothing.
+${fleet ? fleetSection() : ""}
+# 5. ${fleet ? "The planner's one Cloud Scheduler job, and push's one" : "One Cloud Scheduler job per ExternalSecret and PushSecret"} (UTC). A tick that finds nothing due writes nothing.
 job() { # id schedule topic body description
   if gcloud scheduler jobs describe "$1" --location "$REGION" >/dev/null 2>&1; then verb=update; else verb=create; fi
   gcloud scheduler jobs "$verb" pubsub "$1" --location "$REGION" --schedule "$2" --time-zone Etc/UTC --topic "$3" --message-body "$4" --description "$5"
@@ -167,7 +234,9 @@ if (import.meta.main) {
   const namespace = process.env.CNPG_ROTATOR_NAMESPACE;
   const override = process.env.CNPG_ROTATOR_GCP_SCHEDULE; // unix-cron, for every job
   try {
-    process.stdout.write(script(readManifests([dir], namespace ? { namespace } : {}), dir, override || undefined));
+    const set = readManifests([dir], namespace ? { namespace } : {});
+    const fleet = set.clusters.length > 0 || process.env.CNPG_ROTATOR_GCP_FLEET === "1";
+    process.stdout.write(script(set, dir, override || undefined, fleet));
   } catch (e) {
     if (!(e instanceof InputError)) throw e;
     process.stderr.write(`${e.message}\n`);

@@ -114,7 +114,9 @@ async function planCluster(
 
 /** Plans, then sends every message; a failed send throws (the schedule's retry plans again: the due check makes that harmless). */
 export async function planAndEnqueue(fleet: Fleet, queue: WorkQueue, options: { now?: Date; spreadSeconds?: number } = {}): Promise<Plan> {
-  const plan = await planFleet(fleet, options);
+  // A queue that cannot delay (Pub/Sub) gets every message at once: its consumers' caps pace the API servers.
+  const spread = Math.min(options.spreadSeconds ?? spreadSeconds(fleet.env), queue.maxDelaySeconds);
+  const plan = await planFleet(fleet, { ...options, spreadSeconds: spread });
   await queue.send(plan.messages);
   return plan;
 }

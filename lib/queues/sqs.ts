@@ -9,9 +9,9 @@ import {
   type SQSClientConfig,
 } from "@aws-sdk/client-sqs";
 import { defaultProvider } from "@aws-sdk/credential-provider-node";
-import { InputError, RotatorError } from "../errors.ts";
+import { InputError } from "../errors.ts";
 import { isNetworkError, isTransientStatus, withRetry } from "../retry.ts";
-import { MAX_DELAY_SECONDS, type OutgoingMessage, type ReceivedMessage, type WorkQueue } from "./types.ts";
+import { MAX_DELAY_SECONDS, type OutgoingMessage, QueueError, type ReceivedMessage, type WorkQueue } from "./types.ts";
 
 /** The queue the planner sends to: its URL (`https://sqs.<region>.amazonaws.com/<account>/<name>`). */
 export const QUEUE_URL_ENV = "CNPG_ROTATOR_QUEUE_URL";
@@ -19,10 +19,6 @@ export const QUEUE_URL_ENV = "CNPG_ROTATOR_QUEUE_URL";
 const BATCH = 10;
 /** Batches in flight at once. */
 const PARALLEL = 8;
-
-export class QueueError extends RotatorError {
-  override name = "QueueError";
-}
 
 let credentials: ReturnType<typeof defaultProvider> | undefined;
 
@@ -58,6 +54,7 @@ const transient = (e: unknown) =>
   isNetworkError(e) || isTransientStatus((e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode);
 
 export class SqsQueue implements WorkQueue {
+  readonly maxDelaySeconds = MAX_DELAY_SECONDS;
   readonly url: string;
   readonly #client: SQSClient;
   /** Requests sent (for the bench and its tests). */

@@ -3,6 +3,7 @@
 // deletes what it handled. On AWS the Lambda event source mapping receives and deletes for
 // the function; receive/delete are for the local poller (tests, bench) and for clouds
 // whose consumers pull.
+import { RotatorError } from "../errors.ts";
 
 /** A message to send: its JSON text and how long the queue keeps it invisible first. */
 export interface OutgoingMessage {
@@ -21,6 +22,8 @@ export interface ReceivedMessage {
 }
 
 export interface WorkQueue {
+  /** The longest delay this queue can hold a message back (SQS 900 s, Azure more, Pub/Sub none): the planner spreads over at most this. */
+  readonly maxDelaySeconds: number;
   /** Sends every message (in the service's batches); throws if any could not be sent after retries. */
   send(messages: readonly OutgoingMessage[]): Promise<void>;
   /** Up to `max` messages, waiting up to `waitSeconds` for the first (long polling). */
@@ -30,3 +33,8 @@ export interface WorkQueue {
 
 /** The longest delay SQS allows a message (15 minutes). */
 export const MAX_DELAY_SECONDS = 900;
+
+/** A queue refused or lost a request (after the retry policy's tries). */
+export class QueueError extends RotatorError {
+  override name = "QueueError";
+}

@@ -581,6 +581,40 @@ export function startMoto(dir: string): Promise<MotoServer> {
 }
 
 // ---------------------------------------------------------------------------------------
+// Azurite's queue service (npm devDependency azurite): Azure Queue Storage for the fleet's Azure path
+
+export interface AzuriteQueue {
+  /** A connection string for Azurite's well-known development account (public, documented by Microsoft). */
+  connectionString: string;
+  endpoint: string;
+  process: ManagedProcess;
+  stop(): Promise<void>;
+}
+
+const AZURITE_QUEUE = path.join(infraDir, "..", "..", "node_modules", ".bin", "azurite-queue");
+// Azurite's documented development account and key (the same in every Azurite; not a secret).
+const AZURITE_ACCOUNT = "devstoreaccount1";
+const AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+/** azurite-queue on 127.0.0.1, in memory. A missing install is an error, never a skip (it comes with `npm ci`). */
+export function startAzuriteQueue(dir: string): Promise<AzuriteQueue> {
+  if (!existsSync(AZURITE_QUEUE)) throw new Error(`azurite-queue not found at ${AZURITE_QUEUE}: run npm ci (azurite is a devDependency)`);
+  return retryOnPortClash(async () => {
+    const port = await freePort();
+    const endpoint = `http://127.0.0.1:${port}/${AZURITE_ACCOUNT}`;
+    const proc = launch(
+      "azurite-queue",
+      process.execPath,
+      [AZURITE_QUEUE, "--queueHost", "127.0.0.1", "--queuePort", String(port), "--inMemoryPersistence", "--disableTelemetry", "--silent", "--skipApiVersionCheck"],
+      path.join(dir, "azurite-queue.log"),
+    );
+    await waitReady(proc, "an HTTP answer", async () => (await fetch(`${endpoint}?comp=list`)).status > 0, 60_000);
+    const connectionString = `DefaultEndpointsProtocol=http;AccountName=${AZURITE_ACCOUNT};AccountKey=${AZURITE_KEY};QueueEndpoint=${endpoint};`;
+    return { connectionString, endpoint, process: proc, stop: () => proc.stop() };
+  });
+}
+
+// ---------------------------------------------------------------------------------------
 // All together
 
 const tmpPrefix = "cnpg-rotator-infra-";

@@ -7,8 +7,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CreateSecretCommand } from "@aws-sdk/client-secrets-manager";
 import { CreateQueueCommand, GetQueueAttributesCommand, PurgeQueueCommand, type SQSClient } from "@aws-sdk/client-sqs";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, inject, it, vi } from "vitest";
 import { handler } from "../../functions/aws/rotate.ts";
+import { main } from "../../lib/cli/main.ts";
 import { InputError } from "../../lib/errors.ts";
 import { consumeBatch, type Fleet, fleetFromEnvironment } from "../../lib/fleet/fleet.ts";
 import { encodeMessage } from "../../lib/fleet/messages.ts";
@@ -269,5 +270,43 @@ describe("bad input: a clear error, nothing enqueued or written", () => {
       /KubernetesCluster\/east\): spec: certificateAuthorityData: expected a CA certificate/,
     );
     expect(await depth(queue)).toBe(0);
+  });
+
+  it("cnpg-rotator validate connects to every KubernetesCluster and asks for the planner's list; --skip-clusters connects to none", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "fleet-validate-"));
+    const closed = await freePort(); // nothing listens there
+    writeFleet({
+      dir,
+      targets: 8,
+      namespaces: 2,
+      namespacePrefix: uniqueName("fl-val"),
+      clusters: {
+        east: "  kubeconfigEnv: FLEET_EAST_KUBECONFIG\n",
+        west: "  kubeconfigFrom: aws:fleet-west-kubeconfig\n",
+        limited: "  kubeconfigEnv: FLEET_LIMITED_KUBECONFIG\n",
+        gone: "  kubeconfigEnv: FLEET_GONE_KUBECONFIG\n",
+      },
+    });
+    vi.stubEnv("FLEET_EAST_KUBECONFIG", readFileSync(infra.kubeconfigPath, "utf8"));
+    vi.stubEnv("FLEET_LIMITED_KUBECONFIG", renderKubeconfig(infra, { user: "limited", token: infra.tokens.limited }));
+    vi.stubEnv("FLEET_GONE_KUBECONFIG", renderKubeconfig({ ...infra, server: `https://127.0.0.1:${closed}` }, { user: "admin", token: infra.adminToken }));
+    vi.stubEnv("CNPG_ROTATOR_CLUSTER_TIMEOUT_MS", "2000");
+    try {
+      const lines: string[] = [];
+      const code = await main(["validate", "-f", dir], (t) => lines.push(t), (t) => lines.push(t));
+      const text = lines.join("\n");
+      expect(code, text).toBe(1);
+      expect(text).toMatch(/4 KubernetesClusters/);
+      expect(text).toMatch(/cluster east: connected; may list Secrets in its 2 namespaces/);
+      expect(text).toMatch(/cluster west: connected; may list Secrets in its 2 namespaces/);
+      expect(text).toMatch(/cluster limited: connected; may not: fl-val-\w+-0000: list secrets; fl-val-\w+-0001: list secrets/);
+      expect(text).toMatch(new RegExp(`cluster gone: unreachable: \\w+: .*127\\.0\\.0\\.1:${closed}`));
+
+      const skipped: string[] = [];
+      expect(await main(["validate", "-f", dir, "--skip-clusters"], (t) => skipped.push(t), (t) => skipped.push(t))).toBe(0);
+      expect(skipped.join("\n")).not.toMatch(/cluster /);
+    } finally {
+      vi.unstubAllEnvs();
+    }
   });
 });

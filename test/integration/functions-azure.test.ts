@@ -1,83 +1,17 @@
-// The Azure Functions entry points as the Functions host's Node worker runs them:
-// the worker hands @azure/functions its core API (require("@azure/functions-core")),
-// the app registers its functions with it, and each invocation goes through the
-// library's ProgrammingModel (RPC input → Timer / HttpRequest → handler → RPC
-// output). Here a stand-in core API records the registrations and the test plays
-// the worker's part, against the real kube-apiserver.
+// The Azure Functions entry points as the Functions host's Node worker runs them
+// (test/infra/azure-worker.ts plays the worker's part), against the real kube-apiserver.
 import { randomUUID } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
-import Module from "node:module";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it, vi } from "vitest";
 import { resetEngine } from "../../triggers/invoke.ts";
 import { ANNOTATIONS } from "../../lib/rotation/names.ts";
+import { invoke, loadAzureApp, type RpcHttp, registered, unloadAzureApp } from "../infra/azure-worker.ts";
 import { adminClient, createAppSecret, fileStoreYaml, pushSecretYaml, seedYaml, seenSecrets, tempDir, uniqueName } from "./support.ts";
 
 const SECRET = "cluster-example-app";
 const infra = inject("infra");
 const kube = adminClient();
-
-// --- a stand-in for the worker's core API ---------------------------------------
-
-interface Binding {
-  readonly type: string;
-  readonly direction: "in" | "out";
-  readonly [setting: string]: unknown;
-}
-interface FunctionMetadata {
-  readonly name: string;
-  readonly bindings: Record<string, Binding>;
-  readonly retryOptions?: Record<string, unknown>;
-}
-type Callback = (...args: unknown[]) => unknown;
-interface InvocationModel {
-  getArguments(): Promise<{ context: unknown; inputs: unknown[] }>;
-  invokeFunction(context: unknown, inputs: unknown[], callback: Callback): Promise<unknown>;
-  getResponse(context: unknown, result: unknown): Promise<{ returnValue?: { http?: RpcHttp } | null }>;
-}
-interface RpcHttp {
-  statusCode?: string;
-  headers?: Record<string, string>;
-  body?: { bytes?: Uint8Array; string?: string };
-}
-
-const registered = new Map<string, { metadata: FunctionMetadata; callback: Callback }>();
-let programmingModel: { getInvocationModel(ctx: unknown): InvocationModel } | undefined;
-const hostLog: string[] = [];
-const core = {
-  setProgrammingModel: (model: typeof programmingModel) => {
-    programmingModel = model;
-  },
-  registerFunction: (metadata: FunctionMetadata, callback: Callback) => {
-    registered.set(metadata.name, { metadata, callback });
-    return { dispose: () => registered.delete(metadata.name) };
-  },
-  registerHook: () => ({ dispose: () => undefined }),
-  log: (level: string, category: string, message: string) => hostLog.push(`${level} ${category} ${message}`),
-};
-
-// The worker provides the module the same way: by answering require("@azure/functions-core").
-const realRequire = Module.prototype.require;
-const requireWithCore = function (this: NodeJS.Module, id: string) {
-  return id === "@azure/functions-core" ? core : realRequire.call(this, id);
-};
-
-/** One invocation, as the worker makes it: RPC input data through the library's InvocationModel. */
-async function invoke(name: string, input: Record<string, unknown>) {
-  const fn = registered.get(name);
-  if (!fn || !programmingModel) throw new Error(`function ${name} is not registered`);
-  const trigger = Object.entries(fn.metadata.bindings).find(([, b]) => /trigger$/i.test(b.type))!;
-  const model = programmingModel.getInvocationModel({
-    invocationId: randomUUID(),
-    metadata: fn.metadata,
-    request: { inputData: [{ name: trigger[0], data: input }], triggerMetadata: {} },
-    state: "invocation",
-    log: (level: string, category: string, message: string) => hostLog.push(`${level} ${category} ${message}`),
-  });
-  const { context, inputs } = await model.getArguments();
-  const result = await model.invokeFunction(context, inputs, fn.callback);
-  return { result, rpc: await model.getResponse(context, result) };
-}
 
 /** The timer payload the host sends (PascalCase JSON; the library camel-cases it). */
 const timerInput = () => ({
@@ -131,13 +65,11 @@ async function secretState(namespace: string) {
 }
 
 beforeAll(async () => {
-  Module.prototype.require = requireWithCore as typeof realRequire;
-  // After the hook: the library looks for the core API when the app registers its first function.
-  await import("../../functions/azure/index.ts");
+  await loadAzureApp();
 });
 
 afterAll(() => {
-  Module.prototype.require = realRequire;
+  unloadAzureApp();
   vi.unstubAllEnvs();
   resetEngine();
 });

@@ -7,8 +7,11 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { PubSub } from "@google-cloud/pubsub";
 import { afterAll, beforeAll, describe, expect, inject, it, vi } from "vitest";
+import { encodeMessage } from "../../lib/fleet/messages.ts";
+import { PubSubQueue } from "../../lib/queues/pubsub.ts";
 import { resetEngine } from "../../triggers/invoke.ts";
 import { ANNOTATIONS } from "../../lib/rotation/names.ts";
+import { type FleetTarget, writeFleet } from "../infra/fleet-manifests.ts";
 import { freePort } from "../infra/servers.ts";
 import {
   adminClient,
@@ -118,6 +121,7 @@ async function until(what: string, check: () => boolean | Promise<boolean>, time
 // --- the emulator, the functions, the cluster --------------------------------------
 
 let emulator: Child;
+let emulatorHost: string;
 let pubsub: PubSub;
 const functionsStarted: Child[] = [];
 const infra = inject("infra");
@@ -131,6 +135,7 @@ beforeAll(async () => {
     );
   }
   const port = await freePort();
+  emulatorHost = `127.0.0.1:${port}`;
   emulator = start("pubsub-emulator", JAVA, ["-jar", JAR, "--host=127.0.0.1", `--port=${port}`]);
   await until("Pub/Sub emulator listening", () => emulator.lines.some((l) => l.includes(`listening on ${port}`)), 60_000, emulator);
   pubsub = new PubSub({ projectId: PROJECT, apiEndpoint: `127.0.0.1:${port}`, emulatorMode: true });
@@ -300,5 +305,144 @@ describe("GCP rotateHttp: manual runs and Cloud Scheduler → HTTP", () => {
     });
     expect(scheduled.status).toBe(500);
     expect(await scheduled.json()).toMatchObject({ ok: false, trigger: "schedule", error: { type: "ScheduledRunFailed" } });
+  });
+});
+
+describe("GCP fleet: Cloud Scheduler → plan → Pub/Sub → push → rotateQueue", () => {
+  /** `n` targets over 2 namespaces of the default cluster, every CNPG Secret created but `missing`'s. */
+  async function fleetTargets(n: number, missing: number[] = []) {
+    const dir = tempDir();
+    const targets = writeFleet({ dir, targets: n, namespaces: 2, storePath: join(tempDir(), "store.json"), namespacePrefix: uniqueName("gfl") });
+    for (const [i, t] of targets.entries()) {
+      await kube.ensureNamespace(t.namespace);
+      if (!missing.includes(i)) seenSecrets.add((await createAppSecret(kube, t.namespace, { name: t.secret })).data.password!);
+    }
+    const env = { CNPG_ROTATOR_MANIFESTS: dir, CNPG_ROTATOR_KUBECONFIG: readFileSync(infra.kubeconfigPath, "utf8") };
+    return { targets, env };
+  }
+
+  async function state(t: FleetTarget) {
+    const s = await kube.readSecret(t.namespace, t.secret);
+    if (s?.data.password) seenSecrets.add(s.data.password);
+    return s;
+  }
+
+  /** The fleet's queue: a topic, a dead-letter topic with a pull subscription, and a push subscription to `url` that dead-letters after 5 deliveries. */
+  async function fleetQueue(url: string) {
+    const [topic] = await pubsub.createTopic(uniqueName("cnpg-rotator-queue"));
+    const [dead] = await pubsub.createTopic(uniqueName("cnpg-rotator-dead"));
+    const deadSub = uniqueName("dead-pull");
+    await dead.createSubscription(deadSub);
+    await topic.createSubscription(uniqueName("push"), {
+      pushConfig: { pushEndpoint: url },
+      ackDeadlineSeconds: 30,
+      deadLetterPolicy: { deadLetterTopic: dead.name, maxDeliveryAttempts: 5 },
+      retryPolicy: { minimumBackoff: { seconds: 1 }, maximumBackoff: { seconds: 2 } },
+    });
+    const endpoint = `http://${emulatorHost}`;
+    return {
+      topic,
+      dead: new PubSubQueue({ topic: dead.name, subscription: `projects/${PROJECT}/subscriptions/${deadSub}`, endpoint }),
+    };
+  }
+
+  const handled = (c: Child, id: string) => c.lines.filter((l) => l.includes(`"messageId":"${id}"`));
+
+  it("plans once per namespace, rotates every target once; a duplicate gives no second password; a poisoned target dead-letters alone", async () => {
+    const { targets, env } = await fleetTargets(6, [4]);
+    const poisoned = targets[4]!;
+    const consumer = await serve("rotateQueue", env);
+    const { topic, dead } = await fleetQueue(consumer.url);
+    const planner = await serve("plan", { ...env, CNPG_ROTATOR_TOPIC: topic.name, PUBSUB_EMULATOR_HOST: emulatorHost });
+    const tick = await pushTopic(planner.url);
+
+    await tick.publishMessage({ data: json({}) });
+    const healthy = targets.filter((t) => t !== poisoned);
+    await until(
+      "every healthy target rotated",
+      async () => (await Promise.all(healthy.map(state))).every((s) => s?.annotations[ANNOTATIONS.rotationId] !== undefined),
+      90_000,
+      consumer.child,
+    );
+    const planned = planner.child.lines.find((l) => l.includes('"msg":"plan published"'));
+    expect(planned).toBeDefined();
+    const plan = JSON.parse(planned!) as { enqueued: number; clusters: { cluster: string; requests: number; namespaces: number }[] };
+    expect(plan.enqueued).toBe(6);
+    // One metadata-only list per namespace, not one request per target.
+    expect(plan.clusters).toMatchObject([{ cluster: "default", namespaces: 2, requests: 2 }]);
+
+    // The poisoned target's message: 500 on each of its 5 deliveries, then the dead-letter topic.
+    let deadLettered: Awaited<ReturnType<PubSubQueue["receive"]>> = [];
+    await until(
+      "the poisoned message on the dead-letter topic",
+      async () => {
+        deadLettered = await dead.receive(10, 0);
+        return deadLettered.length > 0;
+      },
+      90_000,
+      consumer.child,
+    );
+    expect(deadLettered.map((m) => JSON.parse(m.body).target)).toEqual([`${poisoned.namespace}/${poisoned.secret}`]);
+    await dead.delete(deadLettered.map((m) => m.receipt));
+    const poisonedTries = consumer.child.lines.filter(
+      (l) => l.includes(poisoned.secret) && (l.includes('"msg":"queue message failed"') || (l.includes('"msg":"queue message handled"') && l.includes('"outcome":"failed"'))),
+    );
+    expect(poisonedTries).toHaveLength(5);
+    expect(await state(poisoned)).toBeUndefined();
+
+    // At least once: the same target's message again, twice — acknowledged as not due (or locked), the password kept.
+    const before = await Promise.all(healthy.map(state));
+    const again = encodeMessage({ cluster: "default", target: `${healthy[0]!.namespace}/${healthy[0]!.secret}`, due: new Date().toISOString() });
+    const ids = [await topic.publishMessage({ data: Buffer.from(again) }), await topic.publishMessage({ data: Buffer.from(again) })];
+    // Delivered at once, one may find the other's Lease held: `locked`, acknowledged too.
+    const answered = (id: string) => handled(consumer.child, id).some((l) => /"outcome":"(not-due|locked)","msg":"queue message handled"/.test(l));
+    await until("both duplicates handled", () => ids.every(answered), 30_000, consumer.child);
+    expect(ids.flatMap((id) => handled(consumer.child, id)).filter((l) => l.includes('"msg":"queue message handled"'))).toHaveLength(2);
+    const after = await Promise.all(healthy.map(state));
+    expect(after.map((s) => s!.data.password)).toEqual(before.map((s) => s!.data.password));
+    expect(after.map((s) => s!.annotations[ANNOTATIONS.rotationId])).toEqual(before.map((s) => s!.annotations[ANNOTATIONS.rotationId]));
+    expect(new Set(after.map((s) => s!.data.password)).size).toBe(healthy.length);
+    // Each healthy target was handled (rotated) exactly once by the plan's messages.
+    const rotatedLines = consumer.child.lines.filter((l) => l.includes('"msg":"queue message handled"') && l.includes('"outcome":"rotated"'));
+    expect(rotatedLines).toHaveLength(healthy.length);
+  });
+
+  it("acknowledges a malformed message once (logged, not retried, nothing written) and answers a request that is not a push with 400", async () => {
+    const { targets, env } = await fleetTargets(2);
+    const consumer = await serve("rotateQueue", env);
+    const { topic } = await fleetQueue(consumer.url);
+    const before = await Promise.all(targets.map(state));
+
+    const ids = [
+      await topic.publishMessage({ data: Buffer.from("{not json") }),
+      await topic.publishMessage({ data: json({ v: 1, cluster: "nowhere", target: `${targets[0]!.namespace}/${targets[0]!.secret}`, due: new Date().toISOString() }) }),
+      await topic.publishMessage({ data: json({ v: 2, cluster: "default", target: `${targets[1]!.namespace}/${targets[1]!.secret}`, due: new Date().toISOString() }) }),
+    ];
+    await until("all three refused", () => ids.every((id) => handled(consumer.child, id).length > 0), 30_000, consumer.child);
+    await new Promise((r) => setTimeout(r, 4000)); // past the retry policy's backoff: an answered message is not delivered again
+    for (const id of ids) {
+      const lines = handled(consumer.child, id);
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toContain('"msg":"queue message refused"');
+    }
+    const why = ids.map((id) => handled(consumer.child, id)[0]).join("\n");
+    expect(why).toMatch(/expected a JSON object/);
+    expect(why).toMatch(/nowhere/);
+    expect(why).toMatch(/v: expected 1/i);
+
+    const notPush = await fetch(consumer.url, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ target: "a/b" }) });
+    expect(notPush.status).toBe(400);
+    expect(await notPush.json()).toMatchObject({ outcome: "refused", error: { type: "InputError", message: expect.stringMatching(/^Pub\/Sub push: expected/) } });
+    const malformed = await fetch(consumer.url, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ message: { messageId: "m-1", data: Buffer.from("[]").toString("base64") }, subscription: "projects/p/subscriptions/s" }),
+    });
+    expect(malformed.status).toBe(200);
+    expect(await malformed.json()).toMatchObject({ id: "m-1", outcome: "malformed", error: { type: "InputError" } });
+
+    const after = await Promise.all(targets.map(state));
+    expect(after.map((s) => s!.data.password)).toEqual(before.map((s) => s!.data.password));
+    expect(after.every((s) => s!.annotations[ANNOTATIONS.rotationId] === undefined)).toBe(true);
   });
 });

@@ -9,6 +9,14 @@ import {
   SecretsManagerClient,
   UpdateSecretVersionStageCommand,
 } from "@aws-sdk/client-secrets-manager";
+import {
+  CreateQueueCommand,
+  GetQueueAttributesCommand,
+  ReceiveMessageCommand,
+  SendMessageBatchCommand,
+  SendMessageCommand,
+  SQSClient,
+} from "@aws-sdk/client-sqs";
 import { afterAll, describe, expect, it } from "vitest";
 
 // The endpoint and dummy credentials come from test/infra/global-setup.ts.
@@ -141,5 +149,33 @@ describe("moto as AWS Secrets Manager (test/infra/moto/server.py)", () => {
       new UpdateSecretVersionStageCommand({ SecretId: name, VersionStage: "AWSPENDING", MoveToVersionId: b, RemoveFromVersionId: a }),
     );
     expect(holders(await labels(name), "AWSPENDING")).toEqual([b]);
+  });
+});
+
+// Patches 5 and 6 make moto's SQS fast at depth (the fleet bench's 10,000 messages); what it answers must not change.
+describe("moto's SQS, patched for speed only (test/infra/moto/server.py, 5 and 6)", () => {
+  const sqs = new SQSClient({ region: "us-east-1", endpoint: process.env.AWS_ENDPOINT_URL_SECRETS_MANAGER! });
+  afterAll(() => sqs.destroy());
+  const counts = async (url: string) => {
+    const a = (await sqs.send(new GetQueueAttributesCommand({ QueueUrl: url, AttributeNames: ["All"] }))).Attributes!;
+    return [a.ApproximateNumberOfMessages, a.ApproximateNumberOfMessagesNotVisible, a.ApproximateNumberOfMessagesDelayed].map(Number);
+  };
+
+  it("the approximate counts stay exact after sends and receives, and FIFO content deduplication still applies", async () => {
+    const url = (await sqs.send(new CreateQueueCommand({ QueueName: `moto-speed-${randomUUID()}` }))).QueueUrl!;
+    for (let b = 0; b < 3; b++) {
+      const entries = Array.from({ length: 10 }, (_, i) => ({ Id: String(i), MessageBody: `m${b}-${i}`, DelaySeconds: i < 4 ? 60 : 0 }));
+      await sqs.send(new SendMessageBatchCommand({ QueueUrl: url, Entries: entries }));
+    }
+    expect(await counts(url)).toEqual([18, 0, 12]);
+    const got = await sqs.send(new ReceiveMessageCommand({ QueueUrl: url, MaxNumberOfMessages: 10, VisibilityTimeout: 60 }));
+    expect(got.Messages).toHaveLength(10);
+    expect(await counts(url)).toEqual([8, 10, 12]);
+
+    const fifo = (
+      await sqs.send(new CreateQueueCommand({ QueueName: `moto-speed-${randomUUID()}.fifo`, Attributes: { FifoQueue: "true", ContentBasedDeduplication: "true" } }))
+    ).QueueUrl!;
+    for (let i = 0; i < 3; i++) await sqs.send(new SendMessageCommand({ QueueUrl: fifo, MessageBody: "same", MessageGroupId: "g" }));
+    expect((await counts(fifo))[0]).toBe(1);
   });
 });

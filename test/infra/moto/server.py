@@ -25,13 +25,27 @@ version (setup-moto.sh pins it). What each one fixes, per the Secrets Manager AP
    version with AWSPREVIOUS (dropping e.g. AWSPENDING) and never looks at which version holds
    AWSCURRENT. Other labels the new version is given leave the version that had them (moto leaves
    them there when AWSCURRENT is among the labels).
+
+And one for SQS's speed, not its behaviour (the fleet bench's 10,000 messages):
+
+5. ReceiveMessage checks each message it returns against the queue's MessageRetentionPeriod by
+   computing every queue attribute three times — each a scan of all messages, approximate counts
+   included — so a receive from a queue of 10,000 took about a second per message. The check reads
+   the one attribute instead; the answer is the same.
+6. SendMessage reads ContentBasedDeduplication by computing every queue attribute (the same scans)
+   per message, so sending N messages took time in N squared (10,000: 29 minutes). While a thread
+   sends, that thread's queue attributes are the one it reads; every other caller
+   (GetQueueAttributes included) gets them all, as before.
 """
 
 import sys
+import threading
 
 import moto
+from moto.core.utils import unix_time
 from moto.secretsmanager.exceptions import InvalidParameterException, ResourceExistsException
 from moto.secretsmanager.models import FakeSecret, ReplicaSecret, SecretsManagerBackend
+from moto.sqs.models import Queue, SQSBackend
 
 PINNED = "5.2.5"
 CURRENT, PREVIOUS = "AWSCURRENT", "AWSPREVIOUS"
@@ -96,6 +110,33 @@ def update_secret_version_stage(self, secret_id, version_stage, remove_from_vers
     return result
 
 
+def is_message_valid_based_on_retention_period(self, queue_name, message):
+    """5: moto 5.2.5's check, reading MessageRetentionPeriod alone."""
+    retention_period = int(self.get_queue(queue_name).message_retention_period)
+    return retention_period + message.sent_timestamp / 1000 > unix_time()
+
+
+_sending = threading.local()
+original_attributes = Queue.attributes.fget
+original_send_message = SQSBackend.send_message
+
+
+def attributes(self):
+    """6: what send_message reads, without the scans, while this thread sends."""
+    if getattr(_sending, "active", False):
+        value = self.content_based_deduplication
+        return {"ContentBasedDeduplication": "true" if value is True or value == "true" else "false"}
+    return original_attributes(self)
+
+
+def send_message(self, *args, **kwargs):
+    _sending.active = True
+    try:
+        return original_send_message(self, *args, **kwargs)
+    finally:
+        _sending.active = False
+
+
 def main():
     if moto.__version__ != PINNED:
         sys.exit(
@@ -105,6 +146,9 @@ def main():
     SecretsManagerBackend._check_with_existing_secrets_and_versions = check_with_existing_secrets_and_versions
     SecretsManagerBackend.update_secret_version_stage = update_secret_version_stage
     FakeSecret.reset_default_version = reset_default_version
+    SQSBackend.is_message_valid_based_on_retention_period = is_message_valid_based_on_retention_period
+    Queue.attributes = property(attributes)
+    SQSBackend.send_message = send_message
     from moto.server import main as moto_main
 
     moto_main(sys.argv[1:])
