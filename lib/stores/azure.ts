@@ -201,15 +201,12 @@ export function azurePrimitives(config: AzureProvider, _deps: StoreDeps = {}, se
   };
 
   async function recover(name: string): Promise<void> {
-    await send("RecoverDeletedSecret", name, async () => {
-      try {
-        const poller = await client.beginRecoverDeletedSecret(name, { intervalInMs: POLL_MS });
-        if (!poller.isDone()) await poller.pollUntilDone({ abortSignal: AbortSignal.timeout(LRO_TIMEOUT_MS) });
-      } catch (error) {
-        // Recovered or deleted meanwhile by someone else: the write that follows finds out which.
-        if (!is(404, 409)(error)) throw error;
-      }
-    });
+    // 404, 409: recovered or deleted meanwhile by someone else; the write that follows finds out which.
+    const recovering = async () => {
+      const poller = await client.beginRecoverDeletedSecret(name, { intervalInMs: POLL_MS });
+      if (!poller.isDone()) await poller.pollUntilDone({ abortSignal: AbortSignal.timeout(LRO_TIMEOUT_MS) });
+    };
+    await send("RecoverDeletedSecret", name, recovering, is(404, 409));
   }
   return primitives;
 }

@@ -154,18 +154,6 @@ function primitivesOf(client: SecretManagerServiceClient, parent: string, region
       if (newer) await record(id, fresh!, version, rotationId);
     }
   };
-  const headOf = async (id: string, secret: Secret): Promise<GcpHead> => {
-    const [latest] = await enabled(id, 1);
-    const marks = { ...secret.labels, ...secret.annotations };
-    const rotationId = latest && recordedRotation(marks, latest);
-    return {
-      deleted: false,
-      marks,
-      ...(latest ? { latest: { versionId: latest, ...(rotationId ? { rotationId } : {}) } } : {}),
-      revision: secret.etag ?? "",
-      secret,
-    };
-  };
 
   return {
     staging: "sibling",
@@ -185,9 +173,14 @@ function primitivesOf(client: SecretManagerServiceClient, parent: string, region
       return siblingNames(key);
     },
 
-    async head(id) {
+    async head(id): Promise<GcpHead | undefined> {
       const secret = await getSecret(id);
-      return secret && headOf(id, secret);
+      if (!secret) return undefined;
+      const [latest] = await enabled(id, 1);
+      const marks = { ...secret.labels, ...secret.annotations };
+      const rotationId = latest && recordedRotation(marks, latest);
+      const version = latest ? { latest: { versionId: latest, ...(rotationId ? { rotationId } : {}) } } : {};
+      return { deleted: false, marks, ...version, revision: secret.etag ?? "", secret };
     },
 
     async read(id, which) {
