@@ -4,12 +4,22 @@
 // again, up to its dead-letter queue) and Pub/Sub pushes for the GCP one (one message per
 // request, its status the ack). Event shapes stay here; lib/fleet/ knows no cloud.
 import { InputError, RotatorError } from "../lib/errors.ts";
-import { consumeBatch, type Delivered, type Fleet, failedMessage, fleetFromEnvironment, type MessageResult, rotateOne } from "../lib/fleet/fleet.ts";
+import {
+  consumeBatch,
+  type Delivered,
+  type Fleet,
+  failedMessage,
+  fleetFromEnvironment,
+  type MessageResult,
+  rotateOne,
+  statusOne,
+} from "../lib/fleet/fleet.ts";
 import { type ClusterPlan, planAndEnqueue } from "../lib/fleet/plan.ts";
 import { createLogger } from "../lib/log.ts";
 import type { WorkQueue } from "../lib/queues/types.ts";
 import { redactDeep, redactError } from "../lib/redact.ts";
 import type { RotationResult } from "../lib/rotation/rotate.ts";
+import type { Status } from "../lib/rotation/status.ts";
 
 let cached: Fleet | undefined; // reused while the function instance stays warm
 let queue: WorkQueue | undefined;
@@ -212,5 +222,14 @@ export async function rotateInCluster(
       }),
     );
   }
+  return results;
+}
+
+/** `{"cluster": "east", "target": "ns/name"}` for status: where those targets of that cluster stand (read-only). */
+export async function statusInCluster(cluster: string, targets: readonly string[] | undefined): Promise<Status[]> {
+  if (!targets?.length) throw new InputError("event.cluster: name the targets too (target or targets) for the status of another cluster");
+  const f = fleet();
+  const results: Status[] = [];
+  for (const target of targets) results.push(...(await statusOne(f, cluster, target)));
   return results;
 }

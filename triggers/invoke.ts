@@ -6,7 +6,7 @@ import { redactDeep, redactError } from "../lib/redact.ts";
 import { engineFromEnvironment } from "../lib/rotation/context.ts";
 import { type Engine, rotate } from "../lib/rotation/engine.ts";
 import { type PushReport, push } from "../lib/rotation/push.ts";
-import { rotateInCluster } from "./fleet.ts";
+import { rotateInCluster, statusInCluster } from "./fleet.ts";
 import { type ParsedRequest, parseRotateRequest } from "./request.ts";
 import type { RotationResult } from "../lib/rotation/rotate.ts";
 import { type Status, status } from "../lib/rotation/status.ts";
@@ -111,7 +111,7 @@ export function invokePush(event: unknown): Promise<PushResponse> {
   );
 }
 
-/** Status: `{"target": "<namespace>/<name>"}` of an ExternalSecret, PushSecret or target Secret, or all. Read-only. */
+/** Status: `{"target": "<namespace>/<name>"}` of an ExternalSecret, PushSecret or target Secret, or all; with `cluster`, target Secrets of that cluster. Read-only. */
 export function invokeStatus(event: unknown): Promise<StatusResponse> {
   return bounded(() => statusOf(event));
 }
@@ -119,8 +119,8 @@ export function invokeStatus(event: unknown): Promise<StatusResponse> {
 async function statusOf(event: unknown): Promise<StatusResponse> {
   try {
     const { targets, force, dryRun, cluster } = parseRotateRequest(event);
-    if (force !== undefined || dryRun !== undefined || cluster !== undefined) throw new InputError("event: status takes only target or targets");
-    const results = await status(await engine(), targets ? { targets } : {});
+    if (force !== undefined || dryRun !== undefined) throw new InputError("event: status takes only target or targets (and cluster)");
+    const results = cluster !== undefined ? await statusInCluster(cluster, targets) : await status(await engine(), targets ? { targets } : {});
     return { ok: results.every((r) => r.ready), results };
   } catch (e) {
     if (e instanceof InputError) return { ok: false, results: [], error: { type: e.name, message: e.message } };

@@ -37,7 +37,7 @@ export async function validateCommand(argv: string[], out: (line: string) => voi
   );
   if (set.clusters.length === 0 || v["skip-clusters"]) return 0;
   // Loaded on use: the cluster clients are not needed to check manifests alone.
-  const [{ fleetFromEnvironment }, { checkClusters }, { silentLogger }] = await Promise.all([
+  const [{ fleetFromEnvironment }, { probeClusters }, { silentLogger }] = await Promise.all([
     import("../fleet/fleet.ts"),
     import("../fleet/check.ts"),
     import("../log.ts"),
@@ -45,7 +45,7 @@ export async function validateCommand(argv: string[], out: (line: string) => voi
   const fleet = fleetFromEnvironment({ manifestSet: set, log: silentLogger });
   let failed = false;
   try {
-    for (const c of await checkClusters(fleet)) {
+    for (const c of await probeClusters(fleet)) {
       if (c.error) out(`cluster ${c.cluster}: unreachable: ${c.error.type}: ${c.error.message}`);
       else if (c.missing.length > 0) out(`cluster ${c.cluster}: connected; may not: ${c.missing.join("; ")}`);
       else out(`cluster ${c.cluster}: connected; may list Secrets in its ${count(c.namespaces, "namespace")}`);

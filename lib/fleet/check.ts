@@ -18,7 +18,7 @@ export interface ClusterCheck {
 const PARALLEL = 4;
 
 /** Every cluster the manifests declare, side by side; each fails alone. */
-export async function checkClusters(fleet: Fleet): Promise<ClusterCheck[]> {
+export async function probeClusters(fleet: Fleet): Promise<ClusterCheck[]> {
   const namespaces = new Map<string, Set<string>>(fleet.manifests.clusters.map((c) => [c.metadata.name, new Set<string>()]));
   for (const t of fleet.allTargets()) namespaces.get(t.cluster)?.add(t.namespace);
   return Promise.all(

@@ -12,8 +12,9 @@ import { type EngineConfig, engineFromEnvironment } from "../rotation/context.ts
 import { type Engine, rotate } from "../rotation/engine.ts";
 import { join } from "node:path";
 import { manifestsFromEnvironment, readManifests } from "../rotation/files.ts";
-import { planRotations, type RotationTarget, targetName } from "../rotation/plan.ts";
+import { clusterSubset, planRotations, type RotationTarget, targetName } from "../rotation/plan.ts";
 import type { RotationResult } from "../rotation/rotate.ts";
+import { type Status, status } from "../rotation/status.ts";
 import { ClusterConnections, checkClusters, clusterConcurrency, clusterNames } from "./clusters.ts";
 import { ALL, isCompiledDir, readTargetPart, SHARED } from "./compiled.ts";
 import { type FleetMessage, parseMessage } from "./messages.ts";
@@ -147,6 +148,17 @@ export async function rotateOne(fleet: Fleet, request: RotateOne): Promise<Rotat
     },
   );
   return result!;
+}
+
+/**
+ * Where one target of one cluster stands (read-only): its ExternalSecret and the PushSecrets of that
+ * cluster writing its Secret, read with the cluster's engine, as rotateOne narrows it.
+ */
+export async function statusOne(fleet: Fleet, cluster: string, target: string): Promise<Status[]> {
+  const { target: found, manifests } = fleet.target(cluster, target);
+  const engine = await fleet.engineFor(cluster);
+  const only = clusterSubset({ ...manifests, externalSecrets: [found.externalSecret] }, cluster);
+  return status({ ...engine, manifests: only }, { targets: [targetName(found)] });
 }
 
 /** One received message, as the consumer sees it. */

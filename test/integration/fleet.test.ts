@@ -9,6 +9,7 @@ import { CreateSecretCommand } from "@aws-sdk/client-secrets-manager";
 import { CreateQueueCommand, GetQueueAttributesCommand, PurgeQueueCommand, type SQSClient } from "@aws-sdk/client-sqs";
 import { afterAll, beforeAll, describe, expect, inject, it, vi } from "vitest";
 import { handler } from "../../functions/aws/rotate.ts";
+import { handler as statusHandler } from "../../functions/aws/status.ts";
 import { main } from "../../lib/cli/main.ts";
 import { InputError } from "../../lib/errors.ts";
 import { consumeBatch, type Fleet, fleetFromEnvironment } from "../../lib/fleet/fleet.ts";
@@ -270,6 +271,29 @@ describe("bad input: a clear error, nothing enqueued or written", () => {
       /KubernetesCluster\/east\): spec: certificateAuthorityData: expected a CA certificate/,
     );
     expect(await depth(queue)).toBe(0);
+  });
+
+  it("status names a cluster: where that cluster's targets stand, read with its own connection; a target of another cluster is refused", async () => {
+    const { targets, fleet } = await setup(2, 1);
+    const [east, west] = [targets.find((t) => t.cluster === "east")!, targets.find((t) => t.cluster === "west")!];
+    const name = (t: FleetTarget) => `${t.namespace}/${t.secret}`;
+    const before = await statusHandler({ cluster: "west", target: name(west) });
+    // Its Secret exists, its store does not have the key yet.
+    expect(before.ok).toBe(false);
+    expect(before.results[0]).toMatchObject({ kind: "ExternalSecret", target: name(west), ready: false, reason: "Drift" });
+    await consumeBatch(fleet, [{ id: "w", body: encodeMessage({ cluster: "west", target: name(west), due: new Date().toISOString() }) }]);
+    const after = await statusHandler({ cluster: "west", target: name(west) });
+    expect(after.ok).toBe(true);
+    expect(after.results.map((r) => [r.kind, r.reason])).toEqual([
+      ["ExternalSecret", "SecretSynced"],
+      ["PushSecret", "SecretSynced"],
+    ]);
+    expect(await statusHandler({ cluster: "east", target: name(west) })).toMatchObject({ ok: false, error: { type: "InputError" } });
+    expect(await statusHandler({ cluster: "west" })).toMatchObject({ ok: false, error: { type: "InputError", message: expect.stringMatching(/name the targets/) } });
+    // The east target is untouched, seen through east's connection.
+    const eastStatus = await statusHandler({ cluster: "east", target: name(east) });
+    expect(eastStatus.ok).toBe(false);
+    expect(eastStatus.results[0]).toMatchObject({ kind: "ExternalSecret", target: name(east), ready: false, reason: "Drift" });
   });
 
   it("cnpg-rotator validate connects to every KubernetesCluster and asks for the planner's list; --skip-clusters connects to none", async () => {
