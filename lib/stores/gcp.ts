@@ -175,6 +175,8 @@ function primitivesOf(client: SecretManagerServiceClient, parent: string, region
       const at = current.lastIndexOf("@");
       if (current.slice(0, at) !== rotationId) throw error;
       const other = current.slice(at + 1);
+      // This very record, applied with its answer lost (the retry's etag was stale): nothing to undo.
+      if (other === version) return;
       const newer = Number(version) > Number(other);
       await send("DisableSecretVersion", id, () =>
         client.disableSecretVersion({ name: `${path(id)}/versions/${newer ? other : version}` }, options).catch(unless(is(NOT_FOUND, FAILED_PRECONDITION), undefined)),
