@@ -81,6 +81,8 @@ export class SecretConflictError extends ConflictError {
 /** A remote secret's current or pending version moved since it was observed. */
 export class StoreConflictError extends ConflictError {
   override name = "StoreConflictError";
+  /** Refused on a retry after an attempt that got no answer: that attempt may have been applied. */
+  afterLostAnswer = false;
 }
 
 /**

@@ -178,6 +178,13 @@ function decideRotation(target: RotationTarget, obs: Observation, progress: Prog
   // Promoted by this run: every store carries the Secret as it is now, then done.
   if (last !== undefined && progress.rotationId === last && progress.promoted.some(Boolean)) return publishing(target, progress, secret, last);
 
+  // A store left behind the Secret's rotation (its current an older one's, nothing pending) catches up.
+  if (last !== undefined && !rolledBack) {
+    const left = behind(obs, progress, last, successorIds(target.namespace, target.secretName, secret?.uid ?? "", last));
+    if (left >= 0) return { kind: "publish", store: left };
+    if (caughtUp(progress)) return { kind: "done", outcome: "resumed", rotationId: last };
+  }
+
   // Staged somewhere but not merged: finish staging with the same values, then merge.
   // (A rotation staged by a release that derived ids without the Secret's uid resumes too.)
   const ids = successorIds(target.namespace, target.secretName, secret?.uid ?? "", lastRotationOf(secret));
@@ -301,6 +308,12 @@ function decideAlternating(target: RotationTarget, obs: Observation, progress: P
   }
   if (last !== undefined && progress.rotationId === last && progress.promoted.some(Boolean)) return publishing(target, progress, consumer, last);
 
+  if (last !== undefined && consumer?.annotations[ANNOTATIONS.rolledBack] === undefined) {
+    const left = behind(obs, progress, last, [next]);
+    if (left >= 0) return { kind: "publish", store: left };
+    if (caughtUp(progress)) return { kind: "done", outcome: "resumed", rotationId: last };
+  }
+
   const staged = staging(target, obs, progress, intent, consumer, next);
   if (staged) return staged;
   if (roles[idle]!.annotations[ANNOTATIONS.rotationId] !== next) return { kind: "merge-role", role: idle, rotationId: next };
@@ -356,6 +369,23 @@ function undoSteps(target: RotationTarget, obs: Observation, progress: Progress,
   );
   if (lagging >= 0) return { kind: "publish", store: lagging };
   return undefined;
+}
+
+/**
+ * A store whose current version is an older rotation's than the Secret's `last` (neither `last`
+ * nor one of the `ahead` ids that may follow it), with nothing pending: its promote was undone
+ * after it had been applied (AWS, the answer to the last label move lost). Without this row such a
+ * store stays behind the Secret until the next rotation ("not due"). -1 when there is none.
+ */
+function behind(obs: Observation, progress: Progress, last: string, ahead: readonly string[]): number {
+  return obs.stores.findIndex(
+    (s, i) => !progress.published[i] && s.pending === undefined && s.current?.rotationId !== undefined && s.current.rotationId !== last && !ahead.includes(s.current.rotationId),
+  );
+}
+
+/** This run only published a store that was behind (nothing generated, staged or promoted). */
+function caughtUp(progress: Progress): boolean {
+  return !progress.started && progress.values === undefined && progress.promoted.every((v) => v === undefined) && progress.published.some(Boolean);
 }
 
 /** Indexes of the stores holding rotation `id` pending. */

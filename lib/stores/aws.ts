@@ -153,14 +153,21 @@ export function awsPrimitives(config: AwsProvider, _deps: StoreDeps = {}): Nativ
 
     async move(name, label, change) {
       const move = new UpdateSecretVersionStageCommand({ SecretId: name, VersionStage: label, MoveToVersionId: change.to, RemoveFromVersionId: change.from });
+      // An attempt without an answer may have been applied: a refusal after it says so (afterLostAnswer).
+      let lost = false;
       await send("UpdateSecretVersionStage", name, () =>
         client.send(move).catch((error: unknown) => {
           // AWS refuses a move that names, as holding the label, a version that no longer does: the compare-and-swap.
-          if (!is("InvalidParameterException", "InvalidRequestException")(error)) throw error;
-          throw new StoreConflictError(
+          if (!is("InvalidParameterException", "InvalidRequestException")(error)) {
+            if (isNetworkError(error)) lost = true;
+            throw error;
+          }
+          const refused = new StoreConflictError(
             `moving ${label} of "${name}" in ${description}${change.from ? ` off version ${change.from}` : ""} was refused: it moved since observed; nothing was written`,
             { cause: error },
           );
+          refused.afterLostAnswer = lost;
+          throw refused;
         }),
       );
     },

@@ -148,6 +148,8 @@ function primitivesOf(client: SecretManagerServiceClient, parent: string, region
       const current = parseRecord(fresh?.annotations?.[CURRENT_ROTATION]);
       if (current?.rotationId !== rotationId) throw error;
       const other = current.versionId;
+      // This very record, applied with its answer lost (the retry's etag was stale): nothing to undo.
+      if (other === version) return;
       const newer = Number(version) > Number(other);
       const name = `${path(id)}/versions/${newer ? other : version}`;
       await rpc("DisableSecretVersion", id, (o) => client.disableSecretVersion({ name }, o), [NOT_FOUND, FAILED_PRECONDITION]);

@@ -302,14 +302,18 @@ class NativeStore extends Protocol<NativePrimitives> implements SecretStoreClien
         // As observed, without a second look: moving the current label off the version seen holding
         // it is the service's compare-and-swap (refused: look, and go on from what is there).
         if (await wentAhead(this.p.move(name, CURRENT, { to: rotationId, from: seen.current.versionId }))) {
-          if (await wentAhead(this.p.move(name, PENDING, { from: rotationId }))) {
-            return this.#version(name, { versionId: rotationId, rotationId, labels: [CURRENT] });
+          const moved = await this.p.move(name, PENDING, { from: rotationId }).then(
+            () => true as const,
+            (error: unknown) => (error instanceof StoreConflictError ? error : Promise.reject(error)),
+          );
+          if (moved === true) return this.#version(name, { versionId: rotationId, rotationId, labels: [CURRENT] });
+          if (moved.afterLostAnswer) {
+            // Refused only on a retry: this very move was applied and its answer lost, so the retry
+            // found no label to move. The store is as this promote leaves it: done.
+            const after = await this.p.describe(name);
+            const now = after && !after.deleted ? after.versions.find((v) => v.rotationId === rotationId) : undefined;
+            if (isPromoted(now) && !holder(after, PENDING)) return this.#version(name, now!);
           }
-          // Refused, but maybe only because this very move was applied and its answer lost (the
-          // retry then finds no label to move): the store is as this promote leaves it, so done.
-          const after = await this.p.describe(name);
-          const now = after && !after.deleted ? after.versions.find((v) => v.rotationId === rotationId) : undefined;
-          if (isPromoted(now) && !holder(after, PENDING)) return this.#version(name, now!);
           // Discarded or replaced since observed: never leave it current.
           await this.p.move(name, CURRENT, { to: seen.current.versionId, from: rotationId });
           throw this.notPending(name, rotationId, "it was discarded or replaced since observed");

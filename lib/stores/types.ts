@@ -185,7 +185,10 @@ export interface NativePrimitives extends PrimitivesBase {
    * with the value it holds.
    */
   put(name: string, value: string, options: { rotationId?: string; labels?: readonly string[]; replaces?: string }): Promise<RawVersion & LabelledVersion>;
-  /** Moves `label` to version `to` and/or off version `from`; StoreConflictError when `from` does not hold it. */
+  /**
+   * Moves `label` to version `to` and/or off version `from`; StoreConflictError when `from` does not
+   * hold it (with `afterLostAnswer` when refused on a retry after an attempt that got no answer).
+   */
   move(name: string, label: string, change: { readonly to?: string; readonly from?: string }): Promise<void>;
   /** Undeletes a secret in its recovery window. */
   restore(name: string): Promise<void>;

@@ -114,9 +114,12 @@ export function planRun(seed: string): Plan {
       toxic = { type: "timeout", stream: pickOne(["upstream", "downstream"] as const), attributes: { timeout: 0 } };
       if (r() < 0.4) duration = Number.POSITIVE_INFINITY;
       break;
-    case "slicer":
-      toxic = { type: "slicer", stream: "downstream", attributes: { average_size: int(1, 64), size_variation: int(0, 16), delay: int(0, 3000) } };
+    case "slicer": {
+      // size_variation below average_size: toxiproxy v2.12.0's slicer panics otherwise (slicer.go:65).
+      const average = int(1, 64);
+      toxic = { type: "slicer", stream: "downstream", attributes: { average_size: average, size_variation: int(0, average - 1), delay: int(0, 3000) } };
       break;
+    }
     case "latency":
       toxic = { type: "latency", stream: pickOne(["upstream", "downstream"] as const), attributes: { latency: int(50, 1500), jitter: int(0, 300) } };
       break;
@@ -193,6 +196,8 @@ interface RunContext {
   readonly servers: CampaignServers;
   readonly workDir: string;
   readonly bundles: Record<"aws" | "gcp" | "azure", string>;
+  /** Where a violating run's output is kept (beside --report). */
+  readonly keepDir?: string;
 }
 
 function storeManifest(store: StoreName, servers: CampaignServers): string {
@@ -667,8 +672,14 @@ export async function runOne(ctx: RunContext, seed: string): Promise<RunReport> 
       }
       triggered = hits > 0;
     })();
+    // (Awaited only after the invocations end: a failure in between must not go unhandled.)
+    const faultDone = fault.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     const faulty = await allDone;
-    await fault;
+    const faultError = await faultDone;
+    if (faultError) throw faultError;
     await writer?.stop();
     for (const o of faulty) record(o);
     if (writer?.written) {
@@ -745,6 +756,10 @@ export async function runOne(ctx: RunContext, seed: string): Promise<RunReport> 
     const blocking = await leaseHolders(ctx, ns);
     if (blocking.length > 0) violations.push(`Lease held after settling by ${blocking.join(", ")}`);
     violations.push(...leaks(outputs, secrets));
+    // A violating run keeps its invocations' output (checked above to hold no password) for diagnosis.
+    if (violations.length > 0 && ctx.keepDir) {
+      writeFileSync(path.join(ctx.keepDir, `faults-${seed}.log`), Object.entries(outputs).map(([n, o]) => `==== ${n}\n${o}`).join("\n"));
+    }
   } finally {
     await status?.stop();
     await Promise.all(routes.map(async (r) => {
@@ -877,7 +892,7 @@ async function main(): Promise<void> {
     GOOGLE_SECRET_MANAGER_ENDPOINT: servers.gcp,
     METADATA_SERVER_DETECTION: "none",
   });
-  const ctx: RunContext = { servers, workDir, bundles };
+  const ctx: RunContext = { servers, workDir, bundles, ...(values.report ? { keepDir: path.dirname(path.resolve(values.report)) } : {}) };
   const reports: RunReport[] = [];
   let next = 0;
   const worker = async () => {
@@ -909,7 +924,10 @@ async function main(): Promise<void> {
   const out = `${table(reports)}\n\n${reports.length} faulty runs in ${seconds.toFixed(0)}s (campaign seed ${campaignSeed}, --parallel ${parallel})`;
   process.stdout.write(`${out}\n`);
   const bad = reports.filter((r) => r.violations.length > 0 || r.hangs > 0);
-  for (const r of bad) process.stdout.write(`violation: seed ${r.seed} (${r.kind}@${r.server}): ${r.violations.join("; ")}\n  replay: npm run faults -- --replay ${r.seed}\n`);
+  for (const r of bad) {
+    process.stdout.write(`violation: seed ${r.seed} (${r.kind}@${r.server}): ${r.violations.join("; ")}\n  replay: npm run faults -- --replay ${r.seed}\n`);
+    if (ctx.keepDir) process.stdout.write(`  output: ${path.join(ctx.keepDir, `faults-${r.seed}.log`)}\n`);
+  }
   if (values.report) writeFileSync(values.report, JSON.stringify({ campaignSeed, parallel, seconds, reports }, null, 2));
   process.exitCode = bad.length > 0 ? 1 : 0;
 }

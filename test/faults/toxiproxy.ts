@@ -39,6 +39,7 @@ export async function startToxiproxy(logFile: string): Promise<Toxiproxy> {
   const fd = openSync(logFile, "a");
   const child: ChildProcess = spawn("setpriv", ["--pdeathsig", "KILL", "--", toxiproxyBinary, "-host", "127.0.0.1", "-port", String(port)], {
     stdio: ["ignore", fd, fd],
+    env: { ...process.env, LOG_LEVEL: "warn" },
   });
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   process.on("exit", () => child.kill("SIGKILL"));

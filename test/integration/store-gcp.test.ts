@@ -7,6 +7,7 @@ import { randomUUID } from "node:crypto";
 import { SecretManagerServiceClient } from "@google-cloud/secret-manager";
 import { grpc } from "google-gax";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { startFaultProxy } from "../faults/fault-proxy.ts";
 import { InputError, OwnershipError, StoreError } from "../../lib/errors.ts";
 import type { GcpProvider } from "../../lib/manifests/schema.ts";
 import {
@@ -111,6 +112,30 @@ describe("gcpsm store", () => {
   const promote = async (k: string, rid: string, on = store) => on.promote(k, rid, await on.observe(k));
   const discard = async (k: string, rid: string) => store.discard(k, rid, await store.observe(k));
   const path = (id: string) => `${PARENT}/secrets/${id}`;
+
+  it("promotes when the answer to its record (the annotations after the new version) is lost after it was applied", async () => {
+    const k = key();
+    await store.push(k, "old");
+    const rid = randomUUID();
+    await stage(k, "new", rid);
+    const proxy = await startFaultProxy({ upstream: `http://127.0.0.1:${emulator.grpcPort}`, http2: true });
+    // promote: UpdateSecret (the claim), AddSecretVersion, UpdateSecret (the record): the record's answer is cut.
+    proxy.add({ match: (r) => r.path.endsWith("/UpdateSecret"), action: { drop: true }, skip: 1, times: 1 });
+    const saved = process.env[ENDPOINT_ENV];
+    process.env[ENDPOINT_ENV] = `127.0.0.1:${proxy.port}`;
+    const faulty = await createGcpStore(config());
+    process.env[ENDPOINT_ENV] = saved;
+    try {
+      expect(await promote(k, rid, faulty)).toEqual({ versionId: rid, value: "new", rotationId: rid });
+      expect(proxy.hits).toBe(1);
+    } finally {
+      await faulty.close();
+      await proxy.close();
+    }
+    // The version it wrote stays enabled and latest: consumers read the new value.
+    expect(await access(path(k))).toBe("new");
+    expect(await store.getCurrent(k)).toEqual({ versionId: rid, value: "new", rotationId: rid });
+  });
 
   it("stages in <key>-pending: consumers reading latest see the old value until promote", async () => {
     const k = key();

@@ -137,6 +137,11 @@ const FRESH: [SecretState, StoreState, string][] = [
   ["at-L-not-due", "pending-L", "test L"],
   ["at-L-not-due", "pending-N", "recover N"],
   ["at-L-not-due", "pending-X", "done not-due (not due yet)"],
+  // Merged as N, but the store's current is still L and nothing is pending (a promote undone after
+  // AWS had applied it): the store catches up with the Secret instead of staying behind as "not due".
+  ["at-N", "current-L", "publish(0)"],
+  ["at-N", "current-N", "done not-due (not due yet)"],
+  ["at-N", "current-pushed", "done not-due (not due yet)"],
   // L was rolled back: its leftover pending value is never promoted; the target is due.
   ["at-L-rolled-back", "pending-L", "stage(0) N"],
   ["at-L-rolled-back", "current-pushed", "stage(0) N"],
@@ -192,6 +197,13 @@ describe("decide: within a run, one store", () => {
       started({ tested: N, promoted: [version(N, wholeSecretJson(DATA))] }),
       ROTATE,
       "publish(0)",
+    ],
+    [
+      "a store left behind, published → done resumed",
+      obs("at-N", "current-L"),
+      { ...newProgress(1), published: [true] },
+      ROTATE,
+      "done resumed",
     ],
     [
       "published → done rotated",
