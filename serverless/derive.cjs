@@ -20,7 +20,7 @@ const SERVICE_DIR = resolve(__dirname, "..");
 /**
  * What the functions read (CNPG_ROTATOR_MANIFESTS): the manifests compiled at package time
  * (lib/fleet/compiled.ts): JSON instead of YAML, and one part per target, so a consumer reads
- * only its messages' targets whatever the fleet's size; the planner reads all.json.
+ * only its messages' targets whatever the fleet's size; the planner reads plan.json.
  */
 const COMPILED = "dist/aws/manifests";
 

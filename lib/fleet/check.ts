@@ -4,6 +4,7 @@
 // list the Secrets there, the one request the planner makes. Writes nothing.
 import pLimit from "p-limit";
 import { redactError } from "../redact.ts";
+import { namespaceOf } from "./compiled.ts";
 import type { Fleet } from "./fleet.ts";
 
 export interface ClusterCheck {
@@ -20,7 +21,7 @@ const PARALLEL = 4;
 /** Every cluster the manifests declare, side by side; each fails alone. */
 export async function probeClusters(fleet: Fleet): Promise<ClusterCheck[]> {
   const namespaces = new Map<string, Set<string>>(fleet.manifests.clusters.map((c) => [c.metadata.name, new Set<string>()]));
-  for (const t of fleet.allTargets()) namespaces.get(t.cluster)?.add(t.namespace);
+  for (const t of fleet.plannedTargets()) namespaces.get(t.cluster)?.add(namespaceOf(t.target));
   return Promise.all(
     [...namespaces].map(async ([cluster, nss]): Promise<ClusterCheck> => {
       try {

@@ -16,7 +16,7 @@ import { clusterSubset, planRotations, type RotationTarget, targetName } from ".
 import type { RotationResult } from "../rotation/rotate.ts";
 import { type Status, status } from "../rotation/status.ts";
 import { ClusterConnections, checkClusters, clusterConcurrency, clusterNames } from "./clusters.ts";
-import { ALL, isCompiledDir, readTargetPart, SHARED } from "./compiled.ts";
+import { isCompiledDir, type PlannedTarget, plannedTarget, readPlannedTargets, readTargetPart, SHARED } from "./compiled.ts";
 import { type FleetMessage, parseMessage } from "./messages.ts";
 
 export interface Fleet {
@@ -25,8 +25,8 @@ export interface Fleet {
   readonly log: Logger;
   readonly connections: ClusterConnections;
   readonly env: NodeJS.ProcessEnv;
-  /** Every target, planned (and so checked); for the planner. Compiled manifests are read whole only here. */
-  allTargets(): readonly RotationTarget[];
+  /** Every target's cluster, name and due rule, for the planner (compiled: plan.json, not every document). */
+  plannedTargets(): readonly PlannedTarget[];
   /** One target and the manifests to rotate it with; InputError when there is none. */
   target(cluster: string, target: string): { readonly target: RotationTarget; readonly manifests: ManifestSet };
   /** The engine of one cluster, built on first use. */
@@ -63,13 +63,13 @@ export function fleetFromEnvironment(config: FleetConfig = {}): Fleet {
       : manifestsFromEnvironment(env, { paths, ...(namespace ? { namespace } : {}) }));
   for (const warning of config.manifestSet || compiled ? [] : manifests.warnings) log.warn({ warning }, "manifest field has no effect");
   checkClusters(manifests, env);
-  let all: RotationTarget[] | undefined;
-  const allTargets = () => {
-    all ??= planRotations(compiled ? readManifests([join(compiled, ALL)], namespace ? { namespace } : {}) : manifests);
-    return all;
-  };
   const index = new Map<string, RotationTarget>();
-  if (!compiled) for (const t of allTargets()) index.set(key(t.cluster, targetName(t)), t); // every target checked at cold start
+  if (!compiled) for (const t of planRotations(manifests)) index.set(key(t.cluster, targetName(t)), t); // every target checked at cold start
+  let planned: PlannedTarget[] | undefined;
+  const plannedTargets = () => {
+    planned ??= compiled ? readPlannedTargets(compiled) : [...index.values()].map(plannedTarget);
+    return planned;
+  };
   for (const cluster of clusterNames(manifests)) clusterConcurrency(manifests, cluster, env); // a bad cap fails now
   const connections = new ClusterConnections(manifests, { env, log, ...(config.clients ? { given: config.clients } : {}) });
   const engines = new Map<string, Promise<Engine>>();
@@ -87,7 +87,7 @@ export function fleetFromEnvironment(config: FleetConfig = {}): Fleet {
     log,
     connections,
     env,
-    allTargets,
+    plannedTargets,
     target(cluster, target) {
       const full = target.includes("/") ? target : `default/${target}`;
       if (!compiled) {

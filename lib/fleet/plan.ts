@@ -10,9 +10,9 @@ import pLimit from "p-limit";
 import { InputError } from "../errors.ts";
 import type { SecretMetadata } from "../kubernetes/index.ts";
 import { redactError } from "../redact.ts";
-import { dueCheck } from "../rotation/names.ts";
-import { type RotationTarget, targetName } from "../rotation/plan.ts";
+import { dueUnder } from "../rotation/names.ts";
 import { MAX_DELAY_SECONDS, type OutgoingMessage, type WorkQueue } from "../queues/types.ts";
+import { namespaceOf, type PlannedTarget } from "./compiled.ts";
 import type { Fleet } from "./fleet.ts";
 import { encodeMessage } from "./messages.ts";
 
@@ -54,8 +54,8 @@ export function spreadSeconds(env: NodeJS.ProcessEnv): number {
 export async function planFleet(fleet: Fleet, options: { now?: Date; spreadSeconds?: number } = {}): Promise<Plan> {
   const now = options.now ?? new Date();
   const spread = options.spreadSeconds ?? spreadSeconds(fleet.env);
-  const byCluster = new Map<string, RotationTarget[]>();
-  for (const t of fleet.allTargets()) {
+  const byCluster = new Map<string, PlannedTarget[]>();
+  for (const t of fleet.plannedTargets()) {
     if (!byCluster.has(t.cluster)) byCluster.set(t.cluster, []);
     byCluster.get(t.cluster)!.push(t);
   }
@@ -72,13 +72,14 @@ export async function planFleet(fleet: Fleet, options: { now?: Date; spreadSecon
 async function planCluster(
   fleet: Fleet,
   cluster: string,
-  targets: readonly RotationTarget[],
+  targets: readonly PlannedTarget[],
   now: Date,
 ): Promise<{ plan: ClusterPlan; due: { body: string }[] }> {
-  const byNamespace = new Map<string, RotationTarget[]>();
+  const byNamespace = new Map<string, PlannedTarget[]>();
   for (const t of targets) {
-    if (!byNamespace.has(t.namespace)) byNamespace.set(t.namespace, []);
-    byNamespace.get(t.namespace)!.push(t);
+    const ns = namespaceOf(t.target);
+    if (!byNamespace.has(ns)) byNamespace.set(ns, []);
+    byNamespace.get(ns)!.push(t);
   }
   const base = { cluster, targets: targets.length, namespaces: byNamespace.size };
   let requestsBefore = 0;
@@ -94,8 +95,8 @@ async function planCluster(
     for (const [ns, items] of listed) for (const item of items) seen.set(`${ns}/${item.name}`, item);
     const due: { body: string }[] = [];
     for (const t of targets) {
-      const name = targetName(t);
-      const check = dueCheck(t.externalSecret, seen.get(name), now);
+      const name = t.target;
+      const check = dueUnder(t.rule, seen.get(name), now);
       if (!check.due) continue;
       const dueAt = check.nextDue && check.nextDue < now ? check.nextDue : now;
       due.push({ body: encodeMessage({ cluster, target: name, due: dueAt.toISOString() }) });

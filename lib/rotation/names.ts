@@ -63,13 +63,32 @@ function uuidShaped(input: string): string {
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20, 32)}`;
 }
 
-/** Whether a rotation is due, and when the next one is. */
-export function dueCheck(
-  es: ExternalSecret,
-  // Annotations only, so a planner can decide from a metadata-only list (lib/fleet/plan.ts).
-  secret: Pick<SecretObject, "annotations"> | undefined,
-  now: Date,
-): { due: boolean; reason: string; nextDue?: Date } {
+/** What the due check reads of an ExternalSecret: all the planner keeps of a target (lib/fleet/plan.ts). */
+export interface DueRule {
+  readonly refreshPolicy: ExternalSecret["refreshPolicy"];
+  readonly refreshIntervalMs: number;
+  readonly specHash: string;
+  readonly alternating: boolean;
+}
+
+export function dueRule(es: ExternalSecret): DueRule {
+  const { refreshPolicy, refreshIntervalMs, specHash } = es;
+  return { refreshPolicy, refreshIntervalMs, specHash, alternating: es.metadata.annotations[`${ANNOTATION_PREFIX}strategy`] === "alternating" };
+}
+
+/** Whether a rotation of `es`'s target is due, and when the next one is. */
+export function dueCheck(es: ExternalSecret, secret: Pick<SecretObject, "annotations"> | undefined, now: Date): DueCheck {
+  return dueUnder(dueRule(es), secret, now);
+}
+
+export interface DueCheck {
+  readonly due: boolean;
+  readonly reason: string;
+  readonly nextDue?: Date;
+}
+
+/** The due check under `rule`; annotations only, so a planner decides from a metadata-only list. */
+export function dueUnder(rule: DueRule, secret: Pick<SecretObject, "annotations"> | undefined, now: Date): DueCheck {
   const last = secret?.annotations[ANNOTATIONS.rotatedAt];
   if (!secret || !last) return { due: true, reason: "never rotated" };
   // A rolled-back rotation changed nothing: whatever the policy, the password is still due a change.
@@ -79,21 +98,20 @@ export function dueCheck(
   if (rolledBack) return { due: true, reason: `rotation ${rolledBack} was rolled back` };
   const lastMs = Date.parse(last);
   if (Number.isNaN(lastMs)) return { due: true, reason: `unreadable ${ANNOTATIONS.rotatedAt}` };
-  switch (es.refreshPolicy) {
+  switch (rule.refreshPolicy) {
     case "CreatedOnce":
       return { due: false, reason: "refreshPolicy CreatedOnce: generated once already" };
     case "OnChange":
-      return secret.annotations[ANNOTATIONS.specHash] === es.specHash
+      return secret.annotations[ANNOTATIONS.specHash] === rule.specHash
         ? { due: false, reason: "refreshPolicy OnChange: the ExternalSecret has not changed" }
         : { due: true, reason: "refreshPolicy OnChange: the ExternalSecret changed" };
     case "Periodic": {
-      if (es.refreshIntervalMs === 0) return { due: false, reason: "refreshInterval 0: generated once already" };
+      if (rule.refreshIntervalMs === 0) return { due: false, reason: "refreshInterval 0: generated once already" };
       // Schedulers fire at about, not exactly, the interval: a run slightly early still counts —
       // except for the alternating strategy, whose promise is that a role's password lives one
       // whole interval after applications were switched off it (rotated-at is the switch).
-      const alternating = es.metadata.annotations[`${ANNOTATION_PREFIX}strategy`] === "alternating";
-      const slack = alternating ? 0 : Math.min(es.refreshIntervalMs * 0.1, 5 * 60_000);
-      const nextDue = new Date(lastMs + es.refreshIntervalMs);
+      const slack = rule.alternating ? 0 : Math.min(rule.refreshIntervalMs * 0.1, 5 * 60_000);
+      const nextDue = new Date(lastMs + rule.refreshIntervalMs);
       return nextDue.getTime() - slack <= now.getTime()
         ? { due: true, reason: "refresh interval elapsed", nextDue }
         : { due: false, reason: "not due yet", nextDue };

@@ -6,7 +6,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { readTargetPart } from "../../lib/fleet/compiled.ts";
+import { readPlannedTargets, readTargetPart } from "../../lib/fleet/compiled.ts";
 import { readManifests } from "../../lib/rotation/files.ts";
 import { packageArtifact } from "../infra/artifact.ts";
 import { writeFleet } from "../infra/fleet-manifests.ts";
@@ -80,6 +80,15 @@ describe("serverless package of a fleet", () => {
       expect(part.pushSecrets).toHaveLength(1);
       expect(part.clusters).toHaveLength(2);
       expect(readTargetPart(many.compiled, "east", "team-0000/db-00001-app")).toBeUndefined(); // it lives in west
+      // ... and the planner's part: each target's cluster, name and due rule, nothing else.
+      const planned = readPlannedTargets(many.compiled);
+      expect(planned).toHaveLength(10_000);
+      expect(planned.find((t) => t.target === "team-0000/db-00001-app")).toEqual({
+        cluster: "west",
+        target: "team-0000/db-00001-app",
+        rule: { refreshPolicy: "Periodic", refreshIntervalMs: expect.any(Number), specHash: expect.any(String), alternating: false },
+      });
+      expect(new Set(planned.map((t) => t.cluster))).toEqual(new Set(["east", "west"]));
     } finally {
       one.cleanup();
       many.cleanup();

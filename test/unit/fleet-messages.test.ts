@@ -1,5 +1,10 @@
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { InputError } from "../../lib/errors.ts";
+import { PLAN, readPlannedTargets } from "../../lib/fleet/compiled.ts";
+import { dueCheck, dueRule, dueUnder } from "../../lib/rotation/names.ts";
 import { encodeMessage, parseMessage } from "../../lib/fleet/messages.ts";
 import { isSqsEvent, sqsRecords } from "../../triggers/fleet.ts";
 import { parseRotateRequest } from "../../triggers/request.ts";
@@ -46,5 +51,32 @@ describe("SQS events", () => {
   it("a manual payload may name a cluster", () => {
     expect(parseRotateRequest({ target: "a/b", cluster: "east" })).toEqual({ trigger: "manual", cluster: "east", targets: ["a/b"] });
     expect(() => parseRotateRequest({ target: "a/b", cluster: "East!" })).toThrow(/event\.cluster: expected a KubernetesCluster name/);
+  });
+});
+
+describe("the planner's compiled part (plan.json)", () => {
+  it("is read back as written; anything else is refused naming the file", () => {
+    const dir = mkdtempSync(join(tmpdir(), "cnpg-rotator-plan-"));
+    try {
+      const targets = [{ cluster: "east", target: "team/db-app", rule: { refreshPolicy: "Periodic", refreshIntervalMs: 3_600_000, specHash: "h", alternating: false } }];
+      writeFileSync(join(dir, PLAN), JSON.stringify({ targets }));
+      expect(readPlannedTargets(dir)).toEqual(targets);
+      writeFileSync(join(dir, PLAN), JSON.stringify([targets]));
+      expect(() => readPlannedTargets(dir)).toThrow(InputError);
+      expect(() => readPlannedTargets(dir)).toThrow(`${join(dir, PLAN)}: expected the compiled { targets: [...] }`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("keeps of a target what the due check reads, and decides as the whole ExternalSecret does", () => {
+    const es = { refreshPolicy: "Periodic", refreshIntervalMs: 86_400_000, specHash: "abc", metadata: { annotations: { "cnpg-rotator.io/strategy": "alternating" } } };
+    const rule = dueRule(es as unknown as Parameters<typeof dueRule>[0]);
+    expect(rule).toEqual({ refreshPolicy: "Periodic", refreshIntervalMs: 86_400_000, specHash: "abc", alternating: true });
+    const now = new Date("2026-01-02T00:00:00Z");
+    for (const rotatedAt of ["2026-01-01T00:00:00Z", "2026-01-01T00:01:00Z", "2025-12-01T00:00:00Z"]) {
+      const secret = { annotations: { "cnpg-rotator.io/rotated-at": rotatedAt } };
+      expect(dueUnder(rule, secret, now)).toEqual(dueCheck(es as unknown as Parameters<typeof dueCheck>[0], secret, now));
+    }
   });
 });
