@@ -152,6 +152,23 @@ export async function benchFleet(options: FleetOptions): Promise<FleetRow[]> {
         const plannerSeconds = (performance.now() - start) / 1000;
         const plannerSendSeconds = plan.sendSeconds;
         log(`fleet n=${size}: planned in ${round(plannerSeconds, 1)} s, ${plan.messages} messages, planner peak RSS ${mb(plan.peakRssBytes)} MB; ${consumers} consumers...`);
+        const planner = {
+          n: size,
+          clusters: 2,
+          namespacesPerCluster: nsPerCluster,
+          consumers,
+          plannerSeconds: round(plannerSeconds, 2),
+          plannerSendSeconds: round(plannerSendSeconds, 2),
+          plannerRequests: plan.requests,
+          plannerPeakRssMb: mb(plan.peakRssBytes),
+          messages: plan.messages,
+        };
+        if (consumers === 0) {
+          // --fleet-consumers=0: the planner alone (its memory and requests at this N), nothing consumed.
+          const row = { ...planner, seconds: round(plannerSeconds, 1), outcomes: {}, rotatedOnce: 0, p50Ms: 0, p99Ms: 0, peakRssMb: 0, maxInvocationRssMb: 0, liveHeapMb: { first: 0, last: 0 }, batches: 0, loadAverage: { before: before.map((x) => round(x, 2)), after: os.loadavg().map((x) => round(x, 2)) } };
+          log(`fleet n=${size} (planner only): ${JSON.stringify(row)}`);
+          return row;
+        }
         const children = await Promise.all(
           Array.from({ length: consumers }, () =>
             new Promise<{ batches: number; outcomes: Record<string, number>; durations: number[]; peakRssBytes: number; invocationRss: number[]; liveHeap: number[] }>(
@@ -178,17 +195,9 @@ export async function benchFleet(options: FleetOptions): Promise<FleetRow[]> {
         for (const ch of children) for (const [k, v] of Object.entries(ch.outcomes)) outcomes[k] = (outcomes[k] ?? 0) + v;
         const durations = children.flatMap((ch) => ch.durations);
         const row: FleetRow = {
-          n: size,
-          clusters: 2,
-          namespacesPerCluster: nsPerCluster,
-          consumers,
+          ...planner,
           ...(options.heapMb ? { heapMb: options.heapMb } : {}),
           seconds: round(seconds, 1),
-          plannerSeconds: round(plannerSeconds, 2),
-          plannerSendSeconds: round(plannerSendSeconds, 2),
-          plannerRequests: plan.requests,
-          plannerPeakRssMb: mb(plan.peakRssBytes),
-          messages: plan.messages,
           outcomes,
           rotatedOnce,
           p50Ms: round(quantile(durations, 0.5), 0),

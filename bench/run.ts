@@ -36,7 +36,7 @@ const usage = `npm run bench -- [options]
   --no-baseline             measure the working tree's artifact alone
   --only=LIST               some of: generator,coldStart,clients,rotation,downtime,fleet
   --fleet-sizes=500,2000    fleet section: targets across 2 clusters, end to end (planner → SQS → consumer processes)
-  --fleet-consumers=4       fleet section: consumer processes at once
+  --fleet-consumers=4       fleet section: consumer processes at once (0: the planner alone)
   --fleet-heap-mb=N         fleet section: --max-old-space-size of each consumer (default: Node's own)
                             (downtime: simulated applications against the real CNPG while it
                             rotates, single-user and alternating side by side; not in the default)
@@ -282,7 +282,7 @@ if (sections.has("fleet")) {
   await section("fleet", async () => {
     results.fleet = await benchFleet({
       sizes: args["fleet-sizes"].split(",").map((x) => positiveInt("fleet-sizes", x)),
-      consumers: positiveInt("fleet-consumers", args["fleet-consumers"]),
+      consumers: args["fleet-consumers"] === "0" ? 0 : positiveInt("fleet-consumers", args["fleet-consumers"]),
       ...(args["fleet-heap-mb"] ? { heapMb: positiveInt("fleet-heap-mb", args["fleet-heap-mb"]) } : {}),
       log,
     });
