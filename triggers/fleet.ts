@@ -11,6 +11,8 @@ import {
   failedMessage,
   fleetFromEnvironment,
   type MessageResult,
+  pushClusters,
+  pushInCluster as pushOne,
   rotateOne,
   statusOne,
 } from "../lib/fleet/fleet.ts";
@@ -18,6 +20,7 @@ import { type ClusterPlan, planAndEnqueue } from "../lib/fleet/plan.ts";
 import { createLogger } from "../lib/log.ts";
 import type { WorkQueue } from "../lib/queues/types.ts";
 import { redactDeep, redactError } from "../lib/redact.ts";
+import type { PushReport, PushRequest } from "../lib/rotation/push.ts";
 import type { RotationResult } from "../lib/rotation/rotate.ts";
 import type { Status } from "../lib/rotation/status.ts";
 
@@ -232,4 +235,14 @@ export async function statusInCluster(cluster: string, targets: readonly string[
   const results: Status[] = [];
   for (const target of targets) results.push(...(await statusOne(f, cluster, target)));
   return results;
+}
+
+/** `{"cluster": "east"}` for push (optionally `target`s): that cluster's PushSecrets, through its connection. */
+export function pushInCluster(cluster: string, request: PushRequest): Promise<PushReport[]> {
+  return pushOne(fleet(), cluster, request);
+}
+
+/** The PushSecrets of every KubernetesCluster, each cluster failing alone (a schedule's run; the default cluster's are the engine's). */
+export function pushOtherClusters(request: PushRequest): Promise<PushReport[]> {
+  return pushClusters(fleet(), request);
 }

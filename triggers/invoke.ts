@@ -6,7 +6,7 @@ import { redactDeep, redactError } from "../lib/redact.ts";
 import { engineFromEnvironment } from "../lib/rotation/context.ts";
 import { type Engine, rotate } from "../lib/rotation/engine.ts";
 import { type PushReport, push } from "../lib/rotation/push.ts";
-import { rotateInCluster, statusInCluster } from "./fleet.ts";
+import { pushInCluster, pushOtherClusters, rotateInCluster, statusInCluster } from "./fleet.ts";
 import { type ParsedRequest, parseRotateRequest } from "./request.ts";
 import type { RotationResult } from "../lib/rotation/rotate.ts";
 import { type Status, status } from "../lib/rotation/status.ts";
@@ -98,14 +98,17 @@ export function invokeRotate(event: unknown): Promise<RotateResponse> {
   );
 }
 
-/** Push: a scheduled event or a manual `{"target": "<namespace>/<PushSecret>", "dryRun"}`. */
+/** Push: a scheduled event or a manual `{"target": "<namespace>/<PushSecret>", "dryRun"}` (with `cluster`: that cluster's). */
 export function invokePush(event: unknown): Promise<PushResponse> {
   return invoke(
     event,
     async (e, { cluster, ...request }) => {
       if (request.force !== undefined) throw new InputError("event.force: not a push option (a push always compares first)");
-      if (cluster !== undefined) throw new InputError("event.cluster: a push runs in the cluster the environment configures");
-      return push(await e(), request);
+      if (cluster !== undefined) return pushInCluster(cluster, request);
+      const engine = await e();
+      const results = await push(engine, request);
+      // A run of every PushSecret (the schedule's) covers the fleet's other clusters too, each with its own connection.
+      return engine.manifests.clusters.length > 0 && !request.targets?.length ? [...results, ...(await pushOtherClusters(request))] : results;
     },
     (r) => `${r.remoteKey} (${r.error?.type})`,
   );

@@ -14,6 +14,8 @@ import { join } from "node:path";
 import { manifestsFromEnvironment, readManifests } from "../rotation/files.ts";
 import { clusterSubset, planRotations, type RotationTarget, targetName } from "../rotation/plan.ts";
 import type { RotationResult } from "../rotation/rotate.ts";
+import { type PushReport, type PushRequest, push } from "../rotation/push.ts";
+import { publicationsOf } from "../rotation/plan.ts";
 import { type Status, status } from "../rotation/status.ts";
 import { ClusterConnections, checkClusters, clusterConcurrency, clusterNames } from "./clusters.ts";
 import { isCompiledDir, type PlannedTarget, plannedTarget, readPlannedTargets, readTargetPart, SHARED } from "./compiled.ts";
@@ -27,6 +29,8 @@ export interface Fleet {
   readonly env: NodeJS.ProcessEnv;
   /** Every target's cluster, name and due rule, for the planner (compiled: plan.json, not every document). */
   plannedTargets(): readonly PlannedTarget[];
+  /** Every document (compiled: all.json, read on first use), for the pushes of every cluster. */
+  allManifests(): ManifestSet;
   /** One target and the manifests to rotate it with; InputError when there is none. */
   target(cluster: string, target: string): { readonly target: RotationTarget; readonly manifests: ManifestSet };
   /** The engine of one cluster, built on first use. */
@@ -65,6 +69,11 @@ export function fleetFromEnvironment(config: FleetConfig = {}): Fleet {
   checkClusters(manifests, env);
   const index = new Map<string, RotationTarget>();
   if (!compiled) for (const t of planRotations(manifests)) index.set(key(t.cluster, targetName(t)), t); // every target checked at cold start
+  let whole: ManifestSet | undefined;
+  const allManifests = () => {
+    whole ??= compiled ? readManifests([compiled], namespace ? { namespace } : {}) : manifests;
+    return whole;
+  };
   let planned: PlannedTarget[] | undefined;
   const plannedTargets = () => {
     planned ??= compiled ? readPlannedTargets(compiled) : [...index.values()].map(plannedTarget);
@@ -88,6 +97,7 @@ export function fleetFromEnvironment(config: FleetConfig = {}): Fleet {
     connections,
     env,
     plannedTargets,
+    allManifests,
     target(cluster, target) {
       const full = target.includes("/") ? target : `default/${target}`;
       if (!compiled) {
@@ -159,6 +169,50 @@ export async function statusOne(fleet: Fleet, cluster: string, target: string): 
   const engine = await fleet.engineFor(cluster);
   const only = clusterSubset({ ...manifests, externalSecrets: [found.externalSecret] }, cluster);
   return status({ ...engine, manifests: only }, { targets: [targetName(found)] });
+}
+
+/**
+ * The PushSecrets of one cluster (or those of them `request.targets` names), pushed with that
+ * cluster's engine: its Secrets read through its own connection, under its own Leases.
+ */
+export async function pushInCluster(fleet: Fleet, cluster: string, request: PushRequest = {}): Promise<PushReport[]> {
+  const known = clusterNames(fleet.allManifests());
+  if (!known.includes(cluster)) throw new InputError(`cluster "${cluster}": no KubernetesCluster of that name; known: ${known.join(", ")}`);
+  const manifests = clusterSubset(fleet.allManifests(), cluster);
+  if (manifests.pushSecrets.length === 0 && !request.targets?.length) return [];
+  return push({ ...(await fleet.engineFor(cluster)), manifests }, request);
+}
+
+/**
+ * A push schedule's run over the KubernetesClusters (the default cluster is the engine's own):
+ * the clusters side by side, each failing alone — a cluster that cannot be reached fails its
+ * PushSecrets' reports, named, and the others push.
+ */
+export async function pushClusters(fleet: Fleet, request: PushRequest = {}): Promise<PushReport[]> {
+  const clusters = fleet.allManifests().clusters.map((c) => c.metadata.name);
+  const reports = await Promise.all(
+    clusters.map((cluster) =>
+      pushInCluster(fleet, cluster, request).catch((e: unknown) => {
+        if (e instanceof InputError) throw e;
+        const err = redactError(e instanceof Error ? e : new Error(String(e)));
+        fleet.log.error({ cluster, error: { type: err.name, message: err.message } }, "cluster could not be pushed; its PushSecrets wait for the next schedule");
+        return clusterSubset(fleet.allManifests(), cluster).pushSecrets.flatMap((ps) =>
+          publicationsOf(ps).map(
+            (p): PushReport => ({
+              pushSecret: `${ps.metadata.namespace}/${ps.metadata.name}`,
+              secret: `${ps.metadata.namespace}/${ps.secretName}`,
+              store: `${p.store.kind}/${p.store.metadata.name}`,
+              provider: p.store.provider.name,
+              remoteKey: p.remoteKey,
+              outcome: "failed",
+              error: { type: err.name, message: `cluster "${cluster}": ${err.message}` },
+            }),
+          ),
+        );
+      }),
+    ),
+  );
+  return reports.flat();
 }
 
 /** One received message, as the consumer sees it. */

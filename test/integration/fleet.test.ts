@@ -9,10 +9,11 @@ import { CreateSecretCommand } from "@aws-sdk/client-secrets-manager";
 import { CreateQueueCommand, GetQueueAttributesCommand, PurgeQueueCommand, type SQSClient } from "@aws-sdk/client-sqs";
 import { afterAll, beforeAll, describe, expect, inject, it, vi } from "vitest";
 import { handler } from "../../functions/aws/rotate.ts";
+import { handler as pushHandler } from "../../functions/aws/push.ts";
 import { handler as statusHandler } from "../../functions/aws/status.ts";
 import { main } from "../../lib/cli/main.ts";
 import { InputError } from "../../lib/errors.ts";
-import { consumeBatch, type Fleet, fleetFromEnvironment } from "../../lib/fleet/fleet.ts";
+import { consumeBatch, type Fleet, fleetFromEnvironment, pushClusters } from "../../lib/fleet/fleet.ts";
 import { encodeMessage } from "../../lib/fleet/messages.ts";
 import { planAndEnqueue } from "../../lib/fleet/plan.ts";
 import { connectCluster, type KubernetesClient } from "../../lib/kubernetes/index.ts";
@@ -186,6 +187,30 @@ describe("a fleet of two clusters", () => {
     const dead = await dlq.receive(10, 1);
     expect(dead.map((m) => JSON.parse(m.body).target)).toEqual([`${targets[3]!.namespace}/db-00003-app`]);
     expect(await depth(queue)).toBe(0);
+  });
+
+  it("push names a cluster, or runs every cluster's PushSecrets through its own connection; an unreachable cluster fails alone", async () => {
+    const closed = await freePort(); // nothing listens there
+    process.env.FLEET_DOWN_KUBECONFIG = renderKubeconfig({ server: `https://127.0.0.1:${closed}`, caPem: west.api.caPem }, { user: "x", token: "t" });
+    try {
+      const { targets, fleet } = await setup(4, 1, { clusters: { west: CLUSTERS.west, down: "  kubeconfigEnv: FLEET_DOWN_KUBECONFIG\n" } });
+      const pushName = (t: FleetTarget) => `${t.namespace}/${t.secret}-push`;
+      const westTargets = targets.filter((t) => t.cluster === "west");
+      const named = await pushHandler({ cluster: "west" });
+      expect(named.ok).toBe(true);
+      expect(named.results.map((r) => [r.pushSecret, r.outcome, r.remoteKey]).sort()).toEqual(
+        westTargets.map((t) => [pushName(t), "pushed", `west-${t.namespace}-${t.secret}`]).sort(),
+      );
+      // The schedule's run over every cluster: west's already pushed, down's fail, named, with nothing written.
+      const all = await pushClusters(fleet);
+      expect(all.map((r) => [r.pushSecret, r.outcome]).sort()).toEqual(
+        targets.map((t) => [pushName(t), t.cluster === "west" ? "unchanged" : "failed"]).sort(),
+      );
+      for (const r of all.filter((x) => x.outcome === "failed")) expect(r.error?.message).toMatch(/^cluster "down": /);
+      expect(await pushHandler({ cluster: "nowhere" })).toMatchObject({ ok: false, error: { type: "InputError", message: expect.stringMatching(/cluster "nowhere"/) } });
+    } finally {
+      delete process.env.FLEET_DOWN_KUBECONFIG;
+    }
   });
 
   it("an unreachable cluster: its targets fail and stay queued for a retry; the other cluster's all rotate", async () => {
