@@ -16,7 +16,7 @@ import type { KubernetesClient, SecretObject } from "../kubernetes/index.ts";
 import type { Logger } from "../log.ts";
 import type { SecretStoreClient } from "../stores/types.ts";
 import { rememberSecret } from "../redact.ts";
-import { act, observe, observeRoles, observeStores, rememberSecretsOf, type Run, type Verifier } from "./act.ts";
+import { act, observe, observeRoles, rememberSecretsOf, type Run, type Verifier } from "./act.ts";
 import { appliedSignal, checkAlternatingCluster, waitApplied } from "./applied.ts";
 import { type Done, decide, type Intent, newProgress, type Refusal, type StepKind } from "./decide.ts";
 import { dueCheck, lastRotationOf, successorId } from "./names.ts";
@@ -122,21 +122,24 @@ export async function rotateTarget(target: RotationTarget, deps: RotationDeps, o
   const now = deps.now?.() ?? new Date();
   const intent: Intent = { mode: "rotate", force: options.force === true, rollbackOnFailure: deps.rollbackOnVerifyFailure === true, now };
   const outcome = await underLease(target, deps, options.leaseSeconds, log, async (guard) => {
+    // Observed again under the Lease: the Secrets read above may predate a rotation another run
+    // merged while it held the Lease, and a stage or a publish is fenced on the stores alone, so a
+    // run deciding on them would rotate that rotation's id again or push its old data over a newer one.
+    const obs = await observe({ target, stores, kube: deps.kube });
     const run: Run = {
       target,
       kube: deps.kube,
       stores,
       ...(deps.verify ? { verify: deps.verify } : {}),
-      waitApplied: appliedWaiter(target, deps, secret, log),
+      waitApplied: appliedWaiter(target, deps, obs.secret, log),
       now,
       freshValues,
-      // The Secrets read above are a valid first observation: every write is fenced on it.
-      obs: { secret, stores: await observeStores({ target, stores }), ...(roles ? { roles } : {}) },
+      obs,
       progress: newProgress(stores.length),
     };
     try {
       const { done, conflicts } = await settle(run, intent, deps, guard, log);
-      return toResult(run, done, conflicts, secret?.data.password);
+      return toResult(run, done, conflicts, obs.secret?.data.password);
     } catch (e) {
       const failed = run.verificationError;
       if (!failed || e === failed) throw e;

@@ -4,7 +4,8 @@
 // version we write carries `managed-by: cnpg-rotator`, a rotation's its rotation id, and a
 // `<key>` version the version it replaced, which is how "previous" is found (Key Vault's
 // `created` times are whole seconds, so ordering versions by time is ambiguous and costs list
-// pages). Key Vault has no compare-and-swap on writes: the protocol re-reads just before each
+// pages); a plain one (a push) also carries the record of the last version a rotation wrote
+// (`cnpg-rotator-current-rotation`), so a rotation pushed over is still known as done. Key Vault has no compare-and-swap on writes: the protocol re-reads just before each
 // write, calls on one key are serialized inside this process, and the engine's Lease keeps other
 // processes out.
 //
@@ -33,7 +34,7 @@ import { isRestError, type KeyVaultSecret, SecretClient, type SecretClientOption
 import { InputError, StoreConflictError, StoreStateError } from "../errors.ts";
 import type { AzureProvider } from "../manifests/schema.ts";
 import { isNetworkError, isTransientStatus, withRetry } from "../retry.ts";
-import { errorIs, OURS, parseJson, ROTATION_ID, requestTimeoutMs, siblingNames, storeCalls, unless } from "./protocol.ts";
+import { CURRENT_ROTATION, errorIs, OURS, parseJson, ROTATION_ID, requestTimeoutMs, siblingNames, storeCalls, unless } from "./protocol.ts";
 import type { RawVersion, SecretHead, SiblingPrimitives, StoreDeps } from "./types.ts";
 
 export { PENDING_SUFFIX } from "./protocol.ts";
@@ -166,9 +167,13 @@ export function azurePrimitives(config: AzureProvider, _deps: StoreDeps = {}, se
     async write(name, value, { head, marks, rotationId }) {
       // No create-only write in Key Vault: the re-read is the only check.
       if (!head && (await get(name))) throw new StoreConflictError(`cannot create "${name}" in ${description}: it exists; nothing was written`);
+      // A plain version carries the record of the last version a rotation wrote (`<rotation id>@<version>`),
+      // so that a rotation promoted and then pushed over is still known as done here.
+      const live = head && !head.deleted ? head : undefined;
+      const rotated = live?.latest?.rotationId ? `${live.latest.rotationId}@${live.latest.versionId}` : live?.marks[CURRENT_ROTATION];
       const tags: Record<string, string> = {
-        ...(head && !head.deleted ? OURS : marks),
-        ...(rotationId !== undefined ? { [ROTATION_ID]: rotationId } : {}),
+        ...(live ? OURS : marks),
+        ...(rotationId !== undefined ? { [ROTATION_ID]: rotationId } : rotated ? { [CURRENT_ROTATION]: rotated } : {}),
         ...(head?.latest?.versionId ? { [PREVIOUS_VERSION_TAG]: head.latest.versionId } : {}),
       };
       const set = () => client.setSecret(name, value, { contentType: contentTypeOf(value), tags });

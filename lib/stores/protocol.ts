@@ -145,6 +145,14 @@ export function recordedRotation(marks: Marks, versionId: string): string | unde
   return [marks[CURRENT_ROTATION], marks[PREVIOUS_ROTATION]].map(parseRecord).find((r) => r?.versionId === versionId)?.rotationId;
 }
 
+/** The version the marks record `rotationId` as having written, if any. */
+function recordedVersion(marks: Marks, rotationId: string): string | undefined {
+  for (const record of [marks[CURRENT_ROTATION], marks[PREVIOUS_ROTATION]]) {
+    if (record?.startsWith(`${rotationId}@`)) return record.slice(rotationId.length + 1);
+  }
+  return undefined;
+}
+
 /** The client the engine uses, over a provider's primitives. */
 export function createClient(primitives: StorePrimitives): SecretStoreClient {
   return primitives.staging === "native" ? new NativeStore(primitives) : new SiblingStore(primitives);
@@ -467,6 +475,14 @@ class SiblingStore extends Protocol<SiblingPrimitives> implements SecretStoreCli
       if (k && !k.deleted && k.latest?.rotationId === rotationId) {
         const current = await this.getCurrent(key);
         if (current?.rotationId === rotationId) return current;
+      }
+      // Promoted before and pushed over since (a publish): the rotation is done here; staging it
+      // again, with a run's own values, would promote a second password under its id.
+      const done = k && !k.deleted ? recordedVersion(k.marks, rotationId) : undefined;
+      if (done !== undefined) {
+        const promoted = storedOf(await this.p.read(names.key, { versionId: done }));
+        if (promoted?.rotationId === rotationId) return promoted;
+        throw new StoreConflictError(`cannot stage rotation ${rotationId} in "${names.key}" in ${this.description}: it was promoted there already (version ${done}); observe it again`);
       }
       this.fence("stage a pending version in", names.key, siblingState(k, s), seen, "both");
       // Another rotation's pending value, or a stage that stopped before its value: staged afresh.

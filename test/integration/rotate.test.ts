@@ -245,6 +245,31 @@ describe("rotate: the seed's first example with the file store", () => {
     expect(current.password).toBe(secret.data.password);
   });
 
+  it("a run that read the Secret before other runs rotated it goes on from the Secret as it is under the Lease", async () => {
+    const { namespace, storePath, manifests } = await fileTarget();
+    expect((await rotate(engineFor(manifests, kube)))[0]!.outcome).toBe("rotated");
+    // Between this run's first read of the Secret and its Lease, two forced runs rotate the target in turn.
+    let others = 2;
+    const late = new Proxy(kube, {
+      get(target, prop) {
+        if (prop === "acquireLease") {
+          return async (...args: Parameters<KubernetesClient["acquireLease"]>) => {
+            for (; others > 0; others--) expect((await rotate(engineFor(manifests, kube), { force: true }))[0]!.outcome).toBe("rotated");
+            return target.acquireLease(...args);
+          };
+        }
+        const v = Reflect.get(target, prop, target) as unknown;
+        return typeof v === "function" ? v.bind(target) : v;
+      },
+    });
+    const [result] = await rotate(engineFor(manifests, late), { force: true });
+    const password = await passwordOf(namespace);
+    // Decided on the Secret it first read, the run would publish that Secret's password over the newest rotation's.
+    expect(jsonPassword(fileEntry(storePath)!.current!.value)).toBe(password);
+    expect(result).toMatchObject({ outcome: "rotated", fingerprint: expect.any(String) });
+    expect((await kube.readSecret(namespace, SECRET))!.annotations[ANNOTATIONS.rotationId]).toBe(result!.rotationId);
+  });
+
   it("dry run reports what would change and writes nothing", async () => {
     const { namespace, storePath, manifests } = await fileTarget();
     const before = (await raw(namespace)).body;

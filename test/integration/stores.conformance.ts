@@ -109,6 +109,21 @@ export function describeStoreConformance(name: string, setup: () => Promise<Conf
         expect((await store.getCurrent(key))?.value).toBe("old");
       });
 
+      it("of a rotation promoted and pushed over since never stages other values under its id", async () => {
+        // A run that observed the target before another run promoted this rotation and
+        // published the Secret over it (a key changed meanwhile) stages it again with its own values.
+        const key = t.key();
+        await store.push(key, "old");
+        const rid = rotationId();
+        await stage(key, "one", rid);
+        await promote(key, rid);
+        await store.push(key, "one, published");
+        const again = await stage(key, "two", rid).catch((e: unknown) => e);
+        if (!(again instanceof StoreConflictError)) expect(again).toMatchObject({ value: "one", rotationId: rid });
+        expect((await store.getPending(key))?.value).not.toBe("two");
+        expect((await store.getCurrent(key))?.value).toBe("one, published");
+      });
+
       it("of the same rotation from 5 concurrent calls makes one version", async () => {
         for (const prepare of [async () => {}, (key: string) => store.push(key, "old")]) {
           const key = t.key();
