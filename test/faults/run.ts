@@ -915,8 +915,13 @@ async function main(): Promise<void> {
       );
     }
   };
+  let harnessFailure: string | undefined;
   try {
-    await Promise.all(Array.from({ length: Math.min(parallel, seeds.length) }, worker));
+    await Promise.race([Promise.all(Array.from({ length: Math.min(parallel, seeds.length) }, worker)), servers.died]);
+  } catch (e) {
+    // A server of the campaign's own is gone: the runs still under way cannot be judged.
+    harnessFailure = (e as Error).message;
+    next = seeds.length;
   } finally {
     await servers.stop();
     rmSync(workDir, { recursive: true, force: true });
@@ -929,7 +934,12 @@ async function main(): Promise<void> {
     process.stdout.write(`violation: seed ${r.seed} (${r.kind}@${r.server}): ${r.violations.join("; ")}\n  replay: npm run faults -- --replay ${r.seed}\n`);
     if (ctx.keepDir) process.stdout.write(`  output: ${path.join(ctx.keepDir, `faults-${r.seed}.log`)}\n`);
   }
-  if (values.report) writeFileSync(values.report, JSON.stringify({ campaignSeed, parallel, seconds, reports }, null, 2));
+  if (values.report) writeFileSync(values.report, JSON.stringify({ campaignSeed, parallel, seconds, reports, ...(harnessFailure ? { harnessFailure } : {}) }, null, 2));
+  if (harnessFailure) {
+    process.stdout.write(`harness failure: ${harnessFailure}; the campaign stopped after ${reports.length} of ${seeds.length} runs\n`);
+    // The runs still under way are abandoned: their invocations time out on their own.
+    process.exit(2);
+  }
   process.exitCode = bad.length > 0 ? 1 : 0;
 }
 

@@ -23,15 +23,39 @@ export interface CampaignServers {
   /** https://127.0.0.1:PORT, a purgeable vault; `caPem` its certificate. */
   readonly azure: { readonly url: string; readonly caPem: string };
   readonly toxiproxy: Toxiproxy;
+  /**
+   * Rejects once one of these servers ends before stop(), naming it and how it ended: the
+   * campaign cannot judge a run whose server is gone, so it stops instead of reporting the
+   * runs after it as violations.
+   */
+  readonly died: Promise<never>;
   stop(): Promise<void>;
 }
 
 export async function startCampaignServers(dir: string, log: (line: string) => void): Promise<CampaignServers> {
   await ensureBinaries();
   const stops: (() => Promise<void>)[] = [];
+  let stopping = false;
   const stop = async () => {
+    stopping = true;
     for (const s of stops.reverse()) await s().catch(() => {});
   };
+  let reportDeath: (error: Error) => void = () => {};
+  const died = new Promise<never>((_, reject) => {
+    reportDeath = reject;
+  });
+  died.catch(() => {}); // observed by the campaign; a run without a listener must not crash on it
+  const watch = (name: string, pid: number, exited: Promise<string>) => {
+    log(`[faults] ${name} pid ${pid}`);
+    void exited.then((how) => {
+      if (stopping) return;
+      const line = `${name} (pid ${pid}) ${how} at ${new Date().toISOString()}, before the campaign stopped it`;
+      log(`[faults] SERVER GONE: ${line}`);
+      reportDeath(new Error(line));
+    });
+  };
+  const exitOf = (p: { child: { exitCode: number | null; signalCode: string | null }; exited: Promise<void> }) =>
+    p.exited.then(() => (p.child.signalCode ? `killed by ${p.child.signalCode}` : `exited with code ${p.child.exitCode}`));
   try {
     const begin = Date.now();
     const [etcd, moto, gcp, vault, toxiproxy] = await Promise.all([
@@ -44,6 +68,11 @@ export async function startCampaignServers(dir: string, log: (line: string) => v
     stops.push(etcd.stop, moto.stop, gcp.stop, vault.stop, toxiproxy.stop);
     const [kube, lowkey] = await Promise.all([startKubeApiserver(dir, etcd.endpoint), startLowkeyVault()]);
     stops.push(lowkey.stop, kube.stop);
+    watch("etcd", etcd.process.child.pid ?? -1, exitOf(etcd.process));
+    watch("moto", moto.process.child.pid ?? -1, exitOf(moto.process));
+    watch("kube-apiserver", kube.process.child.pid ?? -1, exitOf(kube.process));
+    for (const e of [gcp, vault, lowkey]) watch(e.name, e.pid, e.exited);
+    watch("toxiproxy-server", toxiproxy.pid, toxiproxy.exited);
     const azureUrl = `https://127.0.0.1:${lowkey.port}`;
     // A vault with purge allowed: the sibling protocol purges what it deletes.
     const uri = `?baseUri=${encodeURIComponent(azureUrl)}`;
@@ -70,6 +99,7 @@ export async function startCampaignServers(dir: string, log: (line: string) => v
       vault: { address: vault.address, token: vault.token },
       azure: { url: azureUrl, caPem: lowkey.caPem },
       toxiproxy,
+      died,
       stop,
     };
   } catch (error) {

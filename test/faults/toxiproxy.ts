@@ -27,6 +27,9 @@ export interface Toxiproxy {
   deleteProxy(name: string): Promise<void>;
   addToxic(proxy: string, name: string, toxic: Toxic): Promise<void>;
   removeToxic(proxy: string, name: string): Promise<void>;
+  readonly pid: number;
+  /** Resolves with how toxiproxy-server ended ("killed by SIGKILL", "exited with code 1"). */
+  readonly exited: Promise<string>;
   stop(): Promise<void>;
 }
 
@@ -41,7 +44,9 @@ export async function startToxiproxy(logFile: string): Promise<Toxiproxy> {
     stdio: ["ignore", fd, fd],
     env: { ...process.env, LOG_LEVEL: "warn" },
   });
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  const exited = new Promise<string>((resolve) =>
+    child.once("exit", (code, signal) => resolve(signal ? `killed by ${signal}` : `exited with code ${code}`)),
+  );
   process.on("exit", () => child.kill("SIGKILL"));
   for (let i = 0; ; i++) {
     if (child.exitCode !== null) throw new Error(`toxiproxy-server exited at start; see ${logFile}`);
@@ -67,6 +72,8 @@ export async function startToxiproxy(logFile: string): Promise<Toxiproxy> {
   };
   return {
     api,
+    pid: child.pid ?? -1,
+    exited,
     async createProxy(name, upstream) {
       const body = { name, listen: `127.0.0.1:${await freePort()}`, upstream, enabled: true };
       const created = await call("POST", "/proxies", body);

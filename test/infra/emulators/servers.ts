@@ -47,6 +47,8 @@ export interface Emulator {
   /** stdout+stderr of the server. */
   readonly logFile: string;
   readonly pid: number;
+  /** Resolves with how the process ended ("killed by SIGKILL", "exited with code 1"). */
+  readonly exited: Promise<string>;
   stop(): Promise<void>;
 }
 
@@ -286,6 +288,7 @@ function makeEmulator(
     dir,
     logFile,
     pid: p.child.pid ?? -1,
+    exited: p.exited,
     async stop() {
       await stopProcess(p);
       await rm(dir, { recursive: true, force: true });
