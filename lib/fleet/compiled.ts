@@ -33,8 +33,14 @@ export function plannedTarget(t: ReturnType<typeof planRotations>[number]): Plan
 /** The planner's part of a compiled directory. */
 export function readPlannedTargets(dir: string): PlannedTarget[] {
   const path = join(dir, PLAN);
-  const parsed = JSON.parse(readFileSync(path, "utf8")) as { targets?: unknown };
-  if (!Array.isArray(parsed.targets)) throw new InputError(`${path}: expected the compiled { targets: [...] } of serverless/derive.cjs; recompile the manifests`);
+  let parsed: { targets?: unknown };
+  try {
+    parsed = JSON.parse(readFileSync(path, "utf8")) as { targets?: unknown };
+  } catch (error) {
+    if (error instanceof SyntaxError) throw new InputError(`${path} is not JSON (${error.message}); recompile the manifests`);
+    throw error;
+  }
+  if (!Array.isArray(parsed?.targets)) throw new InputError(`${path}: expected the compiled { targets: [...] } of serverless/derive.cjs; recompile the manifests`);
   return parsed.targets as PlannedTarget[];
 }
 

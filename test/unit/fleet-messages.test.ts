@@ -64,6 +64,11 @@ describe("the planner's compiled part (plan.json)", () => {
       writeFileSync(join(dir, PLAN), JSON.stringify([targets]));
       expect(() => readPlannedTargets(dir)).toThrow(InputError);
       expect(() => readPlannedTargets(dir)).toThrow(`${join(dir, PLAN)}: expected the compiled { targets: [...] }`);
+      writeFileSync(join(dir, PLAN), '{"targets": [{"cluster": "ea');
+      expect(() => readPlannedTargets(dir)).toThrow(InputError);
+      expect(() => readPlannedTargets(dir)).toThrow(`${join(dir, PLAN)} is not JSON`);
+      writeFileSync(join(dir, PLAN), "null");
+      expect(() => readPlannedTargets(dir)).toThrow(InputError);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
