@@ -9,7 +9,6 @@ import type { KubernetesClient } from "../../lib/kubernetes/index.ts";
 import { silentLogger } from "../../lib/log.ts";
 import { loadManifests } from "../../lib/manifests/index.ts";
 import type { StepKind } from "../../lib/rotation/decide.ts";
-import { ANNOTATIONS } from "../../lib/rotation/names.ts";
 import { planRotations, type RotationTarget } from "../../lib/rotation/plan.ts";
 import { type RotationDeps, rotateTarget } from "../../lib/rotation/rotate.ts";
 import { MemoryCluster, MemoryStore } from "./models.ts";
