@@ -61,10 +61,10 @@ function timed(kube: KubernetesClient): { kube: KubernetesClient; latencies: num
     begin(`${namespace}/${name}`);
     return kube.readSecret(namespace, name);
   };
-  const acquireLease: KubernetesClient["acquireLease"] = async (namespace, secretName, holder, ttl) => {
+  const acquireLease: KubernetesClient["acquireLease"] = async (namespace, secretName, holder, ttl, beforeTake) => {
     const key = `${namespace}/${secretName}`;
     begin(key);
-    const lease = await kube.acquireLease(namespace, secretName, holder, ttl);
+    const lease = await kube.acquireLease(namespace, secretName, holder, ttl, beforeTake);
     if (!lease) {
       end(key);
       return lease;

@@ -301,19 +301,22 @@ process.exit(Object.keys(results.errors).length > 0 ? 1 : 0);
 function evaluateTargets(): Target[] {
   const t: Target[] = [];
   const row1000 = results.rotation.find((r) => r.n === 1000 && r.concurrency === 16);
+  // A run in which not every target rotated measured something else (failures are cheap): no target met.
+  const notRotated = (r: RotationRow) => r.n - (r.outcomes.rotated ?? 0);
+  const failedNote = (r: RotationRow) => (notRotated(r) > 0 ? ` (but ${notRotated(r)} of ${r.n} not rotated: ${JSON.stringify(r.outcomes)})` : "");
   t.push({
     name: "rotation time",
     goal: "1,000 rotations <= 30 s at concurrency 16",
-    actual: row1000 ? `${row1000.seconds} s` : "not measured (needs --sizes with 1000 and --concurrency=16)",
-    met: row1000 ? row1000.seconds <= 30 : null,
+    actual: row1000 ? `${row1000.seconds} s${failedNote(row1000)}` : "not measured (needs --sizes with 1000 and --concurrency=16)",
+    met: row1000 ? row1000.seconds <= 30 && notRotated(row1000) === 0 : null,
   });
   t.push({
     name: "CPU per rotation",
     goal: "<= 2x the floor (ten bare requests, same run) at n=1000",
     actual: row1000
-      ? `${row1000.cpuMsPerRotation} ms vs floor ${row1000.floor.cpuMsPerTen} ms: ${row1000.cpuToFloor}x`
+      ? `${row1000.cpuMsPerRotation} ms vs floor ${row1000.floor.cpuMsPerTen} ms: ${row1000.cpuToFloor}x${failedNote(row1000)}`
       : "not measured (needs --sizes with 1000 and --concurrency=16)",
-    met: row1000 ? row1000.cpuToFloor <= 2 : null,
+    met: row1000 ? row1000.cpuToFloor <= 2 && notRotated(row1000) === 0 : null,
   });
   const rows = results.rotation;
   const worstExtra = rows.length ? Math.max(...rows.map((r) => r.requestsPerRotation - r.minRequestsPerRotation)) : undefined;
@@ -323,8 +326,8 @@ function evaluateTargets(): Target[] {
     actual:
       worstExtra === undefined
         ? "not measured"
-        : `${rows.map((r) => `${r.requestsPerRotation} vs ${r.minRequestsPerRotation}`).join("; ")} (+${round(worstExtra, 2)})`,
-    met: worstExtra === undefined ? null : worstExtra <= 1,
+        : `${rows.map((r) => `${r.requestsPerRotation} vs ${r.minRequestsPerRotation}${failedNote(r)}`).join("; ")} (${worstExtra >= 0 ? "+" : ""}${round(worstExtra, 2)})`,
+    met: worstExtra === undefined ? null : worstExtra <= 1 && rows.every((r) => notRotated(r) === 0),
   });
   const cold = results.coldStart;
   const slim = cold?.rows.find((r) => r.label === "slim");

@@ -232,13 +232,16 @@ export class KubernetesClient {
 
   /**
    * Takes the Lease `cnpg-rotator-<secretName>` for `ttlSeconds` (1 GET + 1 POST or PUT).
-   * Undefined when another run holds it; `holder` must be unique per run.
+   * Undefined when another run holds it; `holder` must be unique per run. `beforeTake` runs
+   * between the GET and the write when the Lease is free: what it reads no other holder can
+   * have changed before the Lease is taken (leases.ts); if it throws, nothing is written.
    */
   async acquireLease(
     namespace: string,
     secretName: string,
     holder: string,
     ttlSeconds: number,
+    beforeTake?: () => Promise<void>,
   ): Promise<LeaseHandle | undefined> {
     if (!holder) throw new KubernetesError("a Lease needs a non-empty holder identity");
     if (!Number.isInteger(ttlSeconds) || ttlSeconds < 1) {
@@ -252,6 +255,7 @@ export class KubernetesClient {
       secretName,
       holder,
       ttlSeconds,
+      beforeTake,
     );
   }
 

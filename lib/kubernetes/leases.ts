@@ -58,6 +58,11 @@ interface LeaseContext {
  * Lease already held by `holder` is this run's own: its earlier create or update applied but
  * the answer was lost (then retried). It is taken as held rather than left blocking the
  * target for a whole TTL.
+ *
+ * `beforeTake` runs between the GET and the write, only when the Lease is free (or already
+ * this run's); if it throws, nothing is written. What it reads is as good as read under the
+ * Lease: the write carries the resourceVersion of the GET (a POST: that there is none), so it
+ * goes ahead only if no other run took the Lease since the GET found it released or lapsed.
  */
 export async function acquireLease(
   ctx: LeaseContext,
@@ -65,10 +70,14 @@ export async function acquireLease(
   secretName: string,
   holder: string,
   ttlSeconds: number,
+  beforeTake?: () => Promise<void>,
 ): Promise<LeaseHandle | undefined> {
   const name = leaseNameFor(secretName);
-  const now = new Date();
   const existing = await ctx.call("get", name, () => unless([404], ctx.api.readLease(namespace, name)));
+  const active = existing && activeHolder(existing.spec, new Date());
+  if (active !== undefined && active !== holder) return undefined;
+  await beforeTake?.();
+  const now = new Date();
   if (!existing) {
     const body: Lease = {
       apiVersion: "coordination.k8s.io/v1",
@@ -81,9 +90,7 @@ export async function acquireLease(
     );
     return created ? new HeldLease(ctx, created, undefined, holder, ttlSeconds, now) : ownIfHeld(ctx, namespace, name, holder, ttlSeconds, undefined);
   }
-  const active = activeHolder(existing.spec, now);
   if (active === holder) return new HeldLease(ctx, existing, undefined, holder, ttlSeconds, renewedAt(existing.spec) ?? now);
-  if (active !== undefined) return undefined;
   // Counted like client-go's leader election: every change of holder, a released Lease included.
   const transitions = (existing.spec?.leaseTransitions ?? 0) + (existing.spec?.holderIdentity !== holder ? 1 : 0);
   const body = withSpec(existing, heldSpec(holder, ttlSeconds, now, now, transitions));

@@ -60,6 +60,7 @@ export function clusterSubset(set: ManifestSet, cluster: string): ManifestSet {
 export function planRotations(set: ManifestSet): RotationTarget[] {
   const targets: RotationTarget[] = [];
   const seen = new Map<string, ExternalSecret>();
+  const sampled = new Set<string>();
   // By cluster and Secret, so planning N targets costs N lookups, not N × N comparisons.
   const pushSecretsOf = new Map<string, PushSecret[]>();
   for (const p of set.pushSecrets) {
@@ -111,7 +112,13 @@ export function planRotations(set: ManifestSet): RotationTarget[] {
     // The render and read-back checks of a real rotation, on a sample: a template that would
     // refuse every password (a missing key, a password in a URI's user) fails here, with its
     // own reason, before any run takes a Lease — and `validate` runs the same checks.
-    renderTarget(es, generateValues(es), undefined, strategy.kind === "alternating" ? { user: strategy.roles[0].role } : {});
+    // Once per template and generators: a thousand targets of one template are one check.
+    const user = strategy.kind === "alternating" ? strategy.roles[0].role : undefined;
+    const sample = JSON.stringify([es.target.template ?? null, es.generators.map((g) => g.spec), user ?? null]);
+    if (!sampled.has(sample)) {
+      renderTarget(es, generateValues(es), undefined, user !== undefined ? { user } : {});
+      sampled.add(sample);
+    }
     targets.push({
       externalSecret: es,
       cluster,

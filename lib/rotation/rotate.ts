@@ -16,9 +16,9 @@ import type { KubernetesClient, SecretObject } from "../kubernetes/index.ts";
 import type { Logger } from "../log.ts";
 import type { SecretStoreClient } from "../stores/types.ts";
 import { rememberSecret } from "../redact.ts";
-import { act, observe, observeRoles, rememberSecretsOf, type Run, type Verifier } from "./act.ts";
+import { act, observe, observeRoles, observeStores, rememberSecretsOf, type Run, type Verifier } from "./act.ts";
 import { appliedSignal, checkAlternatingCluster, waitApplied } from "./applied.ts";
-import { type Done, decide, type Intent, newProgress, type Refusal, type StepKind } from "./decide.ts";
+import { type Done, decide, type Intent, newProgress, type Observation, type Refusal, type StepKind } from "./decide.ts";
 import { dueCheck, lastRotationOf, successorId } from "./names.ts";
 import { type Publication, type RotationTarget, remoteValue, targetName } from "./plan.ts";
 import { fingerprint, generateValues, renderTarget } from "./render.ts";
@@ -88,13 +88,88 @@ const MAX_STEPS = 64;
 
 /** Runs (or resumes) the rotation of one target under its Lease. */
 export async function rotateTarget(target: RotationTarget, deps: RotationDeps, options: RotateOptions = {}): Promise<RotationResult> {
-  const es = target.externalSecret;
   const base = baseOf(target);
   const log = deps.log.child({ target: base.target });
+  if (options.dryRun) {
+    const { secret, rendered } = await prepare(target, deps);
+    return dryRun(target, deps, options, secret, rendered);
+  }
+  // Prepared between the Lease's GET and its write (acquireLease's beforeTake): the Secret read
+  // there is as good as one read under the Lease — the write goes ahead only if no other run took
+  // the Lease meanwhile — so the run decides on it without reading it again. Reading it before
+  // the Lease would not do: it may predate a rotation another run merged while it held the Lease,
+  // and a stage or a publish is fenced on the stores alone, so a run deciding on it would rotate
+  // that rotation's id again or push its old data over a newer one.
+  let prepared: Prepared | undefined;
+  const outcome = await underLease(
+    target,
+    deps,
+    options.leaseSeconds,
+    log,
+    async (guard) => {
+      if (!prepared) throw new RotatorError(`${targetName(target)}: the Lease was taken without preparing the run first; this is a bug, please report it`);
+      const { secret, roles, freshValues, stores } = prepared;
+      const obs: Observation = { secret, stores: await observeStores({ target, stores }), ...(roles ? { roles } : {}) };
+      const now = deps.now?.() ?? new Date();
+      const intent: Intent = { mode: "rotate", force: options.force === true, rollbackOnFailure: deps.rollbackOnVerifyFailure === true, now };
+      const run: Run = {
+        target,
+        kube: deps.kube,
+        stores,
+        ...(deps.verify ? { verify: deps.verify } : {}),
+        waitApplied: appliedWaiter(target, deps, obs.secret, log),
+        now,
+        freshValues,
+        obs,
+        progress: newProgress(stores.length),
+      };
+      try {
+        const { done, conflicts } = await settle(run, intent, deps, guard, log);
+        return toResult(run, done, conflicts, obs.secret?.data.password);
+      } catch (e) {
+        const failed = run.verificationError;
+        if (!failed || e === failed) throw e;
+        // The test failed and undoing it failed too: report the test; the next run tests again.
+        const err = e instanceof Error ? e : new Error(String(e));
+        log.error(
+          { rotationId: failed.rotationId, error: { type: err.name, message: err.message } },
+          "verification failed and the rollback failed too; the next run tests the rotation again",
+        );
+        throw failed;
+      }
+    },
+    async () => {
+      const p = await prepare(target, deps);
+      prepared = { ...p, stores: await Promise.all(target.publications.map((pub) => deps.storeFor(pub))) };
+    },
+  );
+  if (outcome === undefined) {
+    log.info({ outcome: "locked" }, "another run holds the lease for this target");
+    return { ...base, outcome: "locked", reason: "another run is rotating this Secret" };
+  }
+  log.info(
+    { outcome: outcome.outcome, rotationId: outcome.rotationId, fingerprint: outcome.fingerprint, resumedAt: outcome.resumedAt, reason: outcome.reason },
+    "rotation finished",
+  );
+  return outcome;
+}
+
+interface Prepared {
+  readonly secret: SecretObject | undefined;
+  readonly roles: (SecretObject | undefined)[] | undefined;
+  readonly freshValues: Record<string, string>;
+  readonly stores: SecretStoreClient[];
+}
+
+/**
+ * Everything that can refuse the input, before the first write (the Lease's included): the
+ * Secret (and, alternating, the roles' Secrets and the Cluster) read, the values of a new
+ * rotation generated, rendered and read back, and each store's value of them.
+ */
+async function prepare(target: RotationTarget, deps: RotationDeps) {
+  const es = target.externalSecret;
   const secret = await deps.kube.readSecret(target.namespace, target.secretName);
   if (!secret && es.target.creationPolicy === "Merge") throw missing(target);
-  // Everything that can refuse the input runs before the first write, the Lease included: the
-  // values of a new rotation, rendered and read back, and each store's value of them.
   const freshValues = generateValues(es);
   rememberSecret(...Object.values(freshValues));
   rememberSecretsOf(target, secret);
@@ -108,65 +183,20 @@ export async function rotateTarget(target: RotationTarget, deps: RotationDeps, o
         `role ${missingRole.role}'s passwordSecret ${target.namespace}/${missingRole.secretName} does not exist; create it (type kubernetes.io/basic-auth, username ${missingRole.role}) as the Cluster's spec.managed.roles names it; nothing was written`,
       );
     }
-  }
-  if (strategy.kind === "alternating") {
     checkAlternatingCluster(await deps.kube.readCluster(target.namespace, strategy.cluster), target.namespace, strategy.cluster, strategy.roles);
   }
   const idle = idleRole(target, secret);
   const rendered = renderTarget(es, freshValues, secret?.data, idle ? { user: idle } : {});
   const binary = (secret?.binaryKeys ?? []).filter((k) => !(k in rendered.data));
   for (const p of target.publications) remoteValue(p, { ...secret?.data, ...rendered.data }, undefined, binary);
-  if (options.dryRun) return dryRun(target, deps, options, secret, rendered.data);
-
-  const stores = await Promise.all(target.publications.map((p) => deps.storeFor(p)));
-  const now = deps.now?.() ?? new Date();
-  const intent: Intent = { mode: "rotate", force: options.force === true, rollbackOnFailure: deps.rollbackOnVerifyFailure === true, now };
-  const outcome = await underLease(target, deps, options.leaseSeconds, log, async (guard) => {
-    // Observed again under the Lease: the Secrets read above may predate a rotation another run
-    // merged while it held the Lease, and a stage or a publish is fenced on the stores alone, so a
-    // run deciding on them would rotate that rotation's id again or push its old data over a newer one.
-    const obs = await observe({ target, stores, kube: deps.kube });
-    const run: Run = {
-      target,
-      kube: deps.kube,
-      stores,
-      ...(deps.verify ? { verify: deps.verify } : {}),
-      waitApplied: appliedWaiter(target, deps, obs.secret, log),
-      now,
-      freshValues,
-      obs,
-      progress: newProgress(stores.length),
-    };
-    try {
-      const { done, conflicts } = await settle(run, intent, deps, guard, log);
-      return toResult(run, done, conflicts, obs.secret?.data.password);
-    } catch (e) {
-      const failed = run.verificationError;
-      if (!failed || e === failed) throw e;
-      // The test failed and undoing it failed too: report the test; the next run tests again.
-      const err = e instanceof Error ? e : new Error(String(e));
-      log.error(
-        { rotationId: failed.rotationId, error: { type: err.name, message: err.message } },
-        "verification failed and the rollback failed too; the next run tests the rotation again",
-      );
-      throw failed;
-    }
-  });
-  if (outcome === undefined) {
-    log.info({ outcome: "locked" }, "another run holds the lease for this target");
-    return { ...base, outcome: "locked", reason: "another run is rotating this Secret" };
-  }
-  log.info(
-    { outcome: outcome.outcome, rotationId: outcome.rotationId, fingerprint: outcome.fingerprint, resumedAt: outcome.resumedAt, reason: outcome.reason },
-    "rotation finished",
-  );
-  return outcome;
+  return { secret, roles, freshValues, rendered: rendered.data };
 }
 
 /**
- * Takes the target's Lease, runs `body` with a guard that throws LeaseLostError once the Lease
- * is lost or about to lapse, keeps the Lease renewed meanwhile, releases it. Undefined when
- * another run holds it.
+ * Takes the target's Lease (running `beforeTake` between its GET and its write, see
+ * acquireLease), runs `body` with a guard that throws LeaseLostError once the Lease is lost or
+ * about to lapse, keeps the Lease renewed meanwhile, releases it. Undefined when another run
+ * holds it.
  */
 export async function underLease<T>(
   target: RotationTarget,
@@ -174,9 +204,10 @@ export async function underLease<T>(
   leaseSeconds: number | undefined,
   log: Logger,
   body: (guard: (step: string) => void) => Promise<T>,
+  beforeTake?: () => Promise<void>,
 ): Promise<T | undefined> {
   const ttl = leaseSeconds ?? 60;
-  const lease = await deps.kube.acquireLease(target.namespace, target.secretName, deps.holder, ttl);
+  const lease = await deps.kube.acquireLease(target.namespace, target.secretName, deps.holder, ttl, beforeTake);
   if (!lease) return undefined;
   let lost = false;
   let released = false;

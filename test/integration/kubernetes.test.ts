@@ -327,6 +327,40 @@ describe("acquireLease", () => {
     await third.value?.release();
   });
 
+  it("beforeTake runs between the GET and the write: only for a free Lease, nothing written if it throws, and a take meanwhile wins", async () => {
+    const calls: string[] = [];
+    const held = await admin.acquireLease(ns, "app-6", "run-a", 30);
+    // Held by another run: no beforeTake, one GET.
+    const locked = await counted(admin, () => admin.acquireLease(ns, "app-6", "run-b", 30, async () => void calls.push("b")));
+    expect(locked).toMatchObject({ value: undefined, requests: ["GET 200"] });
+    expect(calls).toEqual([]);
+    await held!.release();
+    // It throws: the error passes, the Lease stays released.
+    const before = await rawLease(ns, "cnpg-rotator-app-6");
+    const refused = await counted(admin, () =>
+      admin.acquireLease(ns, "app-6", "run-b", 30, async () => {
+        throw new Error("bad input");
+      }).catch((e: Error) => e.message),
+    );
+    expect(refused).toMatchObject({ value: "bad input", requests: ["GET 200"] });
+    expect(await rawLease(ns, "cnpg-rotator-app-6")).toEqual(before);
+    // Another run takes the Lease (and lets it go) while beforeTake runs: this one's write loses.
+    const raced = await counted(admin, () =>
+      admin.acquireLease(ns, "app-6", "run-b", 30, async () => {
+        calls.push("b");
+        await (await admin.acquireLease(ns, "app-6", "run-c", 30))!.release();
+      }),
+    );
+    expect(calls).toEqual(["b"]);
+    expect(raced.value).toBeUndefined();
+    expect((await rawLease(ns, "cnpg-rotator-app-6")).spec.holderIdentity).toBeUndefined();
+    // Free and untouched meanwhile: taken, beforeTake having run first.
+    const taken = await counted(admin, () => admin.acquireLease(ns, "app-6", "run-b", 30, async () => void calls.push("b2")));
+    expect(taken.value?.holder).toBe("run-b");
+    expect(calls).toEqual(["b", "b2"]);
+    await taken.value!.release();
+  });
+
   it("takes over an expired Lease; the old handle then learns it lost it", async () => {
     const stale = await admin.acquireLease(ns, "app-2", "crashed-run", 1);
     expect(stale).toBeDefined();

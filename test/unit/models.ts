@@ -151,7 +151,10 @@ export class MemoryCluster {
       status: { managedRolesStatus: { passwordStatus: Object.fromEntries([...this.applied].map(([role, rv]) => [role, { resourceVersion: rv }])) } },
     };
   }
-  async acquireLease(_ns: string, _name: string, holder: string, ttl: number): Promise<LeaseHandle | undefined> {
+  async acquireLease(_ns: string, _name: string, holder: string, ttl: number, beforeTake?: () => Promise<void>): Promise<LeaseHandle | undefined> {
+    if (this.holder && this.holder !== holder && this.expires > Date.now()) return undefined;
+    // As the real Lease: what runs between the look and the write, before anything is written.
+    await beforeTake?.();
     if (this.holder && this.holder !== holder && this.expires > Date.now()) return undefined;
     this.holder = holder;
     this.expires = Date.now() + ttl * 1000;
