@@ -86,9 +86,21 @@ export function azurePrimitives(config: AzureProvider, _deps: StoreDeps = {}, se
         position: "perRetry",
         policy: {
           name: "cnpg-rotator-timeout",
-          sendRequest: (request, next) => {
+          sendRequest: async (request, next) => {
             request.timeout = timeout;
-            return next(request);
+            try {
+              return await next(request);
+            } catch (error) {
+              // The HTTP client ends a request past its timeout as an AbortError, which reads as
+              // the caller's cancel: named a TimeoutError it is transient and retried, as every
+              // other store's timed-out request is. A caller's own abort stays what it is.
+              if (error instanceof Error && error.name === "AbortError" && !request.abortSignal?.aborted) {
+                const timedOut = new Error(`no answer within ${timeout} ms`, { cause: error });
+                timedOut.name = "TimeoutError";
+                throw timedOut;
+              }
+              throw error;
+            }
           },
         },
       },

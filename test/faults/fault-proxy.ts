@@ -172,8 +172,9 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
     server = options.tls ? createHttpsServer({ cert: options.tls.cert, key: options.tls.key }, handler) : createHttpServer({ keepAliveTimeout: 30_000 }, handler);
     closeUpstream = () => agent.destroy();
   }
-  server.on(options.tls ? "secureConnection" : "connection", track);
-  if (options.tls) server.on("connection", (s: Socket) => s.on("error", () => {}));
+  // Every TCP connection, TLS or not: a connection whose handshake a toxic holds (a TLS
+  // ClientHello dropped on its way) met the fault too, and is destroyed on close().
+  server.on("connection", track);
   server.on("tlsClientError", () => {});
   server.listen(options.port ?? 0, "127.0.0.1");
   await once(server, "listening");

@@ -13,12 +13,14 @@ import os from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { parseArgs } from "node:util";
+import pg from "pg";
 import { buildAppSecretData } from "../../lib/cnpg/index.ts";
 import { loadManifests } from "../../lib/manifests/index.ts";
 import { encodings } from "../../lib/redact.ts";
 import { ANNOTATIONS } from "../../lib/rotation/names.ts";
 import { planRotations, readRemoteValue, type RotationTarget } from "../../lib/rotation/plan.ts";
 import { fingerprint } from "../../lib/rotation/render.ts";
+import type { ClusterObject, CnpgClusterInfo } from "../infra/cnpg/harness.ts";
 import { renderKubeconfig } from "../infra/servers.ts";
 import { kubeRequest } from "../infra/kube-client.ts";
 import { buildChildBundles, cloudOf } from "./bundle.ts";
@@ -26,7 +28,7 @@ import { type ChildConfig, invoke, RESULT_PREFIX } from "./child.ts";
 import { type FaultProxy, type SeenRequest, startFaultProxy } from "./fault-proxy.ts";
 import { keysKept, leaks, RotationLedger, rotationIdsMonotonic, type SecretSample } from "./invariants.ts";
 import { readStore, type StoreName } from "./stores.ts";
-import { type CampaignServers, startCampaignServers } from "./servers.ts";
+import { type CampaignCnpg, type CampaignServers, startCampaignCnpg, startCampaignServers } from "./servers.ts";
 import type { Toxic } from "./toxiproxy.ts";
 
 // ---- plan
@@ -34,12 +36,16 @@ import type { Toxic } from "./toxiproxy.ts";
 export const KINDS = ["reset_peer", "timeout", "blackhole", "slicer", "latency", "bandwidth", "http-5xx", "http-429", "http-drop", "sigkill", "zombie"] as const;
 export type Kind = (typeof KINDS)[number];
 export const SERVERS = ["kube", "aws", "gcp", "vault", "azure"] as const;
-export type Server = (typeof SERVERS)[number];
+/** `cnpg`: the real CNPG's Cluster is the target; the faults are the rotate function's to kube-apiserver (the operator's own link is clean). */
+export type Server = (typeof SERVERS)[number] | "cnpg";
 const STORES: readonly StoreName[] = ["aws", "gcp", "vault", "azure"];
 /** Kinds that hit a server; sigkill and zombie are about the process, so their column is the run's store. */
 const COMBOS: readonly [Kind, Server][] = KINDS.flatMap((k) =>
   (k === "sigkill" || k === "zombie" ? SERVERS.filter((s) => s !== "kube") : SERVERS).map((s) => [k, s] as [Kind, Server]),
 );
+/** The `cnpg` runs' kinds: the ones between the function and a server (kube-apiserver here). */
+const CNPG_KINDS: readonly Kind[] = KINDS.filter((k) => k !== "sigkill" && k !== "zombie");
+const CNPG_COMBOS: readonly [Kind, Server][] = CNPG_KINDS.map((k) => [k, "cnpg"]);
 
 /** How long one invocation may take before it counts as a hang (and is killed). */
 const BOUND_MS = 60_000;
@@ -86,17 +92,22 @@ function hash32(text: string): number {
   return h >>> 0;
 }
 
-/** Everything a run does, from its seed (`<campaign seed>-<index>`) alone. */
+/**
+ * Everything a run does, from its seed alone: `<campaign seed>-<index>`, or `<campaign seed>-c<index>`
+ * for a run against the real CNPG (its own round-robin, so adding them changed no other seed's plan).
+ */
 export function planRun(seed: string): Plan {
-  const m = /^(\d+)-(\d+)$/.exec(seed);
-  if (!m) throw new Error(`a run seed looks like <campaign seed>-<index>, e.g. 42-7; found "${seed}"`);
-  const index = Number(m[2]);
+  const m = /^(\d+)-(c?)(\d+)$/.exec(seed);
+  if (!m) throw new Error(`a run seed looks like <campaign seed>-<index> (or -c<index> for the real CNPG), e.g. 42-7 or 42-c3; found "${seed}"`);
+  const index = Number(m[3]);
+  const onCnpg = m[2] === "c";
   const r = mulberry32(hash32(seed));
   const int = (lo: number, hi: number) => lo + Math.floor(r() * (hi - lo + 1));
   const pickOne = <T>(xs: readonly T[]) => xs[Math.floor(r() * xs.length)]!;
-  // Round-robin over kind × server from a per-campaign offset: every combination comes up once per 53 runs.
-  const [kind, server] = COMBOS[(index + hash32(m[1]!)) % COMBOS.length]!;
-  const store = server === "kube" ? pickOne(STORES) : (server as StoreName);
+  // Round-robin over kind × server from a per-campaign offset: every combination comes up once per 53 runs (CNPG's: per 9).
+  const combos = onCnpg ? CNPG_COMBOS : COMBOS;
+  const [kind, server] = combos[(index + hash32(m[1]!)) % combos.length]!;
+  const store = server === "kube" || server === "cnpg" ? pickOne(STORES) : (server as StoreName);
   const invocations = kind === "zombie" ? 3 : int(3, 5);
   const starts = kind === "zombie" ? [0, (LEASE_SECONDS + 1) * 1000, (LEASE_SECONDS + 1) * 1000 + 1500] : Array.from({ length: invocations }, (_, i) => (i === 0 ? 0 : int(0, 1500)));
   const at = int(200, 1800);
@@ -134,12 +145,14 @@ export function planRun(seed: string): Plan {
     default:
       break;
   }
+  const coin = r() < 0.5 ? "single-user" : "alternating";
   return {
     seed,
     kind,
     server,
     store,
-    strategy: r() < 0.5 ? "single-user" : "alternating",
+    // CNPG's runs take the strategies in turn (with 9 kinds: every kind × strategy once per 18 runs).
+    strategy: onCnpg ? (index % 2 === 0 ? "single-user" : "alternating") : coin,
     invocations,
     starts,
     writer: r() < 0.75,
@@ -198,6 +211,8 @@ interface RunContext {
   readonly bundles: Record<"aws" | "gcp" | "azure", string>;
   /** Where a violating run's output is kept (beside --report). */
   readonly keepDir?: string;
+  /** The real CNPG, when the campaign has `cnpg` runs (one at a time: they share its Cluster). */
+  readonly cnpg?: CampaignCnpg;
 }
 
 function storeManifest(store: StoreName, servers: CampaignServers): string {
@@ -211,7 +226,7 @@ function storeManifest(store: StoreName, servers: CampaignServers): string {
   return `apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata:\n  name: backend\nspec:\n  provider:\n    ${provider}\n`;
 }
 
-function externalSecret(plan: Plan, ns: string): string {
+function externalSecret(plan: Plan, ns: string, cluster: string): string {
   const generator = "  dataFrom:\n    - sourceRef:\n        generatorRef: {apiVersion: generators.external-secrets.io/v1alpha1, kind: Password, name: pg-password-generator}\n";
   if (plan.strategy === "single-user") {
     return `apiVersion: external-secrets.io/v1
@@ -240,7 +255,7 @@ metadata:
   name: alt
   annotations:
     cnpg-rotator.io/strategy: alternating
-    cnpg-rotator.io/cluster: alt
+    cnpg-rotator.io/cluster: ${cluster}
     cnpg-rotator.io/roles: app_blue=alt-blue, app_green=alt-green
 spec:
   refreshInterval: 24h
@@ -250,7 +265,7 @@ spec:
     template:
       data:
         password: "{{ .password }}"
-        uri: "postgresql://{{ .username }}:{{ .password }}@alt-rw.${ns}:5432/app"
+        uri: "postgresql://{{ .username }}:{{ .password }}@${cluster}-rw.${ns}:5432/app"
 ${generator}`;
 }
 
@@ -308,6 +323,39 @@ function passwordGen(seed: number): () => string {
 
 async function setup(ctx: RunContext, plan: Plan, ns: string, remoteKey: string, dir: string): Promise<{ target: RotationTarget; initial: Record<string, Record<string, string>>; secrets: Set<string> }> {
   const secrets = new Set<string>();
+  const initial: Record<string, Record<string, string>> = {};
+  if (plan.server === "cnpg") {
+    // The real CNPG's Secrets, as the previous run left them (the runs take the Cluster in turn).
+    for (const name of plan.strategy === "single-user" ? [SECRET["single-user"]] : [SECRET.alternating, ...ROLES.map(roleSecret)]) {
+      const s = await readSecret(ctx, ns, name);
+      if (!s) throw new Error(`Secret ${ns}/${name} of the CNPG Cluster is missing`);
+      initial[name] = Object.fromEntries(Object.entries(s.data ?? {}).map(([k, v]) => [k, unb64(v)!]));
+      if (initial[name]!.password) secrets.add(initial[name]!.password!);
+    }
+    if (plan.store === "vault") {
+      const token = { apiVersion: "v1", kind: "Secret", type: "Opaque", metadata: { name: "vault-token" }, data: { token: b64(ctx.servers.vault.token) } };
+      const put = await kreq(ctx, `/api/v1/namespaces/${ns}/secrets/vault-token`, { method: "PUT", body: token });
+      if (put.status === 404) await kreq(ctx, `/api/v1/namespaces/${ns}/secrets`, { method: "POST", body: token });
+      else if (put.status !== 200) throw new Error(`Secret ${ns}/vault-token: HTTP ${put.status}`);
+    }
+  } else {
+    await setupNamespace(ctx, plan, ns, initial, secrets);
+  }
+  secrets.add(ctx.servers.vault.token);
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(path.join(dir, "generator.yaml"), GENERATOR);
+  writeFileSync(path.join(dir, "external-secret.yaml"), externalSecret(plan, ns, ctx.cnpg && plan.server === "cnpg" ? ctx.cnpg.cluster : "alt"));
+  writeFileSync(path.join(dir, "store.yaml"), storeManifest(plan.store, ctx.servers));
+  writeFileSync(path.join(dir, "push.yaml"), pushSecret(plan, remoteKey));
+  const manifests = loadManifests(
+    ["generator.yaml", "external-secret.yaml", "store.yaml", "push.yaml"].map((f) => ({ file: f, text: readText(path.join(dir, f)) })),
+    { namespace: ns },
+  );
+  return { target: planRotations(manifests)[0]!, initial, secrets };
+}
+
+/** A run's own namespace: its Secrets made up from the run's seed, and (alternating) a Cluster object the stand-in plays CNPG for. */
+async function setupNamespace(ctx: RunContext, plan: Plan, ns: string, initial: Record<string, Record<string, string>>, secrets: Set<string>): Promise<void> {
   const created = await kreq(ctx, "/api/v1/namespaces", { method: "POST", body: { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } } });
   if (created.status !== 201) throw new Error(`namespace ${ns}: HTTP ${created.status}`);
   const pw = passwordGen(plan.rng);
@@ -318,7 +366,6 @@ async function setup(ctx: RunContext, plan: Plan, ns: string, remoteKey: string,
     });
     if (r.status !== 201) throw new Error(`Secret ${ns}/${name}: HTTP ${r.status}`);
   };
-  const initial: Record<string, Record<string, string>> = {};
   if (plan.strategy === "single-user") {
     const password = pw();
     secrets.add(password);
@@ -355,17 +402,6 @@ async function setup(ctx: RunContext, plan: Plan, ns: string, remoteKey: string,
     if (cluster.status !== 201) throw new Error(`Cluster ${ns}/alt: HTTP ${cluster.status} ${JSON.stringify(cluster.body).slice(0, 300)}`);
   }
   if (plan.store === "vault") await createSecret("vault-token", { token: ctx.servers.vault.token }, "Opaque");
-  secrets.add(ctx.servers.vault.token);
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(path.join(dir, "generator.yaml"), GENERATOR);
-  writeFileSync(path.join(dir, "external-secret.yaml"), externalSecret(plan, ns));
-  writeFileSync(path.join(dir, "store.yaml"), storeManifest(plan.store, ctx.servers));
-  writeFileSync(path.join(dir, "push.yaml"), pushSecret(plan, remoteKey));
-  const manifests = loadManifests(
-    ["generator.yaml", "external-secret.yaml", "store.yaml", "push.yaml"].map((f) => ({ file: f, text: readText(path.join(dir, f)) })),
-    { namespace: ns },
-  );
-  return { target: planRotations(manifests)[0]!, initial, secrets };
 }
 
 import { readFileSync } from "node:fs";
@@ -549,7 +585,9 @@ export async function runOne(ctx: RunContext, seed: string): Promise<RunReport> 
   const plan = planRun(seed);
   const began = Date.now();
   const tag = seed.replace("-", "x");
-  const ns = `f-${tag}-${randomBytes(2).toString("hex")}`;
+  const onCnpg = plan.server === "cnpg";
+  if (onCnpg && !ctx.cnpg) throw new Error(`seed ${seed} is a run against the real CNPG, which this campaign did not start`);
+  const ns = onCnpg ? ctx.cnpg!.namespace : `f-${tag}-${randomBytes(2).toString("hex")}`;
   const remoteKey = `f-${tag}-${randomBytes(3).toString("hex")}`;
   const dir = path.join(ctx.workDir, ns);
   const violations: string[] = [];
@@ -564,7 +602,8 @@ export async function runOne(ctx: RunContext, seed: string): Promise<RunReport> 
   let convergenceRuns = 0;
   const { target, initial, secrets } = await setup(ctx, plan, ns, remoteKey, dir);
   const secretName = SECRET[plan.strategy];
-  const status = plan.strategy === "alternating" ? cnpgStatusWriter(ctx, ns) : undefined;
+  // The stand-in plays CNPG's part in a run's own namespace; on the real CNPG, CNPG does.
+  const status = plan.strategy === "alternating" && !onCnpg ? cnpgStatusWriter(ctx, ns) : undefined;
   const kubeconfig = (server: string) => renderKubeconfig({ server, caPem: ctx.servers.kube.caPem }, { user: "admin", token: ctx.servers.kube.adminToken });
   const base = { manifestsDir: dir, namespace: ns, target: `${ns}/${secretName}` };
   const detail: string[] = [];
@@ -584,7 +623,7 @@ export async function runOne(ctx: RunContext, seed: string): Promise<RunReport> 
   };
   try {
     // ---- faulty phase
-    const faultServer: Server = plan.kind === "sigkill" ? plan.store : plan.kind === "zombie" ? plan.store : plan.server;
+    const faultServer: Server = plan.kind === "sigkill" || plan.kind === "zombie" ? plan.store : plan.server === "cnpg" ? "kube" : plan.server;
     const invocations: { kube: Route; store: Route; run?: ReturnType<typeof spawnInvocation> }[] = [];
     for (let i = 0; i < plan.invocations; i++) {
       const kube = await route(ctx, "kube", `${ns}-k${i}`);
@@ -756,6 +795,7 @@ export async function runOne(ctx: RunContext, seed: string): Promise<RunReport> 
     if (writer?.written !== undefined && data[WRITER_KEY] !== writer.written) violations.push(`the writer's key holds ${data[WRITER_KEY] ?? "nothing"}, expected ${writer.written}`);
     const blocking = await leaseHolders(ctx, ns);
     if (blocking.length > 0) violations.push(`Lease held after settling by ${blocking.join(", ")}`);
+    if (onCnpg) violations.push(...(await cnpgCaughtUp(ctx, ctx.cnpg!, plan, secretName)));
     violations.push(...leaks(outputs, secrets));
     // A violating run keeps its invocations' output (checked above to hold no password) for diagnosis.
     if (violations.length > 0 && ctx.keepDir) {
@@ -767,7 +807,7 @@ export async function runOne(ctx: RunContext, seed: string): Promise<RunReport> 
       await ctx.servers.toxiproxy.deleteProxy(r.toxiName).catch(() => {});
       await r.proxy.close().catch(() => {});
     }));
-    void kreq(ctx, `/api/v1/namespaces/${ns}`, { method: "DELETE" }).catch(() => {});
+    if (!onCnpg) void kreq(ctx, `/api/v1/namespaces/${ns}`, { method: "DELETE" }).catch(() => {});
     rmSync(dir, { recursive: true, force: true });
   }
   return {
@@ -817,12 +857,13 @@ async function waitFor(check: () => Promise<boolean>, timeoutMs: number): Promis
 
 /** Holders of a Lease in `ns` that is still valid now. */
 async function leaseHolders(ctx: RunContext, ns: string): Promise<string[]> {
-  const r = await kreq<{ items?: { spec?: { holderIdentity?: string; renewTime?: string; acquireTime?: string; leaseDurationSeconds?: number } }[] }>(
+  const r = await kreq<{ items?: { metadata?: { name?: string }; spec?: { holderIdentity?: string; renewTime?: string; acquireTime?: string; leaseDurationSeconds?: number } }[] }>(
     ctx,
     `/apis/coordination.k8s.io/v1/namespaces/${ns}/leases`,
   );
   const now = Date.now();
-  return (r.body.items ?? []).flatMap((l) => {
+  // The rotator's Leases (cnpg-rotator-<Secret>): in CNPG's namespace, nothing else's.
+  return (r.body.items ?? []).filter((l) => l.metadata?.name?.startsWith("cnpg-rotator-") ?? true).flatMap((l) => {
     const s = l.spec;
     if (!s?.holderIdentity) return [];
     const renewed = Date.parse(s.renewTime ?? s.acquireTime ?? "");
@@ -830,12 +871,92 @@ async function leaseHolders(ctx: RunContext, ns: string): Promise<string[]> {
   });
 }
 
+/** How long CNPG may take, once settled, to apply what the Secrets hold (status, then the role's password). */
+const CNPG_CATCH_UP_MS = 60_000;
+
+/**
+ * On the real CNPG, once settled: CNPG's status caught up with the Secrets (single-user:
+ * `secretsResourceVersion.applicationSecretVersion`; alternating, each role:
+ * `managedRolesStatus.passwordStatus[role].resourceVersion` and
+ * `secretsResourceVersion.managedRoleSecretVersion[<its Secret>]`), and PostgreSQL accepts each
+ * Secret's current password for its role: a real login, TLS verify-full against the Cluster's CA.
+ * (The operator writes its part before the instance manager runs ALTER ROLE: the login retries.)
+ */
+async function cnpgCaughtUp(ctx: RunContext, cnpg: CampaignCnpg, plan: Plan, secretName: string): Promise<string[]> {
+  const ns = cnpg.namespace;
+  const logins = plan.strategy === "single-user" ? [{ role: "app", secret: secretName }] : ROLES.map((role) => ({ role, secret: roleSecret(role) }));
+  const deadline = Date.now() + CNPG_CATCH_UP_MS;
+  const out: string[] = [];
+  for (const { role, secret } of logins) {
+    const s = await readSecret(ctx, ns, secret);
+    const rv = s?.metadata.resourceVersion;
+    const password = unb64(s?.data?.password);
+    if (!rv || password === undefined) {
+      out.push(`CNPG: Secret ${secret} has no password`);
+      continue;
+    }
+    const behind = (c: ClusterObject): string | undefined => {
+      const st = c.status;
+      if (plan.strategy === "single-user") {
+        const at = st?.secretsResourceVersion?.applicationSecretVersion;
+        return at === rv ? undefined : `applicationSecretVersion ${at ?? "unset"}`;
+      }
+      const applied = st?.managedRolesStatus?.passwordStatus?.[role]?.resourceVersion;
+      const seen = st?.secretsResourceVersion?.managedRoleSecretVersion?.[secret];
+      return applied === rv && seen === rv ? undefined : `passwordStatus.${role} ${applied ?? "unset"}, managedRoleSecretVersion.${secret} ${seen ?? "unset"}`;
+    };
+    let lag: string | undefined = "not read";
+    while (Date.now() < deadline) {
+      lag = behind(await cnpg.harness.getCluster(ns, cnpg.cluster).catch(() => ({ metadata: {}, spec: {} }) as unknown as ClusterObject));
+      if (lag === undefined) break;
+      await sleep(250);
+    }
+    if (lag !== undefined) {
+      out.push(`CNPG's status did not catch up with Secret ${secret} (resourceVersion ${rv}) within ${CNPG_CATCH_UP_MS / 1000}s: ${lag}`);
+      continue;
+    }
+    let result = "not tried";
+    while (Date.now() < deadline) {
+      result = await pgLogin(await cnpg.info(), role, password);
+      if (result === "ok") break;
+      await sleep(250);
+    }
+    if (result !== "ok") out.push(`PostgreSQL does not accept ${role}'s current password (${fingerprint(password)}, Secret ${secret}): ${result}`);
+  }
+  return out;
+}
+
+/** One login as `user` to the Cluster's primary (verify-full with `<cluster>-rw` as the server name): "ok", "refused" or the error's code. */
+async function pgLogin(cluster: CnpgClusterInfo, user: string, password: string): Promise<string> {
+  const client = new pg.Client({
+    host: cluster.host,
+    port: cluster.port,
+    user,
+    password,
+    database: "app",
+    ssl: { ca: cluster.caPem, servername: cluster.tlsServerName, rejectUnauthorized: true },
+    connectionTimeoutMillis: 5_000,
+  });
+  client.on("error", () => {});
+  try {
+    await client.connect();
+    await client.query("SELECT 1");
+    return "ok";
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    // Never the message: only the server's code (28P01: password refused) or the error's name.
+    return code === "28P01" || code === "28000" ? "refused" : `error ${code ?? (error as Error).name}`;
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
 // ---- the campaign
 
 function table(reports: readonly RunReport[]): string {
   const rows: string[][] = [["kind", "server", "runs", "faults triggered", "convergence runs", "violations", "hangs"]];
   const totals = { runs: 0, triggered: 0, convergence: 0, violations: 0, hangs: 0 };
-  for (const [kind, server] of COMBOS) {
+  for (const [kind, server] of [...COMBOS, ...CNPG_COMBOS]) {
     const rs = reports.filter((r) => r.kind === kind && r.server === server);
     if (rs.length === 0) continue;
     const t = rs.filter((r) => r.triggered).length;
@@ -863,6 +984,9 @@ async function main(): Promise<void> {
       seed: { type: "string" },
       replay: { type: "string" },
       report: { type: "string" },
+      kinds: { type: "string" },
+      servers: { type: "string" },
+      "cnpg-runs": { type: "string" },
       verbose: { type: "boolean", default: false },
     },
   });
@@ -876,11 +1000,39 @@ async function main(): Promise<void> {
   const runs = values.replay ? 1 : positive("runs", values.runs, values.ci ? 106 : 1_000);
   // Runs mostly wait (timeouts, Leases running out, CNPG's status): more at once than cores.
   const parallel = positive("parallel", values.parallel, values.ci ? 8 : 6);
+  const list = <T extends string>(name: string, raw: string | undefined, known: readonly T[]): Set<T> | undefined => {
+    if (raw === undefined) return undefined;
+    const items = raw.split(",").map((x) => x.trim()).filter(Boolean);
+    const unknown = items.filter((x) => !known.includes(x as T));
+    if (items.length === 0 || unknown.length > 0) throw new Error(`--${name}: expected a comma-separated list of ${known.join(", ")}; found "${raw}"`);
+    return new Set(items as T[]);
+  };
+  const kinds = list("kinds", values.kinds, KINDS);
+  const servers_ = list<Server>("servers", values.servers, [...SERVERS, "cnpg"]);
+  const cnpgRunsAsked = values["cnpg-runs"] === undefined ? undefined : /^\d+$/.test(values["cnpg-runs"]) ? Number(values["cnpg-runs"]) : Number.NaN;
+  if (Number.isNaN(cnpgRunsAsked)) throw new Error(`--cnpg-runs: expected a non-negative integer, found "${values["cnpg-runs"]}"`);
   const campaignSeed = values.seed ?? String(Date.now() % 1_000_000_000);
-  const seeds = values.replay ? [values.replay] : Array.from({ length: runs }, (_, i) => `${campaignSeed}-${i}`);
+  // Seeds in index order, keeping those the filters let through (a seed's plan never depends on the filters).
+  const pick = (count: number, prefix: string, combos: readonly [Kind, Server][]) => {
+    const out: string[] = [];
+    if (!combos.some(([k, sv]) => (!kinds || kinds.has(k)) && (!servers_ || servers_.has(sv)))) return out;
+    for (let i = 0; out.length < count; i++) {
+      const seed = `${campaignSeed}-${prefix}${i}`;
+      const p = planRun(seed);
+      if ((!kinds || kinds.has(p.kind)) && (!servers_ || servers_.has(p.server))) out.push(seed);
+    }
+    return out;
+  };
+  const onlyCnpg = servers_ !== undefined && [...servers_].every((x) => x === "cnpg");
+  // The real CNPG's share: --ci 6 (both strategies, 6 of its 9 kinds), the full campaign 1 in 20.
+  const cnpgRuns = cnpgRunsAsked ?? (onlyCnpg ? runs : values.ci ? 6 : Math.ceil(runs / 20));
+  const seeds = values.replay ? [values.replay] : onlyCnpg ? [] : pick(runs, "", COMBOS);
+  const cnpgSeeds = values.replay ? seeds.filter((x) => planRun(x).server === "cnpg") : pick(cnpgRuns, "c", CNPG_COMBOS);
+  const regularSeeds = seeds.filter((x) => planRun(x).server !== "cnpg");
   const log = (line: string) => process.stderr.write(`${line}\n`);
   const workDir = mkdtempSync(path.join(os.tmpdir(), "cnpg-rotator-faults-"));
-  log(`[faults] campaign seed ${campaignSeed}: ${seeds.length} faulty run(s), ${parallel} at a time`);
+  const total = regularSeeds.length + cnpgSeeds.length;
+  log(`[faults] campaign seed ${campaignSeed}: ${total} faulty run(s), ${parallel} at a time${cnpgSeeds.length ? ` (${cnpgSeeds.length} on the real CNPG, one at a time beside them)` : ""}`);
   const begin = Date.now();
   const [servers, bundles] = await Promise.all([startCampaignServers(workDir, log), buildChildBundles()]);
   // The clean runs go straight to the servers, from this process.
@@ -893,12 +1045,12 @@ async function main(): Promise<void> {
     GOOGLE_SECRET_MANAGER_ENDPOINT: servers.gcp,
     METADATA_SERVER_DETECTION: "none",
   });
-  const ctx: RunContext = { servers, workDir, bundles, ...(values.report ? { keepDir: path.dirname(path.resolve(values.report)) } : {}) };
+  let ctx: RunContext = { servers, workDir, bundles, ...(values.report ? { keepDir: path.dirname(path.resolve(values.report)) } : {}) };
   const reports: RunReport[] = [];
-  let next = 0;
-  const worker = async () => {
-    while (next < seeds.length) {
-      const seed = seeds[next++]!;
+  let cnpg: CampaignCnpg | undefined;
+  const runSeeds = async (queue: string[]) => {
+    while (queue.length > 0) {
+      const seed = queue.shift()!;
       let report: RunReport;
       try {
         report = await runOne(ctx, seed);
@@ -910,19 +1062,37 @@ async function main(): Promise<void> {
       if (values.verbose) for (const line of report.detail ?? []) log(`    ${line}`);
       const verdict = report.violations.length ? `VIOLATION ${report.violations.join("; ")}` : "ok";
       log(
-        `[faults] ${String(reports.length).padStart(4)}/${seeds.length} seed ${seed} ${report.kind}@${report.server} (${report.store}, ${report.strategy}, ${report.invocations} inv${report.writer ? ", writer" : ""}) ` +
+        `[faults] ${String(reports.length).padStart(4)}/${total} seed ${seed} ${report.kind}@${report.server} (${report.store}, ${report.strategy}, ${report.invocations} inv${report.writer ? ", writer" : ""}) ` +
           `hit ${report.hits} clean ${report.convergenceRuns} ${(report.ms / 1000).toFixed(1)}s [${report.outcomes.join(" ")}] ${verdict}`,
       );
     }
   };
+  const queue = [...regularSeeds];
+  // The real CNPG starts while the other runs go; its runs then take its Cluster one at a time.
+  const cnpgLane = async () => {
+    if (cnpgSeeds.length === 0) return;
+    try {
+      cnpg = await startCampaignCnpg(
+        servers,
+        { cluster: "cluster-example", roles: Object.fromEntries(ROLES.map((r) => [r, roleSecret(r)])), consumer: SECRET.alternating, password: () => randomBytes(18).toString("base64url") },
+        log,
+      );
+    } catch (e) {
+      queue.length = 0; // a campaign asked to run on CNPG and unable to is no campaign: stop the others too
+      throw new Error(`the real CNPG did not start (--cnpg-runs 0 leaves its runs out): ${(e as Error).message}`);
+    }
+    ctx = { ...ctx, cnpg };
+    await runSeeds([...cnpgSeeds]);
+  };
   let harnessFailure: string | undefined;
   try {
-    await Promise.race([Promise.all(Array.from({ length: Math.min(parallel, seeds.length) }, worker)), servers.died]);
+    await Promise.race([Promise.all([cnpgLane(), ...Array.from({ length: Math.min(parallel, queue.length) }, () => runSeeds(queue))]), servers.died]);
   } catch (e) {
-    // A server of the campaign's own is gone: the runs still under way cannot be judged.
+    // A server of the campaign's own is gone, or the real CNPG did not start: the runs still under way cannot be judged.
     harnessFailure = (e as Error).message;
-    next = seeds.length;
+    queue.length = 0;
   } finally {
+    await (cnpg as CampaignCnpg | undefined)?.stop().catch(() => {});
     await servers.stop();
     rmSync(workDir, { recursive: true, force: true });
   }
@@ -936,7 +1106,7 @@ async function main(): Promise<void> {
   }
   if (values.report) writeFileSync(values.report, JSON.stringify({ campaignSeed, parallel, seconds, reports, ...(harnessFailure ? { harnessFailure } : {}) }, null, 2));
   if (harnessFailure) {
-    process.stdout.write(`harness failure: ${harnessFailure}; the campaign stopped after ${reports.length} of ${seeds.length} runs\n`);
+    process.stdout.write(`harness failure: ${harnessFailure}; the campaign stopped after ${reports.length} of ${total} runs\n`);
     // The runs still under way are abandoned: their invocations time out on their own.
     process.exit(2);
   }

@@ -8,14 +8,15 @@ import path from "node:path";
 import { promisify } from "node:util";
 import { renderKubeconfig, startEtcd, startKubeApiserver, startMoto, type InfraConnection, ensureBinaries } from "../infra/servers.ts";
 import { startGcpSecretManager, startLowkeyVault, startVault } from "../infra/emulators/servers.ts";
-import { cnpgCrdDir } from "../infra/cnpg/harness.ts";
+import { type CnpgClusterInfo, type CnpgHarness, cnpgCrdDir, startCnpg } from "../infra/cnpg/harness.ts";
+import { kubeRequest } from "../infra/kube-client.ts";
 import { startToxiproxy, type Toxiproxy } from "./toxiproxy.ts";
 import { writeFile } from "node:fs/promises";
 
 const execFileAsync = promisify(execFile);
 
 export interface CampaignServers {
-  readonly kube: Pick<InfraConnection, "server" | "caPem" | "adminToken"> & { readonly tls: { cert: string; key: string } };
+  readonly kube: Pick<InfraConnection, "server" | "caPem" | "adminToken" | "caFile"> & { readonly tls: { cert: string; key: string } };
   readonly aws: string;
   /** host:port of the emulator's gRPC listener. */
   readonly gcp: string;
@@ -90,6 +91,7 @@ export async function startCampaignServers(dir: string, log: (line: string) => v
       kube: {
         server: kube.server,
         caPem: kube.caPem,
+        caFile: kube.caFile,
         adminToken: kube.tokens.admin,
         // The apiserver's own serving certificate (SAN 127.0.0.1, localhost): the fault proxies serve it too.
         tls: { cert: await readFile(path.join(pki, "apiserver.crt"), "utf8"), key: await readFile(path.join(pki, "apiserver.key"), "utf8") },
@@ -119,4 +121,73 @@ function lowkeyManagement(vaultUrl: string, ca: string, method: string, pathAndQ
     req.on("error", reject);
     req.end(body);
   });
+}
+
+/** The real CNPG of the campaign's `cnpg` runs: one Cluster, one instance, in a namespace of its own. */
+export interface CampaignCnpg {
+  readonly harness: CnpgHarness;
+  readonly namespace: string;
+  /** The Cluster: its application owner `app` (Secret `<cluster>-app`) and the managed roles below. */
+  readonly cluster: string;
+  /** Managed role → its passwordSecret (the alternating pair). */
+  readonly roles: Readonly<Record<string, string>>;
+  /** The alternating strategy's consumer Secret (a plain Secret in the same namespace). */
+  readonly consumer: string;
+  /** Where the primary is now (a recreated pod gets a new address). */
+  info(): Promise<CnpgClusterInfo>;
+  stop(): Promise<void>;
+}
+
+/**
+ * CNPG v1.30.0's operator and instance manager against the campaign's apiserver (test/infra/cnpg/harness.ts),
+ * with one Cluster: database `app` owned by `app`, and `roles` as managed roles (login, members of
+ * `app`, each with its passwordSecret, created first by postInitApplicationSQL so that they can
+ * `SET role = app`, as cnpg.test.ts does). `passwords` makes the role Secrets' first passwords.
+ */
+export async function startCampaignCnpg(
+  servers: CampaignServers,
+  options: { cluster: string; roles: Readonly<Record<string, string>>; consumer: string; password: () => string },
+  log: (line: string) => void,
+): Promise<CampaignCnpg> {
+  const begin = Date.now();
+  const harness = await startCnpg(servers.kube);
+  try {
+    const ns = harness.namespace;
+    const b64 = (v: string) => Buffer.from(v).toString("base64");
+    const create = async (name: string, data: Record<string, string>, labels: Record<string, string>) => {
+      const r = await kubeRequest(servers.kube, `/api/v1/namespaces/${ns}/secrets`, {
+        method: "POST",
+        body: { apiVersion: "v1", kind: "Secret", type: "kubernetes.io/basic-auth", metadata: { name, labels }, data: Object.fromEntries(Object.entries(data).map(([k, v]) => [k, b64(v)])) },
+      });
+      if (r.status !== 201) throw new Error(`Secret ${ns}/${name}: HTTP ${r.status}`);
+    };
+    const roles = Object.keys(options.roles);
+    for (const role of roles) await create(options.roles[role]!, { username: role, password: options.password() }, { "cnpg.io/reload": "true" });
+    await create(options.consumer, { username: "app", password: options.password() }, {});
+    const first = await harness.createCluster(ns, options.cluster, {
+      bootstrap: {
+        initdb: {
+          database: "app",
+          owner: "app",
+          postInitApplicationSQL: [...roles.map((role) => `CREATE ROLE ${role}`), ...roles.map((role) => `ALTER ROLE ${role} SET role = app`)],
+        },
+      },
+      managed: {
+        roles: roles.map((role) => ({ name: role, ensure: "present", login: true, inherit: true, inRoles: ["app"], passwordSecret: { name: options.roles[role]! } })),
+      },
+    });
+    log(`[faults] CNPG ${ns}/${options.cluster} healthy in ${((Date.now() - begin) / 1000).toFixed(1)}s (operator and instance: ${first.readyMs} ms of it for the Cluster; logs in ${harness.logDir})`);
+    return {
+      harness,
+      namespace: ns,
+      cluster: options.cluster,
+      roles: options.roles,
+      consumer: options.consumer,
+      info: () => harness.clusterInfo(ns, options.cluster),
+      stop: () => harness.stop(),
+    };
+  } catch (error) {
+    await harness.stop();
+    throw error;
+  }
 }

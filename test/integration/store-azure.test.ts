@@ -11,6 +11,7 @@
 // "Recoverable+Purgeable" through its management API.
 import { randomUUID } from "node:crypto";
 import { request } from "node:https";
+import { type AddressInfo, connect, createServer, type Socket } from "node:net";
 import type { TokenCredential } from "@azure/identity";
 import { isRestError, type KeyVaultSecret, SecretClient, type SecretClientOptions } from "@azure/keyvault-secrets";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -24,7 +25,7 @@ import {
   PREVIOUS_VERSION_TAG,
   ROTATION_ID_TAG,
 } from "../../lib/stores/azure.ts";
-import { createClient } from "../../lib/stores/protocol.ts";
+import { createClient, TIMEOUT_ENV } from "../../lib/stores/protocol.ts";
 import type { RemoteState, SecretStoreClient, StoreDeps } from "../../lib/stores/types.ts";
 import { type LowkeyVault, startLowkeyVault } from "../infra/emulators/servers.ts";
 import { describeStoreConformance } from "./stores.conformance.ts";
@@ -413,6 +414,35 @@ describe("azurekv store", () => {
       [`GET ${s}`, `GET ${p}`, `DELETE ${p}`, `GET ${dp}`, `DELETE ${dp}`].sort(),
     );
     expect(await count(() => counted.delete(name))).toEqual([`GET ${s}`, `GET ${p}`, `GET ${dp}`, `DELETE ${s}`, `GET ${ds}`].sort());
+  });
+
+  it("retries a request past CNPG_ROTATOR_STORE_TIMEOUT, as a transient failure (the HTTP client ends it as an abort)", async () => {
+    // A TCP relay to lowkey-vault that swallows its first connection (accepted, nothing
+    // forwarded, never answered: a blackhole) and relays every later one.
+    const held = new Set<Socket>();
+    let connections = 0;
+    const relay = createServer((socket) => {
+      socket.on("error", () => {});
+      if (++connections === 1) return void held.add(socket);
+      const upstream = connect(lowkey.port, "127.0.0.1");
+      upstream.on("error", () => socket.destroy());
+      socket.pipe(upstream).pipe(socket);
+    });
+    await new Promise<void>((resolve) => relay.listen(0, "127.0.0.1", resolve));
+    const saved = process.env[TIMEOUT_ENV];
+    process.env[TIMEOUT_ENV] = "1s";
+    try {
+      const viaRelay = await createAzureStore({ vaultUrl: `https://127.0.0.1:${(relay.address() as AddressInfo).port}` }, {}, seam());
+      const started = Date.now();
+      await viaRelay.push(key(), "after-a-timeout");
+      expect(connections).toBeGreaterThanOrEqual(2);
+      expect(Date.now() - started).toBeGreaterThanOrEqual(1_000);
+    } finally {
+      if (saved === undefined) delete process.env[TIMEOUT_ENV];
+      else process.env[TIMEOUT_ENV] = saved;
+      for (const s of held) s.destroy();
+      relay.close();
+    }
   });
 
   it("wraps SDK failures in a StoreError naming the call and the secret, never a value or the token", async () => {

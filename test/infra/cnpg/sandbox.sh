@@ -3,8 +3,8 @@
 # is to a kubelet). It runs as root, as PID 1 of fresh PID, mount, UTS and IPC namespaces,
 # inside the pod's network namespace (the harness starts it with nsenter + unshare). It builds
 # the pod's root filesystem on a tmpfs — the machine's /usr and /etc read-only, /dev, /proc,
-# /sys, a private /tmp and /dev/shm, and the pod's volume mounts — prints "ready" and becomes
-# `sleep infinity` inside that root. Containers join it with nsenter; killing it (or the
+# /sys, a private /tmp and /dev/shm, and the pod's volume mounts — then, inside that root,
+# prints "ready" and becomes `sleep infinity`. Containers join it with nsenter; killing it (or the
 # unshare above it, which passes SIGKILL down) ends every process of the pod at once.
 #
 # Usage: sandbox.sh ROOT_DIR MOUNTS_FILE HOSTNAME
@@ -57,5 +57,7 @@ while IFS="$tab" read -r src dst mode; do
   if [ "$mode" = ro ]; then mount -o remount,bind,ro "$root$dst"; fi
 done <"$mounts"
 
-echo ready
-exec chroot "$root" /bin/sleep infinity
+# "ready" only once inside the new root: the harness then enters this process's root with
+# `nsenter --root`. Printed before the chroot, a container that joined at once (a loaded machine
+# is slow to exec) got the machine's root instead: "setpriv: failed to execute /manager".
+exec chroot "$root" /bin/sh -c 'echo ready; exec /bin/sleep infinity'
