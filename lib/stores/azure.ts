@@ -115,11 +115,10 @@ export function azurePrimitives(config: AzureProvider, _deps: StoreDeps = {}, se
 
     checkValue(name, value) {
       const bytes = Buffer.byteLength(value, "utf8");
-      if (bytes > MAX_VALUE_BYTES) {
-        throw new InputError(
-          `cannot write "${name}" in ${description}: expected a value of at most ${MAX_VALUE_BYTES} bytes (Key Vault's 25 KB limit), found ${bytes} bytes; nothing was written`,
-        );
-      }
+      if (bytes <= MAX_VALUE_BYTES) return;
+      throw new InputError(
+        `cannot write "${name}" in ${description}: expected a value of at most ${MAX_VALUE_BYTES} bytes (Key Vault's 25 KB limit), found ${bytes} bytes; nothing was written`,
+      );
     },
 
     async head(name) {

@@ -53,12 +53,10 @@ export interface SecretStoreClient {
   getPrevious(key: string): Promise<StoredVersion | undefined>;
 
   /**
-   * Stages `value` as pending for `rotationId` (32–64 chars; AWS takes it as ClientRequestToken).
-   * Already staged (or already current) under this rotation id → returns that version WITH THE
-   * VALUE FIRST STAGED (the caller must use the returned value, not its own). A pending value of
-   * another rotation id that `seen.pending` names is replaced. Creates the remote secret (with our
-   * marker) when `seen.exists` is false. OwnershipError for a secret without our marker.
-   * StoreConflictError when current or pending moved since `seen`.
+   * Stages `value` as pending for `rotationId` (32–64 chars: AWS's ClientRequestToken), replacing
+   * another rotation's pending value, creating the secret (with our marker) where there is none.
+   * Already staged or current under this id → that version WITH THE VALUE FIRST STAGED (use it,
+   * not your own). OwnershipError without our marker; StoreConflictError when moved since `seen`.
    */
   stage(key: string, value: string, rotationId: string, seen: RemoteState): Promise<StoredVersion>;
 
@@ -76,9 +74,8 @@ export interface SecretStoreClient {
   discard(key: string, rotationId: string, seen: RemoteState): Promise<void>;
 
   /**
-   * Writes `value` as the new current version directly (PushSecret, and the engine publishing
-   * the Secret as it now is). No new version when the current value is equal. `ifNotExists`:
-   * writes only when the remote secret does not exist (as ESO). Leaves a pending version pending.
+   * Writes `value` as the current version directly (PushSecret; publishing the Secret), none when
+   * equal, a pending one left pending. `ifNotExists`: only where no secret exists (as ESO).
    * With `seen`: StoreConflictError when current moved since.
    */
   push(key: string, value: string, options?: { ifNotExists?: boolean; seen?: RemoteState }): Promise<PushResult>;
