@@ -1,27 +1,14 @@
-// Azure Key Vault primitives, mapped as docs/STORE-DESIGN.md says. Consumers read the latest
-// version of a secret, so the protocol (protocol.ts) stages in a sibling `<key>-pending` and
-// promote adds that value as a new version of `<key>`. Key Vault tags belong to a version: every
-// version we write carries `managed-by: cnpg-rotator`, a rotation's its rotation id, and a
-// `<key>` version the version it replaced, which is how "previous" is found (Key Vault's
-// `created` times are whole seconds, so ordering versions by time is ambiguous and costs list
-// pages); a plain one (a push) also carries the record of the last version a rotation wrote
-// (`cnpg-rotator-current-rotation`), so a rotation pushed over is still known as done. Key Vault has no compare-and-swap on writes: the protocol re-reads just before each
-// write, calls on one key are serialized inside this process, and the engine's Lease keeps other
-// processes out.
-//
+// Azure Key Vault primitives (docs/STORE-DESIGN.md): consumers read the latest version, so the
+// protocol stages in a sibling `<key>-pending`. Tags belong to a version: every version we write
+// carries our marker, a rotation's its rotation id, a `<key>` version the version it replaced (how
+// "previous" is found: `created` times are whole seconds), and a push the record of the last
+// rotation's version, so a rotation pushed over is still known as done. No compare-and-swap: the
+// protocol re-reads before each write and serializes a key's calls; the Lease keeps others out.
 // Soft delete: a deleted name stays taken until purged or recovered. The sibling is purged after
-// its delete when the vault allows purging (recovery level "...+Purgeable"); in a purge-protected
-// vault it stays soft-deleted and the next stage recovers it and writes over it. Deleting `<key>`
-// (PushSecret deletionPolicy Delete) only soft-deletes it, like AWS's recovery window; a later
-// write recovers it, so its history carries on.
-//
-// Permissions (access policy "secret permissions", or the data actions of the "Key Vault Secrets
-// Officer" role): get, set, delete, recover, and purge (used only on the sibling; without it the
-// sibling is recovered each rotation). Listing versions is never needed.
-//
-// Authentication is the function's own identity (DefaultAzureCredential: workload identity,
-// managed identity, or AZURE_CLIENT_ID/SECRET/TENANT_ID in its environment), like the aws store;
-// ESO's authSecretRef is ESO's own.
+// its delete where the vault allows (recovery level "...+Purgeable"), else the next stage recovers
+// it; a deleted `<key>` is only soft-deleted, and a later write recovers it, history and all.
+// Permissions: get, set, delete, recover and purge (only on the sibling); never list. The function
+// authenticates as itself (DefaultAzureCredential); ESO's authSecretRef is ESO's own.
 import { Buffer } from "node:buffer";
 import {
   AzureAuthorityHosts,
@@ -35,7 +22,7 @@ import { InputError, StoreConflictError, StoreStateError } from "../errors.ts";
 import type { AzureProvider } from "../manifests/schema.ts";
 import { isNetworkError, isTransientStatus, withRetry } from "../retry.ts";
 import { CURRENT_ROTATION, errorIs, OURS, parseJson, ROTATION_ID, requestTimeoutMs, siblingNames, storeCalls, unless } from "./protocol.ts";
-import type { RawVersion, SecretHead, SiblingPrimitives, StoreDeps } from "./types.ts";
+import type { StoredVersion, SecretHead, SiblingPrimitives, StoreDeps } from "./types.ts";
 
 export { PENDING_SUFFIX } from "./protocol.ts";
 /** Version tag: the rotation that wrote this version (on `<key>` and on the sibling). */
@@ -55,12 +42,7 @@ const TRANSITION = { retries: 8, minDelayMs: POLL_MS, maxDelayMs: 4_000, maxRetr
 
 const AUTH_TYPES = ["ServicePrincipal", "ManagedIdentity", "WorkloadIdentity"] as const;
 
-/**
- * For tests only: the registry calls azurePrimitives(config, deps), so
- * production always authenticates with DefaultAzureCredential and the SDK's
- * default TLS verification. Tests pass a stub credential and the emulator's
- * CA (`clientOptions.tlsOptions.ca`, verification stays on).
- */
+/** For tests only (the registry passes none): a stub credential, and the emulator's CA in `clientOptions`. */
 export interface AzureStoreTestSeam {
   readonly credential?: TokenCredential;
   readonly clientOptions?: SecretClientOptions;
@@ -86,22 +68,13 @@ export function azurePrimitives(config: AzureProvider, _deps: StoreDeps = {}, se
         position: "perRetry",
         policy: {
           name: "cnpg-rotator-timeout",
-          sendRequest: async (request, next) => {
-            request.timeout = timeout;
-            try {
-              return await next(request);
-            } catch (error) {
-              // The HTTP client ends a request past its timeout as an AbortError, which reads as
-              // the caller's cancel: named a TimeoutError it is transient and retried, as every
-              // other store's timed-out request is. A caller's own abort stays what it is.
-              if (error instanceof Error && error.name === "AbortError" && !request.abortSignal?.aborted) {
-                const timedOut = new Error(`no answer within ${timeout} ms`, { cause: error });
-                timedOut.name = "TimeoutError";
-                throw timedOut;
-              }
-              throw error;
-            }
-          },
+          // The HTTP client ends a request past its timeout as an AbortError (a caller's cancel):
+          // renamed TimeoutError it is retried like every other store's. A real cancel stays one.
+          sendRequest: (request, next) =>
+            next(Object.assign(request, { timeout })).catch((error: unknown) => {
+              if (!(error instanceof Error) || error.name !== "AbortError" || request.abortSignal?.aborted) throw error;
+              throw Object.assign(new Error(`no answer within ${timeout} ms`, { cause: error }), { name: "TimeoutError" });
+            }),
         },
       },
     ],
@@ -121,7 +94,7 @@ export function azurePrimitives(config: AzureProvider, _deps: StoreDeps = {}, se
   });
   const get = (name: string, version?: string) => send("GetSecret", name, () => client.getSecret(name, version ? { version } : {}), is(404));
   const getDeleted = (name: string) => send("GetDeletedSecret", name, () => client.getDeletedSecret(name), is(404));
-  const versionOf = (secret: KeyVaultSecret): RawVersion => {
+  const versionOf = (secret: KeyVaultSecret): StoredVersion => {
     const version = secret.properties.version;
     if (version === undefined || secret.value === undefined) {
       throw new StoreStateError(`secret "${secret.name}" came back from Key Vault without a version or a value`);
@@ -154,11 +127,10 @@ export function azurePrimitives(config: AzureProvider, _deps: StoreDeps = {}, se
 
     checkValue(name, value) {
       const bytes = Buffer.byteLength(value, "utf8");
-      if (bytes > MAX_VALUE_BYTES) {
-        throw new InputError(
-          `cannot write "${name}" in ${description}: expected a value of at most ${MAX_VALUE_BYTES} bytes (Key Vault's 25 KB limit), found ${bytes} bytes; nothing was written`,
-        );
-      }
+      if (bytes <= MAX_VALUE_BYTES) return;
+      throw new InputError(
+        `cannot write "${name}" in ${description}: expected a value of at most ${MAX_VALUE_BYTES} bytes (Key Vault's 25 KB limit), found ${bytes} bytes; nothing was written`,
+      );
     },
 
     async head(name) {

@@ -1,9 +1,8 @@
-// The embedded default store, for local runs: one JSON file holding, per remote key, the current,
-// pending and previous versions and our ownership marker. It has native staging (it is ours):
-// the three slots are its labels, moved by the protocol (protocol.ts) as AWS's are. Every change
-// is a locked read-modify-write ending in an atomic rename, so readers never see half a file and
-// concurrent writers (in this process or in others) never lose each other's updates; a label move
-// is checked inside that transaction, which makes it a compare-and-swap.
+// The embedded default store, for local runs: one JSON file holding, per remote key, our marker and
+// the current, pending and previous versions, which are its native staging labels (moved by the
+// protocol as AWS's are). Every change is a locked read-modify-write ending in an atomic rename, so
+// readers never see half a file and concurrent writers never lose each other's updates; a label
+// move is checked inside that transaction, which makes it a compare-and-swap.
 import { randomUUID } from "node:crypto";
 import { promises as fs } from "node:fs";
 import { hostname } from "node:os";
@@ -15,10 +14,9 @@ import type { FileProvider } from "../manifests/schema.ts";
 import { CURRENT, noop, OURS, PENDING, PREVIOUS, parseJson, serialize, storeCalls, unless } from "./protocol.ts";
 import type { LabelledVersion, NativePrimitives, StoreDeps } from "./types.ts";
 
+/** staleLockMs: a lock file older than this was left by a crashed writer (default 10 s); lockTimeoutMs: how long to wait for it (30 s). */
 export interface FileStoreOptions {
-  /** A lock file older than this is taken to be left by a crashed writer. Default 10 s. */
   readonly staleLockMs?: number;
-  /** How long to wait for the lock before failing. Default 30 s. */
   readonly lockTimeoutMs?: number;
 }
 
@@ -55,9 +53,9 @@ type FileSecret = z.infer<typeof secretSchema>;
 interface State {
   lastVersionId: number;
   readonly secrets: Map<string, FileSecret>;
-  /** Set by whatever changes the state; a transaction that changes nothing does not write. */
-  dirty: boolean;
 }
+const fileText = (state: State) =>
+  `${JSON.stringify({ format: FORMAT, lastVersionId: state.lastVersionId, secrets: Object.fromEntries(state.secrets) }, null, 2)}\n`;
 
 /** Each label is a slot of the secret. */
 const SLOTS = { [CURRENT]: "current", [PENDING]: "pending", [PREVIOUS]: "previous" } as const;
@@ -71,14 +69,16 @@ export function filePrimitives(config: FileProvider, deps: StoreDeps = {}, optio
   // A local file: nothing is transient, a failed read or write fails the call.
   const send = storeCalls(description, { transient: () => false });
 
-  /** Runs `change` on the file's content under the lock and writes the result if it changed anything. */
+  /** Runs `change` on the file's content under the lock, and writes the result if it changed anything. */
   const transact = <T>(call: string, key: string, change: (state: State) => T): Promise<T> =>
     send(call, key, async () => {
       await fs.mkdir(dirname(path), { recursive: true, mode: 0o700 });
       return locked(async () => {
         const state = await read();
+        const before = fileText(state);
         const result = change(state);
-        if (state.dirty) await writeAtomically(path, `${JSON.stringify({ format: FORMAT, lastVersionId: state.lastVersionId, secrets: Object.fromEntries(state.secrets) }, null, 2)}\n`);
+        const after = fileText(state);
+        if (after !== before) await writeAtomically(path, after);
         return result;
       });
     });
@@ -87,7 +87,7 @@ export function filePrimitives(config: FileProvider, deps: StoreDeps = {}, optio
 
   const read = async (): Promise<State> => {
     const text = await readIfExists(path);
-    if (text === undefined) return { lastVersionId: 0, secrets: new Map(), dirty: false };
+    if (text === undefined) return { lastVersionId: 0, secrets: new Map() };
     // Errors below name the file and the field, never the content: it holds secret values.
     const json = parseJson(text);
     if (json === undefined) throw new StoreError(`${description} is not valid JSON; expected a cnpg-rotator store file`);
@@ -99,7 +99,7 @@ export function filePrimitives(config: FileProvider, deps: StoreDeps = {}, optio
       if (!secret.success) throw malformed(secret.error, key);
       secrets.set(key, secret.data);
     }
-    return { lastVersionId: file.data.lastVersionId, secrets, dirty: false };
+    return { lastVersionId: file.data.lastVersionId, secrets };
   };
 
   const malformed = (error: z.ZodError, key?: string): StoreError => {
@@ -109,13 +109,12 @@ export function filePrimitives(config: FileProvider, deps: StoreDeps = {}, optio
     return new StoreError(`${description} is not a cnpg-rotator store file (format ${FORMAT}): ${where || "(top level)"}: ${what}`);
   };
 
-  /** Changes one secret (it must exist), marking the state dirty. */
+  /** Changes one secret, which must exist. */
   const change = (state: State, key: string, edit: (secret: FileSecret) => void): void => {
     const secret = state.secrets.get(key);
     if (!secret) throw new StoreStateError(`"${key}" in ${description} is gone`);
     edit(secret);
     secret.updatedAt = new Date().toISOString();
-    state.dirty = true;
   };
 
   return {
@@ -141,7 +140,6 @@ export function filePrimitives(config: FileProvider, deps: StoreDeps = {}, optio
         const secret: FileSecret = { tags: { ...OURS }, createdAt: now, updatedAt: now };
         if (first) secret.current = newVersion(state, first.value);
         state.secrets.set(key, secret);
-        state.dirty = true;
         return secret.current ? { versionId: secret.current.versionId } : {};
       }),
 
@@ -180,7 +178,7 @@ export function filePrimitives(config: FileProvider, deps: StoreDeps = {}, optio
 
     remove: (key) =>
       transact("delete", key, (state) => {
-        state.dirty = state.secrets.delete(key);
+        state.secrets.delete(key);
       }),
 
     close: async () => {},

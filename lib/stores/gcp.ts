@@ -1,23 +1,17 @@
-// Google Secret Manager primitives (docs/STORE-DESIGN.md). Consumers read `versions/latest`, so
-// the protocol (protocol.ts) stages in a sibling `<key>-pending` and promote adds the staged value
-// as a new version of `<key>`. AddSecretVersion has no compare-and-swap; secrets.patch and delete
-// do (etag). So a rotation's write first claims `<key>` with an etag-conditional patch (lost:
-// StoreConflictError, nothing written), adds the version, then records it in the annotations
-// `cnpg-rotator-current-rotation` / `-previous-rotation` (`<rotation id>@<version>`). A plain push
-// is fenced by the protocol's re-read only. Ownership is a label; the sibling's rotation id an
-// annotation (annotation keys allow no "/").
-//
-// `location` makes the secrets regional, as ESO reads them with the same SecretStore:
-// `projects/<p>/locations/<l>/secrets/…` through `secretmanager.<l>.rep.googleapis.com`
-// (regional secrets take no replication). Without it: global secrets, automatic replication.
-// `auth` is how ESO authenticates in the cluster; the function uses its runtime's own
-// identity (Application Default Credentials), so grant that one access instead.
+// Google Secret Manager primitives (docs/STORE-DESIGN.md): consumers read `versions/latest`, so the
+// protocol stages in a sibling `<key>-pending`. AddSecretVersion has no compare-and-swap, patch and
+// delete do (etag): a rotation's write first claims `<key>` with an etag-conditional patch, adds the
+// version, then records it in the annotations (`<rotation id>@<version>`). A plain push is fenced by
+// the protocol's re-read only. Ownership is a label; the sibling's rotation id an annotation.
+// `location` makes the secrets regional (`projects/<p>/locations/<l>/…` through
+// `secretmanager.<l>.rep.googleapis.com`), as ESO reads them. ESO's `auth` is ESO's own: the
+// function uses its runtime's identity (Application Default Credentials).
 import { type protos, SecretManagerServiceClient } from "@google-cloud/secret-manager";
 import { grpc } from "google-gax";
 import { InputError, StoreConflictError, StoreStateError } from "../errors.ts";
 import type { GcpProvider } from "../manifests/schema.ts";
 import { isNetworkError } from "../retry.ts";
-import { CURRENT_ROTATION, errorIs, PENDING_SUFFIX, parseRecord, ROTATION_ID, recordedRotation, recordRotation, requestTimeoutMs, siblingNames, storeCalls } from "./protocol.ts";
+import { CURRENT_ROTATION, errorIs, PENDING_SUFFIX, parseRecord, ROTATION_ID, recordedRef, recordRotation, requestTimeoutMs, siblingNames, storeCalls } from "./protocol.ts";
 import { MANAGED_BY_KEY, type Marks, type SecretHead, type SiblingPrimitives, type StoreDeps } from "./types.ts";
 
 export { CURRENT_ROTATION, PREVIOUS_ROTATION, ROTATION_ID } from "./protocol.ts";
@@ -35,13 +29,8 @@ const SECRET_ID = /^[A-Za-z0-9_-]+$/;
 const MAX_SECRET_ID = 255;
 const MAX_KEY = MAX_SECRET_ID - PENDING_SUFFIX.length;
 
-// gRPC status codes the store handles.
-const NOT_FOUND = 5;
-const ALREADY_EXISTS = 6;
-const FAILED_PRECONDITION = 9; // Secret Manager's answer to a stale etag (and to a disabled version)
-const ABORTED = 10; // the emulator's answer to a stale etag
-/** Worth another try: DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, INTERNAL, UNAVAILABLE. */
-const TRANSIENT = [4, 8, 13, 14];
+const { NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION, ABORTED } = grpc.status;
+const TRANSIENT = [grpc.status.DEADLINE_EXCEEDED, grpc.status.RESOURCE_EXHAUSTED, grpc.status.INTERNAL, grpc.status.UNAVAILABLE];
 
 type Secret = protos.google.cloud.secretmanager.v1.ISecret;
 /** The head the protocol hands back to write / adopt / remove: with the secret as read. */
@@ -94,10 +83,7 @@ function primitivesOf(client: SecretManagerServiceClient, parent: string, region
   const options = { timeout: requestTimeoutMs(), retry: { retryCodes: [] } };
   const send = storeCalls(description, { transient: (e) => isNetworkError(e) || is(...TRANSIENT)(e) });
   const path = (id: string) => `${parent}/secrets/${id}`;
-  /**
-   * Every request: `absent` codes answer undefined; with `etag`, a stale etag is a StoreConflictError
-   * (what was written before it stays).
-   */
+  /** Every request: `absent` codes answer undefined; with `etag`, a stale etag (FAILED_PRECONDITION; the emulator: ABORTED) is a StoreConflictError. */
   const rpc = <T>(call: string, id: string, fn: (o: typeof options) => Promise<[T, ...unknown[]]>, absent: number[], etag?: string) => {
     const conflict = (e: unknown): never => {
       if (etag === undefined || !is(FAILED_PRECONDITION, ABORTED)(e)) throw e;
@@ -180,9 +166,7 @@ function primitivesOf(client: SecretManagerServiceClient, parent: string, region
       if (!secret) return undefined;
       const [latest] = await enabled(id, 1);
       const marks = { ...secret.labels, ...secret.annotations };
-      const rotationId = latest && recordedRotation(marks, latest);
-      const version = latest ? { latest: { versionId: latest, ...(rotationId ? { rotationId } : {}) } } : {};
-      return { deleted: false, marks, ...version, revision: secret.etag ?? "", secret };
+      return { deleted: false, marks, ...(latest ? { latest: recordedRef(marks, latest) } : {}), revision: secret.etag ?? "", secret };
     },
 
     async read(id, which) {
@@ -192,14 +176,10 @@ function primitivesOf(client: SecretManagerServiceClient, parent: string, region
           ? access(id, which === "latest" ? "latest" : which.versionId)
           : enabled(id, 2).then((v) => (v[1] === undefined ? undefined : access(id, v[1]))),
       ]);
-      if (!secret || !version) return undefined;
-      const rotationId = recordedRotation(secret.annotations ?? {}, version.versionId);
-      return { ...version, ...(rotationId ? { rotationId } : {}) };
+      return secret && version && { ...version, ...recordedRef(secret.annotations ?? {}, version.versionId) };
     },
 
-    async createEmpty(id, marks) {
-      return (await create(id, marks)) !== undefined;
-    },
+    createEmpty: async (id, marks) => (await create(id, marks)) !== undefined,
 
     async write(id, value, { head, marks, rotationId }) {
       let secret = (head as GcpHead | undefined)?.secret;

@@ -1,15 +1,11 @@
-// The registry: one line per provider, naming its primitives (lib/stores/<name>.ts); the protocol
-// above them is protocol.ts. Each store is imported only when a SecretStore names it, so a
-// function for one cloud never loads another's SDK; a cloud's bundle does not even contain the
-// others' stores (below).
+// The registry: one line per provider, naming its primitives (lib/stores/<name>.ts). A store is
+// imported only when a SecretStore names it, and a cloud's bundle holds no other cloud's store.
 import { InputError, StoreError } from "../errors.ts";
 import type { ProviderConfig } from "../manifests/types.ts";
 import { CURRENT, createClient } from "./protocol.ts";
 import type { SecretStoreClient, StoreDeps, StorePrimitives } from "./types.ts";
 
-// The cloud a bundle is built for: the bundlers define process.env.CNPG_ROTATOR_BUNDLE_CLOUD
-// as "aws", "gcp" or "azure" (serverless.yml, deploy/build.ts); unbundled runs (tests, CLI)
-// leave it unset and keep every store.
+// "aws", "gcp" or "azure" in a bundle (serverless.yml, deploy/build.ts define it); unset: every store.
 const BUNDLE_CLOUD = process.env.CNPG_ROTATOR_BUNDLE_CLOUD;
 
 type ProviderName = ProviderConfig["name"];
@@ -53,10 +49,8 @@ export async function createStore(provider: ProviderConfig, deps: StoreDeps = {}
 }
 
 /**
- * One secret's current value, read through its provider's primitives with the function's own
- * identity: no ownership marker needed, nothing written (the cluster connection kept in a store,
- * CNPG_ROTATOR_KUBECONFIG_FROM). `name` is as the service names it (an AWS ARN too); `version`
- * a provider's own version id, else the current one. StoreError when there is none.
+ * One secret's current value (or its provider's `version`), read with the function's own identity,
+ * no marker needed, nothing written: CNPG_ROTATOR_KUBECONFIG_FROM. `name` as the service names it.
  */
 export async function readSecretValue(
   provider: ProviderConfig,

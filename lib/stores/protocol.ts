@@ -1,23 +1,19 @@
 // The rotation protocol over a store's primitives, written once (docs/STORE-DESIGN.md): pending,
-// current and previous, the fences, the ownership check, and (StoreCalls) error wrapping,
-// retries and the request timeout. A provider (lib/stores/<name>.ts) implements only what its
-// service does (types.ts: NativePrimitives or SiblingPrimitives) and hands them to createClient.
+// current and previous, the fences, the ownership check, and (storeCalls) error wrapping, retries
+// and the request timeout. A provider implements only types.ts' NativePrimitives or SiblingPrimitives.
 import { InputError, OwnershipError, RotatorError, StoreConflictError, StoreError, StoreStateError } from "../errors.ts";
 import { parseDuration } from "../manifests/duration.ts";
 import { withRetry } from "../retry.ts";
 import { MANAGED_BY_KEY, MANAGED_BY_VALUE } from "./types.ts";
-import type { LabelledSecret, LabelledVersion, Marks, NativePrimitives, PushResult, RawVersion, RemoteState } from "./types.ts";
-import type { SecretHead, SecretStoreClient, SiblingPrimitives, StoreCapabilities, StoredVersion, StorePrimitives, VersionRef } from "./types.ts";
+import type { LabelledSecret, LabelledVersion, Marks, NativePrimitives, PushResult, RemoteState } from "./types.ts";
+import type { SecretHead, SecretStoreClient, SiblingPrimitives, StoredVersion, StorePrimitives, VersionRef } from "./types.ts";
 
 // ---- Calls: the one place a provider error becomes a StoreError, and a transient one is retried.
 
 export const TIMEOUT_ENV = "CNPG_ROTATOR_STORE_TIMEOUT";
 const DEFAULT_TIMEOUT_MS = 10_000;
 
-/**
- * How long one request to a store may take (connect to last byte) before it is abandoned and,
- * as a transient failure, retried: CNPG_ROTATOR_STORE_TIMEOUT ("10s", "2m", or seconds), default 10 s.
- */
+/** How long one store request may take (connect to last byte; past it: transient): CNPG_ROTATOR_STORE_TIMEOUT, default 10 s. */
 export function requestTimeoutMs(env: NodeJS.ProcessEnv = process.env): number {
   const raw = env[TIMEOUT_ENV]?.trim();
   if (!raw) return DEFAULT_TIMEOUT_MS;
@@ -35,10 +31,9 @@ export interface StoreCall {
 }
 
 /**
- * What a provider sends every request through: a transient failure (`rules.transient`: reset,
- * timeout, 429, 5xx) retried with lib/retry.ts, any other wrapped in a StoreError naming the call,
- * the secret and the store, with `rules.detail` (default: name and message; services' messages
- * never echo values).
+ * What a provider sends every request through: a transient failure (`rules.transient`) retried with
+ * lib/retry.ts, any other wrapped in a StoreError naming the call, the secret, the store and
+ * `rules.detail` (default: the error's name and message; services' messages never echo values).
  */
 export function storeCalls(description: string, rules: { transient(error: unknown): boolean; detail?(error: unknown): string }): StoreCall {
   return async <T>(call: string, name: string, fn: () => Promise<T>, absent?: (error: unknown) => boolean): Promise<T | undefined> => {
@@ -97,10 +92,7 @@ export const noop = () => {};
 export const OURS: Marks = { [MANAGED_BY_KEY]: MANAGED_BY_VALUE };
 /** `<key>` + this names the sibling that holds a staged value (stores without native staging). */
 export const PENDING_SUFFIX = "-pending";
-/**
- * A key's name and its staging sibling's, where a name of `maxLength` characters fits it (else
- * the key can be pushed, not rotated). InputError for a key that itself names a sibling.
- */
+/** A key's name and its sibling's where `maxLength` fits it (else: pushed, not rotated). InputError for a sibling's name. */
 export function siblingNames(key: string, maxLength = Number.POSITIVE_INFINITY): { key: string; pending?: string } {
   if (key.endsWith(PENDING_SUFFIX)) {
     throw new InputError(
@@ -118,11 +110,7 @@ export const PREVIOUS = "AWSPREVIOUS";
 /** Ours: on a first version that the service made current although it was only staged (AWS does). */
 export const UNPROMOTED = "CNPG_ROTATOR_UNPROMOTED";
 
-/**
- * Where a service keeps no metadata per version (GCP annotations, Vault custom_metadata), the
- * secret's metadata records which versions rotations wrote: `<rotation id>@<version>` for the
- * current rotation's version and the one before it.
- */
+/** Where a service keeps no metadata per version (GCP, Vault), the secret's records of the rotations' versions: `<rotation id>@<version>`. */
 export const CURRENT_ROTATION = "cnpg-rotator-current-rotation";
 export const PREVIOUS_ROTATION = "cnpg-rotator-previous-rotation";
 
@@ -140,17 +128,12 @@ export function parseRecord(record: string | undefined): { rotationId: string; v
   return at > 0 ? { rotationId: record!.slice(0, at), versionId: record!.slice(at + 1) } : undefined;
 }
 
-/** The rotation the marks record as having written `versionId`, if any. */
-export function recordedRotation(marks: Marks, versionId: string): string | undefined {
-  return [marks[CURRENT_ROTATION], marks[PREVIOUS_ROTATION]].map(parseRecord).find((r) => r?.versionId === versionId)?.rotationId;
-}
+const records = (marks: Marks) => [marks[CURRENT_ROTATION], marks[PREVIOUS_ROTATION]].map(parseRecord);
 
-/** The version the marks record `rotationId` as having written, if any. */
-function recordedVersion(marks: Marks, rotationId: string): string | undefined {
-  for (const record of [marks[CURRENT_ROTATION], marks[PREVIOUS_ROTATION]]) {
-    if (record?.startsWith(`${rotationId}@`)) return record.slice(rotationId.length + 1);
-  }
-  return undefined;
+/** Version `versionId`, with the rotation the marks record as having written it, if any. */
+export function recordedRef(marks: Marks, versionId: string): VersionRef {
+  const rotationId = records(marks).find((r) => r?.versionId === versionId)?.rotationId;
+  return { versionId, ...(rotationId ? { rotationId } : {}) };
 }
 
 /** The client the engine uses, over a provider's primitives. */
@@ -164,17 +147,15 @@ const isOwned = (marks: Marks | undefined) => marks?.[MANAGED_BY_KEY] === MANAGE
 abstract class Protocol<P extends StorePrimitives> {
   readonly provider: string;
   readonly description: string;
-  readonly capabilities: StoreCapabilities;
   protected readonly p: P;
   // Calls that change one key run one after another, so concurrent calls of this process see
   // each other's writes (the only fence Azure has within a process; the Lease keeps others out).
   readonly #queues = new Map<string, Promise<void>>();
 
-  constructor(p: P, nativeStaging: boolean) {
+  constructor(p: P) {
     this.p = p;
     this.provider = p.provider;
     this.description = p.description;
-    this.capabilities = { nativeStaging, compareAndSwap: p.compareAndSwap };
   }
 
   close(): Promise<void> {
@@ -238,9 +219,10 @@ function refOf(v: { readonly versionId: string; readonly rotationId?: string }):
   return v.rotationId === undefined ? { versionId: v.versionId } : { versionId: v.rotationId, rotationId: v.rotationId };
 }
 
-function storedOf(v: RawVersion): StoredVersion;
-function storedOf(v: RawVersion | undefined): StoredVersion | undefined;
-function storedOf(v: RawVersion | undefined): StoredVersion | undefined {
+/** A version as the provider reads it (by its own id), as the engine names it. */
+function storedOf(v: StoredVersion): StoredVersion;
+function storedOf(v: StoredVersion | undefined): StoredVersion | undefined;
+function storedOf(v: StoredVersion | undefined): StoredVersion | undefined {
   return v && { ...refOf(v), value: v.value };
 }
 
@@ -267,10 +249,6 @@ function nativeState(s: LabelledSecret | undefined): RemoteState {
 class NativeStore extends Protocol<NativePrimitives> implements SecretStoreClient {
   /** Values by version: a version never changes, so one read (or written) here is never read again. */
   readonly #values = new Map<string, string>();
-
-  constructor(p: NativePrimitives) {
-    super(p, true);
-  }
 
   async observe(key: string): Promise<RemoteState> {
     return nativeState(await this.p.describe(this.p.names(key).key));
@@ -444,10 +422,6 @@ function siblingState(k: SecretHead | undefined, s: SecretHead | undefined): Rem
 }
 
 class SiblingStore extends Protocol<SiblingPrimitives> implements SecretStoreClient {
-  constructor(p: SiblingPrimitives) {
-    super(p, false);
-  }
-
   async observe(key: string): Promise<RemoteState> {
     const [k, s] = await this.#heads(this.p.names(key));
     return siblingState(k, s);
@@ -478,7 +452,7 @@ class SiblingStore extends Protocol<SiblingPrimitives> implements SecretStoreCli
       }
       // Promoted before and pushed over since (a publish): the rotation is done here; staging it
       // again, with a run's own values, would promote a second password under its id.
-      const done = k && !k.deleted ? recordedVersion(k.marks, rotationId) : undefined;
+      const done = k && !k.deleted ? records(k.marks).find((r) => r?.rotationId === rotationId)?.versionId : undefined;
       if (done !== undefined) {
         const promoted = storedOf(await this.p.read(names.key, { versionId: done }));
         if (promoted?.rotationId === rotationId) return promoted;

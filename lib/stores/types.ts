@@ -4,10 +4,7 @@
 
 /** One version of a remote secret, named. */
 export interface VersionRef {
-  /**
-   * A version written by a rotation is identified by its rotation id on every store (AWS: the
-   * VersionId; elsewhere the protocol records it). A pushed version: the provider's own id.
-   */
+  /** A rotation's version: its rotation id, on every store (AWS: the VersionId). A pushed one: the provider's id. */
   readonly versionId: string;
   /** Set on versions written by a rotation. */
   readonly rotationId?: string;
@@ -31,13 +28,6 @@ export interface RemoteState {
   readonly pending?: VersionRef;
 }
 
-export interface StoreCapabilities {
-  /** The service keeps pending/current/previous itself (AWS staging labels); else the `<key>-pending` sibling. */
-  readonly nativeStaging: boolean;
-  /** Writes are conditional on what was read (AWS RemoveFromVersionId, GCP etag, Vault cas); else a re-read just before the write is the only fence. */
-  readonly compareAndSwap: boolean;
-}
-
 export interface PushResult {
   /** False when the remote value already equalled the value: no new version was made. */
   readonly changed: boolean;
@@ -46,18 +36,14 @@ export interface PushResult {
 
 /**
  * FENCES. Every write takes `seen`, the RemoteState the caller decided on, and goes ahead only if
- * the remote is still in that state (current and pending the same versions; "the same" includes
- * "already done by this very call's rotation", which makes each write idempotent). Otherwise it
- * throws StoreConflictError and writes nothing; the engine then observes again and decides again,
- * never re-applies. The service's own compare-and-swap where it has one, else a re-read just
- * before the write (capabilities.compareAndSwap = false).
+ * the remote is still in that state, or already as this very call leaves it (so each write is
+ * idempotent). Otherwise StoreConflictError, nothing written: the engine observes and decides again.
  */
 export interface SecretStoreClient {
   /** Provider name as in `spec.provider` (a key of lib/manifests/schema.ts providerSchemas). */
   readonly provider: string;
   /** For logs and status, e.g. `aws secretsmanager us-east-1`. Never holds a credential. */
   readonly description: string;
-  readonly capabilities: StoreCapabilities;
 
   /** The remote key's state, no values; one request where the service allows. */
   observe(key: string): Promise<RemoteState>;
@@ -67,12 +53,10 @@ export interface SecretStoreClient {
   getPrevious(key: string): Promise<StoredVersion | undefined>;
 
   /**
-   * Stages `value` as pending for `rotationId` (32–64 chars; AWS takes it as ClientRequestToken).
-   * Already staged (or already current) under this rotation id → returns that version WITH THE
-   * VALUE FIRST STAGED (the caller must use the returned value, not its own). A pending value of
-   * another rotation id that `seen.pending` names is replaced. Creates the remote secret (with our
-   * marker) when `seen.exists` is false. OwnershipError for a secret without our marker.
-   * StoreConflictError when current or pending moved since `seen`.
+   * Stages `value` as pending for `rotationId` (32–64 chars: AWS's ClientRequestToken), replacing
+   * another rotation's pending value, creating the secret (with our marker) where there is none.
+   * Already staged or current under this id → that version WITH THE VALUE FIRST STAGED (use it,
+   * not your own). OwnershipError without our marker; StoreConflictError when moved since `seen`.
    */
   stage(key: string, value: string, rotationId: string, seen: RemoteState): Promise<StoredVersion>;
 
@@ -90,9 +74,8 @@ export interface SecretStoreClient {
   discard(key: string, rotationId: string, seen: RemoteState): Promise<void>;
 
   /**
-   * Writes `value` as the new current version directly (PushSecret, and the engine publishing
-   * the Secret as it now is). No new version when the current value is equal. `ifNotExists`:
-   * writes only when the remote secret does not exist (as ESO). Leaves a pending version pending.
+   * Writes `value` as the current version directly (PushSecret; publishing the Secret), none when
+   * equal, a pending one left pending. `ifNotExists`: only where no secret exists (as ESO).
    * With `seen`: StoreConflictError when current moved since.
    */
   push(key: string, value: string, options?: { ifNotExists?: boolean; seen?: RemoteState }): Promise<PushResult>;
@@ -112,23 +95,15 @@ export const MANAGED_BY_VALUE = "cnpg-rotator";
 export interface StoreDeps {
   /** Directory that relative file-store paths resolve against (default: the process's working directory). */
   readonly baseDir?: string;
-  /**
-   * A credential kept in the cluster, read by the engine and handed over here
-   * (Vault's auth.tokenSecretRef). Stores never read the cluster themselves.
-   */
+  /** A credential kept in the cluster (Vault's auth.tokenSecretRef), read by the engine: stores never read the cluster. */
   readonly token?: string;
 }
 
-// ---- Primitives: all a provider implements (lib/stores/<provider>.ts). The protocol above them
-// (pending / current / previous, fences, ownership, error wrapping and retries) is written once,
-// in lib/stores/protocol.ts. Primitives read and write what the service has, nothing more; they
-// throw the SDK's own errors, which the protocol wraps (every request goes through `storeCalls`).
+// ---- Primitives: all a provider implements (lib/stores/<provider>.ts), below the protocol of
+// protocol.ts. They read and write what the service has, every request through `storeCalls`.
 
 /** Tags, labels, annotations or custom_metadata: our ownership marker and our bookkeeping. */
 export type Marks = Readonly<Record<string, string>>;
-
-/** One version as a provider reads it: its own id, the rotation that wrote it (as recorded) and the value. */
-export type RawVersion = StoredVersion;
 
 /** What is common to both kinds of primitives. */
 export interface PrimitivesBase {
@@ -174,7 +149,7 @@ export interface NativePrimitives extends PrimitivesBase {
   /** One request: the secret's metadata and labels; undefined when there is no such secret. */
   describe(name: string): Promise<LabelledSecret | undefined>;
   /** The version holding `label`, or the version `versionId`; undefined when none (or the secret is deleted). */
-  read(name: string, which: { readonly label: string } | { readonly versionId: string }): Promise<(RawVersion & LabelledVersion) | undefined>;
+  read(name: string, which: { readonly label: string } | { readonly versionId: string }): Promise<(StoredVersion & LabelledVersion) | undefined>;
   /** Creates the secret with our marker and no value (`first`: with that value as its current version); false when it exists. */
   create(name: string, first?: { readonly value: string }): Promise<false | { readonly versionId?: string }>;
   /**
@@ -184,7 +159,7 @@ export interface NativePrimitives extends PrimitivesBase {
    * `replaces` is the current version, for the idempotency key of a push. Returns the version
    * with the value it holds.
    */
-  put(name: string, value: string, options: { rotationId?: string; labels?: readonly string[]; replaces?: string }): Promise<RawVersion & LabelledVersion>;
+  put(name: string, value: string, options: { rotationId?: string; labels?: readonly string[]; replaces?: string }): Promise<StoredVersion & LabelledVersion>;
   /**
    * Moves `label` to version `to` and/or off version `from`; StoreConflictError when `from` does not
    * hold it (with `afterLostAnswer` when refused on a retry after an attempt that got no answer).
@@ -212,8 +187,8 @@ export interface SiblingPrimitives extends PrimitivesBase {
   readonly staging: "sibling";
   /** The secret's metadata; undefined when there is no such secret (a soft-deleted one is `deleted`). */
   head(name: string): Promise<SecretHead | undefined>;
-  /** The latest readable version, the one before it, or a given one; undefined when none. */
-  read(name: string, which: "latest" | "previous" | { readonly versionId: string }): Promise<RawVersion | undefined>;
+  /** The latest readable version, the one before it, or a given one (the provider's ids); undefined when none. */
+  read(name: string, which: "latest" | "previous" | { readonly versionId: string }): Promise<StoredVersion | undefined>;
   /** Creates the secret with `marks` and no version, where the service can (false: it exists). */
   createEmpty?(name: string, marks: Marks): Promise<boolean>;
   /**

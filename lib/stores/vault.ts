@@ -1,24 +1,17 @@
-// HashiCorp Vault / OpenBao KV v2 primitives, over its HTTP API with node:http(s) (one transport,
-// as the bundles carry it: they leave undici out; a keep-alive agent with, given a caBundle, the
-// only CA it trusts; a deadline on every request).
-// Consumers read the latest version of `<mount>/<key>`, so the protocol (protocol.ts) stages in
-// a sibling `<key>-pending` (docs/STORE-DESIGN.md). Every data write carries `options.cas`, the
-// service's compare-and-swap; custom_metadata has none, so it is written after the data it
-// describes (a write that stops between the two is adopted by the next promote). Before its
-// first write the store checks that the mount is KV v2, as `vault kv` does.
-//
-// Tool state lives in custom_metadata (never in the data consumers read): the ownership marker,
-// which versions rotations wrote (protocol.ts: cnpg-rotator-current-rotation / -previous-rotation,
-// `<rotation id>@<version>`), and on the sibling the rotation id. Versions are KV version numbers.
-//
-// Values: KV v2 keeps a JSON object of fields. See toFields / fromFields.
+// HashiCorp Vault / OpenBao KV v2 primitives, over its HTTP API with node:http(s) (the bundles leave
+// undici out): a keep-alive agent trusting only the caBundle when one is given, a deadline on every
+// request. The protocol stages in a sibling `<key>-pending` (docs/STORE-DESIGN.md). Every data write
+// carries `options.cas`; custom_metadata has none, so it is written after the data it describes (a
+// write that stops between the two is adopted by the next promote). Our bookkeeping lives in
+// custom_metadata, never in the data consumers read. Versions are KV version numbers.
 import { Agent as HttpAgent, request as httpRequest } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
+import { text } from "node:stream/consumers";
 import * as z from "zod";
 import { InputError, StoreConflictError, StoreError } from "../errors.ts";
 import type { VaultProvider } from "../manifests/schema.ts";
 import { isNetworkError, isTransientStatus } from "../retry.ts";
-import { parseJson, recordedRotation, recordRotation, requestTimeoutMs, siblingNames, storeCalls } from "./protocol.ts";
+import { parseJson, recordedRef, recordRotation, requestTimeoutMs, siblingNames, storeCalls } from "./protocol.ts";
 import type { Marks, SecretHead, SiblingPrimitives, StoreDeps } from "./types.ts";
 
 export { CURRENT_ROTATION, PREVIOUS_ROTATION, ROTATION_ID } from "./protocol.ts";
@@ -43,18 +36,15 @@ const metaReply = reply({ current_version: z.int().nonnegative(), versions: z.re
 const writeReply = reply({ version: z.int().positive() });
 const mountReply = reply({ type: z.unknown(), path: z.unknown(), options: z.looseObject({ version: z.unknown() }).nullish() });
 
-/** A request: which API path and which capability a policy must grant for it. */
+/** A request. `path`: under /v1, unencoded, as a policy names it; `expected`: statuses besides 2xx handed back unparsed. */
 interface Call<S extends z.ZodType = z.ZodType> {
   readonly method: "GET" | "POST" | "DELETE";
-  /** Path under /v1, unencoded, as a policy names it: `secrets/data/app`. */
   readonly path: string;
   readonly query?: string;
   readonly body?: unknown;
   /** The policy capabilities the call needs, quoted for the message: `"read"`. */
   readonly capability: string;
-  /** Statuses besides 2xx handed back to the caller (without a reply) instead of raised. */
   readonly expected?: readonly number[];
-  /** The shape of a 2xx reply. */
   readonly reply?: S;
 }
 
@@ -63,7 +53,7 @@ class VaultStatus extends Error {
   override name = "VaultStatus";
   readonly status: number;
   constructor(status: number, detail: string) {
-    super(`HTTP ${status}: ${detail || "no detail"}`);
+    super(`HTTP ${status}: ${detail}`);
     this.status = status;
   }
 }
@@ -90,8 +80,7 @@ export function vaultPrimitives(config: VaultProvider, deps: StoreDeps = {}): Si
   const timeout = requestTimeoutMs();
   // The SecretStore's caBundle is the only CA trusted (as ESO does); verification stays on.
   const ca = config.caBundle !== undefined && server.protocol === "https:" ? decodeCaBundle(config.caBundle) : undefined;
-  const secure = server.protocol === "https:";
-  const agent = secure ? new HttpsAgent({ keepAlive: true, ...(ca ? { ca } : {}) }) : new HttpAgent({ keepAlive: true });
+  const agent = server.protocol === "https:" ? new HttpsAgent({ keepAlive: true, ...(ca ? { ca } : {}) }) : new HttpAgent({ keepAlive: true });
   const calls = storeCalls(description, {
     transient: (e) => isNetworkError(e) || (e instanceof VaultStatus && isTransientStatus(e.status)),
     detail: (e) => {
@@ -108,14 +97,9 @@ export function vaultPrimitives(config: VaultProvider, deps: StoreDeps = {}): Si
   const exchange = async <S extends z.ZodType>(call: Call<S>): Promise<{ status: number; reply?: z.infer<S>; json: unknown }> => {
     const url = `${root}/v1/${call.path.split("/").map(encodeURIComponent).join("/")}${call.query ? `?${call.query}` : ""}`;
     const body = call.body === undefined ? undefined : JSON.stringify(call.body);
+    const length: Record<string, string> = body === undefined ? {} : { "Content-Type": "application/json", "Content-Length": String(Buffer.byteLength(body)) };
     // Redirects are not followed (node:http never does): the token header would go wherever they point.
-    const res = await send(secure, url, {
-      method: call.method,
-      headers: body === undefined ? headers : { ...headers, "Content-Type": "application/json" },
-      agent,
-      timeout,
-      ...(body === undefined ? {} : { body }),
-    });
+    const res = await send(url, { method: call.method, headers: { ...headers, ...length }, agent }, timeout, body);
     const json = parseJson(res.text);
     const said = vaultErrors(json) || "no detail";
     if (res.status === 403 && !call.expected?.includes(403)) {
@@ -130,7 +114,7 @@ export function vaultPrimitives(config: VaultProvider, deps: StoreDeps = {}): Si
       );
     }
     if (call.expected?.includes(res.status)) return { status: res.status, json };
-    if (isTransientStatus(res.status)) throw new VaultStatus(res.status, vaultErrors(json));
+    if (isTransientStatus(res.status)) throw new VaultStatus(res.status, said);
     if (res.status < 200 || res.status >= 300) {
       const redirect = res.status >= 300 && res.status < 400 ? " (a redirect: point spec.provider.vault.server at the active node)" : "";
       throw new StoreError(`${call.method} ${call.path} in ${description}: expected success, found HTTP ${res.status}${redirect}: ${said}`);
@@ -155,13 +139,11 @@ export function vaultPrimitives(config: VaultProvider, deps: StoreDeps = {}): Si
    * would create secrets named `metadata/<key>` and `data/<key>` there. The same preflight
    * `vault kv` makes; any token with access to the mount may call it.
    */
-  const checkMount = (): Promise<void> => {
-    mountChecked ??= preflight().catch((error: unknown) => {
+  const checkMount = (): Promise<void> =>
+    (mountChecked ??= preflight().catch((error: unknown) => {
       mountChecked = undefined;
       throw error;
-    });
-    return mountChecked;
-  };
+    }));
   const preflight = async (): Promise<void> => {
     const path = `sys/internal/ui/mounts/${mount}`;
     const { status, reply: found, json } = await calls(`GET ${path}`, mount, () =>
@@ -194,9 +176,7 @@ export function vaultPrimitives(config: VaultProvider, deps: StoreDeps = {}): Si
     if (typeof found.data !== "object" || found.data === null || Array.isArray(found.data)) {
       throw new StoreError(`GET ${data(name)} in ${description}: expected the version's data to be a JSON object`);
     }
-    const versionId = String(found.metadata.version);
-    const rotationId = recordedRotation(found.metadata.custom_metadata, versionId);
-    return { versionId, ...(rotationId ? { rotationId } : {}), value: fromFields(found.data as Record<string, unknown>) };
+    return { ...recordedRef(found.metadata.custom_metadata, String(found.metadata.version)), value: fromFields(found.data as Record<string, unknown>) };
   };
 
   const writeMeta = (name: string, custom: Marks) =>
@@ -210,7 +190,6 @@ export function vaultPrimitives(config: VaultProvider, deps: StoreDeps = {}): Si
     compareAndSwap: true,
 
     names(key) {
-      // Segments neither empty nor `.`/`..`, so a key never escapes its mount into another API path.
       if (!isVaultPath(key)) throw new InputError(`remote key "${key}": expected a Vault path of non-empty segments, without "." or ".."`);
       return siblingNames(key);
     },
@@ -221,13 +200,7 @@ export function vaultPrimitives(config: VaultProvider, deps: StoreDeps = {}): Si
       const n = String(m.current_version);
       const info = m.versions[n];
       const alive = info !== undefined && !info.destroyed && (info.deletion_time === "" || Date.parse(info.deletion_time) > Date.now());
-      const rotationId = recordedRotation(m.custom_metadata, n);
-      return {
-        deleted: false,
-        marks: m.custom_metadata,
-        ...(alive ? { latest: { versionId: n, ...(rotationId ? { rotationId } : {}) } } : {}),
-        revision: n,
-      };
+      return { deleted: false, marks: m.custom_metadata, ...(alive ? { latest: recordedRef(m.custom_metadata, n) } : {}), revision: n };
     },
 
     async read(name, which) {
@@ -275,14 +248,10 @@ export function vaultPrimitives(config: VaultProvider, deps: StoreDeps = {}): Si
 }
 
 /**
- * The KV v2 fields a value is stored as. A JSON object of string fields in
- * canonical form (compact, keys sorted as the engine writes a whole Secret) is
- * stored as those fields, so `vault kv get` shows username, password, uri…;
- * anything else is stored as one field `value`. Vault returns fields in its own
- * order, so only the canonical text can be rebuilt from them byte for byte;
- * any other text (pretty-printed, nested, unsorted) goes under `value` as is.
- * A one-field object `{"value": "…"}` also goes under `value`, whole, since
- * reading its field back would be taken for a plain text.
+ * The KV v2 fields a value is stored as: a canonical JSON object of strings (compact, keys sorted, as
+ * the engine writes a whole Secret) as those fields, so `vault kv get` shows username, password…;
+ * anything else, which could not be rebuilt byte for byte from Vault's field order, and a one-field
+ * `{"value": "…"}` (which would read back as a plain text), as one field `value`.
  */
 export function toFields(value: string): Record<string, string> {
   // Text starting with "{" parses, if at all, to an object.
@@ -314,11 +283,7 @@ function isVaultPath(path: string): boolean {
 
 function vaultErrors(json: unknown): string {
   const errors = (json as { errors?: unknown } | undefined)?.errors;
-  if (!Array.isArray(errors)) return "";
-  return errors
-    .map((e) => String(e).replace(/\s+/g, " ").trim())
-    .join("; ")
-    .slice(0, 500);
+  return Array.isArray(errors) ? errors.map((e) => String(e).replace(/\s+/g, " ").trim()).join("; ").slice(0, 500) : "";
 }
 
 function decodeCaBundle(caBundle: string): string {
@@ -329,35 +294,17 @@ function decodeCaBundle(caBundle: string): string {
   return pem;
 }
 
-/**
- * One request and its whole answer, within `timeout` ms from the first byte sent to the last one
- * read: past it the request is destroyed with a TimeoutError (transient: retried).
- */
-function send(
-  secure: boolean,
-  url: string,
-  options: { method: string; headers: Record<string, string>; agent: HttpAgent; timeout: number; body?: string },
-): Promise<{ status: number; text: string }> {
-  return new Promise((resolve, reject) => {
-    const headers = options.body === undefined ? options.headers : { ...options.headers, "Content-Length": String(Buffer.byteLength(options.body)) };
-    const req = (secure ? httpsRequest : httpRequest)(url, { method: options.method, headers, agent: options.agent }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on("data", (c: Buffer) => chunks.push(c));
-      res.on("error", reject);
-      res.on("end", () => {
-        clearTimeout(timer);
-        resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString("utf8") });
-      });
+/** One request and its whole answer within `timeout` ms of the first byte sent; past it a TimeoutError (transient: retried). */
+function send(url: string, options: { method: string; headers: Record<string, string>; agent: HttpAgent }, timeout: number, body?: string) {
+  return new Promise<{ status: number; text: string }>((resolve, reject) => {
+    const req = (url.startsWith("https:") ? httpsRequest : httpRequest)(url, options, (res) => {
+      text(res).then((t) => resolve({ status: res.statusCode ?? 0, text: t }), reject).finally(() => clearTimeout(timer));
     });
-    const timer = setTimeout(() => {
-      const error = new Error(`no complete answer within ${options.timeout} ms`);
-      error.name = "TimeoutError";
-      req.destroy(error);
-    }, options.timeout);
+    const timer = setTimeout(() => req.destroy(Object.assign(new Error(`no complete answer within ${timeout} ms`), { name: "TimeoutError" })), timeout);
     req.on("error", (e) => {
       clearTimeout(timer);
       reject(e);
     });
-    req.end(options.body);
+    req.end(body);
   });
 }

@@ -10,7 +10,6 @@ import type { PushResult, RemoteState, SecretStoreClient, StoredVersion } from "
 export class MemoryStore implements SecretStoreClient {
   readonly provider = "memory";
   readonly description = "memory";
-  readonly capabilities = { nativeStaging: true, compareAndSwap: true };
   versions = new Map<string, string>();
   current?: string;
   pending?: string;
