@@ -37,6 +37,8 @@ export interface PackageOptions {
   readonly log?: (line: string) => void;
   /** More environment for `serverless package` (e.g. CNPG_ROTATOR_MANIFESTS_DIR). */
   readonly env?: Readonly<Record<string, string>>;
+  /** How long `serverless package` may take before it is killed (a hang's bound, not a speed check); 5 min unless told. */
+  readonly packageTimeoutMs?: number;
 }
 
 export async function packageArtifact(options: PackageOptions = {}): Promise<Artifact> {
@@ -60,7 +62,7 @@ export async function packageArtifact(options: PackageOptions = {}): Promise<Art
       symlinkSync(join(ROOT, "node_modules"), join(serviceDir, "node_modules"), "dir");
       options.log?.(`npx serverless package (${options.rev ? `commit ${options.rev}` : "working tree"}, in a copy)...`);
       const out = join(tmp, "package");
-      await run(process.execPath, [join(ROOT, "node_modules/osls/bin/serverless.js"), "package", "--package", out], serviceDir, 300_000, options.env);
+      await run(process.execPath, [join(ROOT, "node_modules/osls/bin/serverless.js"), "package", "--package", out], serviceDir, options.packageTimeoutMs ?? 300_000, options.env);
       zip = join(out, "rotate.zip");
       packageDir = out;
     }
