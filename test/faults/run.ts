@@ -885,9 +885,10 @@ const CNPG_CATCH_UP_MS = 60_000;
 async function cnpgCaughtUp(ctx: RunContext, cnpg: CampaignCnpg, plan: Plan, secretName: string): Promise<string[]> {
   const ns = cnpg.namespace;
   const logins = plan.strategy === "single-user" ? [{ role: "app", secret: secretName }] : ROLES.map((role) => ({ role, secret: roleSecret(role) }));
-  const deadline = Date.now() + CNPG_CATCH_UP_MS;
   const out: string[] = [];
   for (const { role, secret } of logins) {
+    // Each role its own limit: a second role read after the first used it up would report "not read".
+    const deadline = Date.now() + CNPG_CATCH_UP_MS;
     const s = await readSecret(ctx, ns, secret);
     const rv = s?.metadata.resourceVersion;
     const password = unb64(s?.data?.password);
