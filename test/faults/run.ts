@@ -734,7 +734,9 @@ export async function runOne(ctx: RunContext, seed: string): Promise<RunReport> 
         ...base,
         kubeconfigYaml: kubeconfig(ctx.servers.kube.server),
         kubeTimeoutMs: 30_000,
-        force: false,
+        // A run's own namespace starts never rotated, so due. The real CNPG's Secrets carry the
+        // previous run's rotation (another store key), so until this run has rotated, force it.
+        force: onCnpg && !outcomes.some((x) => x === "rotated" || x === "resumed"),
         leaseSeconds: 60,
         ...(plan.store === "vault" ? { vaultServer: ctx.servers.vault.address } : {}),
         ...(plan.store === "azure" ? { azure: { ca: ctx.servers.azure.caPem, vaultUrl: ctx.servers.azure.url } } : {}),
