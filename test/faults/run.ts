@@ -1,11 +1,11 @@
 // The fault-injection campaign (issue #12): faults inside the requests between the rotate
 // function and every server it talks to, then clean runs until settled, then the invariants.
 //
-//   npm run faults -- [--ci] [--runs N] [--parallel P] [--seed S] [--replay SEED] [--report FILE]
+//   npm run faults -- [--ci] [--runs N] [--parallel P] [--seed S] [--replay SEED[,SEED...]] [--report FILE]
 //
 // Each run is planned from its seed alone (`<campaign seed>-<index>`, printed with it), so
-// `--replay SEED` plans and runs exactly that one again. test/faults/README.md says what a run
-// does and what each fault kind is.
+// `--replay SEED` plans and runs exactly that one again (several, comma-separated, run side by
+// side). test/faults/README.md says what a run does and what each fault kind is.
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -49,6 +49,36 @@ const CNPG_COMBOS: readonly [Kind, Server][] = CNPG_KINDS.map((k) => [k, "cnpg"]
 
 /** How long one invocation may take before it counts as a hang (and is killed). */
 const BOUND_MS = 60_000;
+/**
+ * Output kept per invocation (a debug-level run writes tens of KB). More is a violation: a
+ * loop that logs without pause (on Lambda, a CloudWatch bill). Past it only the end is kept, so
+ * the harness holds bounded memory however much a child writes.
+ */
+const OUTPUT_BOUND = 8 * 2 ** 20;
+const OUTPUT_TAIL = 2 ** 20;
+
+/** An invocation's output, bounded: the first OUTPUT_BOUND characters and the last OUTPUT_TAIL. */
+function boundedOutput() {
+  let head = "";
+  let tail = "";
+  let total = 0;
+  return {
+    add(text: string) {
+      total += text.length;
+      if (head.length < OUTPUT_BOUND) head += text;
+      else {
+        tail += text;
+        if (tail.length > 2 * OUTPUT_TAIL) tail = tail.slice(-OUTPUT_TAIL);
+      }
+    },
+    get overflow() {
+      return total > OUTPUT_BOUND ? total : 0;
+    },
+    text() {
+      return tail ? `${head}\n[... ${total - head.length - tail.length} characters left out ...]\n${tail}` : head;
+    },
+  };
+}
 const LEASE_SECONDS = 6;
 /** Request timeouts of the faulty invocations: short, so a blackhole costs seconds (the clean runs keep the defaults). */
 const FAULTY_TIMEOUT = { kubeMs: 2_500, store: "2s" };
@@ -176,6 +206,8 @@ interface InvocationOutcome {
   readonly results?: { outcome: string; rotationId?: string; fingerprint?: string; error?: { type: string; message: string } }[];
   readonly thrown?: { type: string; message: string };
   readonly output: string;
+  /** Characters written when past OUTPUT_BOUND, else 0. */
+  readonly overflow: number;
 }
 
 export interface RunReport {
@@ -552,9 +584,9 @@ function spawnInvocation(
     },
     stdio: ["ignore", "pipe", "pipe"],
   });
-  let output = "";
-  child.stdout!.on("data", (c: Buffer) => (output += c.toString()));
-  child.stderr!.on("data", (c: Buffer) => (output += c.toString()));
+  const output = boundedOutput();
+  child.stdout!.on("data", (c: Buffer) => output.add(c.toString()));
+  child.stderr!.on("data", (c: Buffer) => output.add(c.toString()));
   let killed = false;
   let hung = false;
   const bound = setTimeout(() => {
@@ -564,9 +596,10 @@ function spawnInvocation(
   const done = new Promise<InvocationOutcome>((resolve) => {
     child.on("close", () => {
       clearTimeout(bound);
-      const line = output.split("\n").find((l) => l.startsWith(RESULT_PREFIX));
+      const text = output.text();
+      const line = text.split("\n").find((l) => l.startsWith(RESULT_PREFIX));
       const parsed = line ? (JSON.parse(line.slice(RESULT_PREFIX.length)) as Pick<InvocationOutcome, "results" | "thrown">) : {};
-      resolve({ name, ms: Date.now() - started, killed, hung, ...parsed, output });
+      resolve({ name, ms: Date.now() - started, killed, hung, ...parsed, output: text, overflow: output.overflow });
     });
   });
   void ctx;
@@ -614,6 +647,7 @@ export async function runOne(ctx: RunContext, seed: string): Promise<RunReport> 
       hangs++;
       violations.push(`${o.name} ran past the ${BOUND_MS / 1000}s bound`);
     }
+    if (o.overflow) violations.push(`${o.name} wrote ${(o.overflow / 2 ** 20).toFixed(0)} MB of output (bound ${OUTPUT_BOUND / 2 ** 20} MB): a loop logging without pause`);
     for (const r of o.results ?? []) {
       outcomes.push(r.outcome === "failed" ? `failed:${r.error?.type}` : r.outcome);
       if (r.outcome === "rotated" || r.outcome === "resumed") ledger.add(r.rotationId, r.fingerprint, `${o.name}'s result`);
@@ -832,20 +866,19 @@ export async function runOne(ctx: RunContext, seed: string): Promise<RunReport> 
 }
 
 async function cleanRun(name: string, config: ChildConfig): Promise<InvocationOutcome> {
-  let output = "";
+  const output = boundedOutput();
   const started = Date.now();
   let timer: NodeJS.Timeout | undefined;
   const bound = new Promise<"hung">((resolve) => {
     timer = setTimeout(() => resolve("hung"), BOUND_MS);
   });
   const payload = await Promise.race([invoke(config, {
-      write: (line: string) => {
-        output += line;
-      },
+      write: (line: string) => output.add(line),
     }), bound]);
   clearTimeout(timer);
-  if (payload === "hung") return { name, ms: Date.now() - started, killed: false, hung: true, output };
-  return { ...payload, name, ms: Date.now() - started, killed: false, hung: false, output } as InvocationOutcome;
+  const ended = { name, ms: Date.now() - started, killed: false, output: output.text(), overflow: output.overflow };
+  if (payload === "hung") return { ...ended, hung: true };
+  return { ...payload, ...ended, hung: false } as InvocationOutcome;
 }
 
 async function waitFor(check: () => Promise<boolean>, timeoutMs: number): Promise<boolean> {
@@ -999,8 +1032,11 @@ async function main(): Promise<void> {
     return Number(v);
   };
   if (values.seed !== undefined && !/^\d+$/.test(values.seed)) throw new Error(`--seed: expected a non-negative integer, found "${values.seed}"`);
-  if (values.replay !== undefined) planRun(values.replay); // a malformed seed fails before any server starts
-  const runs = values.replay ? 1 : positive("runs", values.runs, values.ci ? 106 : 1_000);
+  // A malformed seed fails before any server starts; several replay side by side, as they ran.
+  const replays = values.replay?.split(",").map((x) => x.trim()).filter(Boolean);
+  if (replays !== undefined && replays.length === 0) throw new Error(`--replay: expected one or more comma-separated seeds, found "${values.replay}"`);
+  for (const r of replays ?? []) planRun(r);
+  const runs = replays ? replays.length : positive("runs", values.runs, values.ci ? 106 : 1_000);
   // Runs mostly wait (timeouts, Leases running out, CNPG's status): more at once than cores.
   const parallel = positive("parallel", values.parallel, values.ci ? 8 : 6);
   const list = <T extends string>(name: string, raw: string | undefined, known: readonly T[]): Set<T> | undefined => {
@@ -1029,8 +1065,8 @@ async function main(): Promise<void> {
   const onlyCnpg = servers_ !== undefined && [...servers_].every((x) => x === "cnpg");
   // The real CNPG's share: --ci 6 (both strategies, 6 of its 9 kinds), the full campaign 1 in 20.
   const cnpgRuns = cnpgRunsAsked ?? (onlyCnpg ? runs : values.ci ? 6 : Math.ceil(runs / 20));
-  const seeds = values.replay ? [values.replay] : onlyCnpg ? [] : pick(runs, "", COMBOS);
-  const cnpgSeeds = values.replay ? seeds.filter((x) => planRun(x).server === "cnpg") : pick(cnpgRuns, "c", CNPG_COMBOS);
+  const seeds = replays ? replays : onlyCnpg ? [] : pick(runs, "", COMBOS);
+  const cnpgSeeds = replays ? seeds.filter((x) => planRun(x).server === "cnpg") : pick(cnpgRuns, "c", CNPG_COMBOS);
   const regularSeeds = seeds.filter((x) => planRun(x).server !== "cnpg");
   const log = (line: string) => process.stderr.write(`${line}\n`);
   const workDir = mkdtempSync(path.join(os.tmpdir(), "cnpg-rotator-faults-"));
@@ -1066,7 +1102,7 @@ async function main(): Promise<void> {
       const verdict = report.violations.length ? `VIOLATION ${report.violations.join("; ")}` : "ok";
       log(
         `[faults] ${String(reports.length).padStart(4)}/${total} seed ${seed} ${report.kind}@${report.server} (${report.store}, ${report.strategy}, ${report.invocations} inv${report.writer ? ", writer" : ""}) ` +
-          `hit ${report.hits} clean ${report.convergenceRuns} ${(report.ms / 1000).toFixed(1)}s [${report.outcomes.join(" ")}] ${verdict}`,
+          `hit ${report.hits} clean ${report.convergenceRuns} ${(report.ms / 1000).toFixed(1)}s heap ${Math.round(process.memoryUsage().heapUsed / 2 ** 20)} MB [${report.outcomes.join(" ")}] ${verdict}`,
       );
     }
   };
