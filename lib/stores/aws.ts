@@ -23,10 +23,10 @@ import { InputError, StoreConflictError, StoreStateError } from "../errors.ts";
 import type { AwsProvider } from "../manifests/schema.ts";
 import { isNetworkError, isTransientStatus } from "../retry.ts";
 import { createSecretsManagerClient } from "./aws-client.ts";
-import { errorIs, OURS, requestTimeoutMs, storeCalls } from "./protocol.ts";
+import { errorIs, OURS, requestTimeoutMs, storeCalls } from "./primitives.ts";
 import { MANAGED_BY_KEY, MANAGED_BY_VALUE, type NativePrimitives, type StoreDeps } from "./types.ts";
 
-export { CURRENT, PENDING, PREVIOUS, UNPROMOTED } from "./protocol.ts";
+export { CURRENT, PENDING, PREVIOUS, UNPROMOTED } from "./primitives.ts";
 /** VersionIds of direct pushes start with this, so they are not mistaken for rotation ids. */
 export const PUSH_TOKEN_PREFIX = "push-";
 

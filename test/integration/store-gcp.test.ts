@@ -18,7 +18,7 @@ import {
   ROLE_LABEL,
   ROTATION_ID,
 } from "../../lib/stores/gcp.ts";
-import { createClient } from "../../lib/stores/protocol.ts";
+import { createClient } from "../../lib/protocol/index.ts";
 import type { SecretStoreClient, StoreDeps } from "../../lib/stores/types.ts";
 import { type GcpSecretManagerEmulator, GOOGLE_CLIENT_ENV, startGcpSecretManager } from "../infra/emulators/servers.ts";
 import { describeStoreConformance } from "./stores.conformance.ts";

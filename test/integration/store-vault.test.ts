@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { InputError, OwnershipError, StoreConflictError, StoreError, StoreStateError } from "../../lib/errors.ts";
 import type { VaultProvider } from "../../lib/manifests/schema.ts";
-import { createClient } from "../../lib/stores/protocol.ts";
+import { createClient } from "../../lib/protocol/index.ts";
 import type { SecretStoreClient, StoreDeps } from "../../lib/stores/types.ts";
 import { CURRENT_ROTATION, PREVIOUS_ROTATION, ROTATION_ID, vaultPrimitives } from "../../lib/stores/vault.ts";
 import { type FaultProxy, startFaultProxy } from "../faults/fault-proxy.ts";
