@@ -76,6 +76,10 @@ abstract class Protocol<P extends StorePrimitives> {
     }
   }
 
+  protected moved(action: string, name: string, found: string): StoreConflictError {
+    return new StoreConflictError(`cannot ${action} "${name}" in ${this.description}: ${found}; observe it again`);
+  }
+
   protected notPending(name: string, rotationId: string, found: string): StoreStateError {
     return new StoreStateError(
       `cannot promote rotation ${rotationId} of "${name}" in ${this.description}: expected it pending, found ${found}`,
@@ -146,7 +150,7 @@ class NativeStore extends Protocol<NativePrimitives> implements SecretStoreClien
       if (has(mine, PENDING) || isPromoted(mine)) return this.#version(name, mine!);
       this.fence("stage a pending version in", name, nativeState(secret), seen, "both");
       if (!secret) {
-        if ((await this.p.create(name)) === false) throw this.#moved("stage a pending version in", name, "it was created meanwhile");
+        if ((await this.p.create(name)) === false) throw this.moved("stage a pending version in", name, "it was created meanwhile");
       } else if (secret.deleted) {
         await this.p.restore(name);
       }
@@ -225,7 +229,7 @@ class NativeStore extends Protocol<NativePrimitives> implements SecretStoreClien
         if (created) return { changed: true, ...created };
         secret = await this.p.describe(name); // Created meanwhile: go on as if it had been there.
       }
-      if (!secret) throw this.#moved("push to", name, "it is gone");
+      if (!secret) throw this.moved("push to", name, "it is gone");
       const current = secret.deleted ? undefined : secret.versions.find(isPromoted);
       const currentRef = current && refOf(current);
       // Like ESO's updatePolicy IfNotExists: an existing secret, ours or not, is left alone.
@@ -278,9 +282,6 @@ class NativeStore extends Protocol<NativePrimitives> implements SecretStoreClien
     return storedOf({ ...v, value });
   }
 
-  #moved(action: string, name: string, found: string): StoreConflictError {
-    return new StoreConflictError(`cannot ${action} "${name}" in ${this.description}: ${found}; observe it again`);
-  }
 }
 
 function from(v: LabelledVersion | undefined): { from?: string } {
@@ -289,7 +290,10 @@ function from(v: LabelledVersion | undefined): { from?: string } {
 
 // ---- The `<key>-pending` sibling (GCP, Azure, Vault): consumers read `<key>`'s latest version.
 
-const rotationOf = (s: SecretHead | undefined) => (s && !s.deleted && isOwned(s.marks) && s.latest ? s.marks[ROTATION_ID] : undefined);
+/** The rotation a sibling of ours is marked with (a sibling without it is a secret in its own right). */
+const markedRotation = (s: SecretHead | undefined) => (s && !s.deleted && isOwned(s.marks) ? s.marks[ROTATION_ID] : undefined);
+/** The rotation whose value a sibling holds: marked, and with a version. */
+const rotationOf = (s: SecretHead | undefined) => (s?.latest ? markedRotation(s) : undefined);
 
 function siblingState(k: SecretHead | undefined, s: SecretHead | undefined): RemoteState {
   const rotationId = rotationOf(s);
@@ -334,14 +338,12 @@ class SiblingStore extends Protocol<SiblingPrimitives> implements SecretStoreCli
       if (done !== undefined) {
         const promoted = storedOf(await this.p.read(names.key, { versionId: done }));
         if (promoted?.rotationId === rotationId) return promoted;
-        throw new StoreConflictError(`cannot stage rotation ${rotationId} in "${names.key}" in ${this.description}: it was promoted there already (version ${done}); observe it again`);
+        throw this.moved(`stage rotation ${rotationId} in`, names.key, `it was promoted there already (version ${done})`);
       }
       this.fence("stage a pending version in", names.key, siblingState(k, s), seen, "both");
       // Another rotation's pending value, or a stage that stopped before its value: staged afresh.
       if (s && !s.deleted) await this.p.remove(names.pending, { head: s, purge: true });
-      if (!k && this.p.createEmpty && !(await this.p.createEmpty(names.key, OURS))) {
-        throw new StoreConflictError(`cannot stage into "${names.key}" in ${this.description}: it was created meanwhile; observe it again`);
-      }
+      if (!k && this.p.createEmpty && !(await this.p.createEmpty(names.key, OURS))) throw this.moved("stage into", names.key, "it was created meanwhile");
       try {
         await this.p.write(names.pending, value, { head: undefined, marks: { ...OURS, [ROTATION_ID]: rotationId } });
       } catch (error) {
@@ -360,7 +362,7 @@ class SiblingStore extends Protocol<SiblingPrimitives> implements SecretStoreCli
       const [k, s] = await this.#heads(names);
       if (k) this.assertOwned(names.key, k.marks, "promote a version of");
       const ours = rotationOf(s) === rotationId ? s : undefined;
-      const marked = s && !s.deleted && isOwned(s.marks) && s.marks[ROTATION_ID] === rotationId;
+      const marked = markedRotation(s) === rotationId;
       if (k && !k.deleted && k.latest?.rotationId === rotationId) {
         // Promoted before, maybe by a call that stopped before deleting the sibling: finish that.
         if (ours) await this.p.remove(names.pending!, { head: ours, purge: true });
@@ -445,9 +447,7 @@ class SiblingStore extends Protocol<SiblingPrimitives> implements SecretStoreCli
         await this.p.remove(names.key, { head: k, purge: false });
       }
       // A rotation in flight goes with it (it must not bring the secret back); a foreign secret of that name stays.
-      if (s && !s.deleted && isOwned(s.marks) && s.marks[ROTATION_ID] !== undefined) {
-        await this.p.remove(names.pending!, { head: s, purge: true });
-      }
+      if (markedRotation(s) !== undefined) await this.p.remove(names.pending!, { head: s, purge: true });
     });
   }
 

@@ -26,7 +26,6 @@ import { createSecretsManagerClient } from "./aws-client.ts";
 import { errorIs, OURS, requestTimeoutMs, storeCalls } from "./primitives.ts";
 import { MANAGED_BY_KEY, MANAGED_BY_VALUE, type NativePrimitives, type StoreDeps } from "./types.ts";
 
-export { CURRENT, PENDING, PREVIOUS, UNPROMOTED } from "./primitives.ts";
 /** VersionIds of direct pushes start with this, so they are not mistaken for rotation ids. */
 export const PUSH_TOKEN_PREFIX = "push-";
 

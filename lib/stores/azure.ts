@@ -24,9 +24,6 @@ import { isNetworkError, isTransientStatus, withRetry } from "../retry.ts";
 import { CURRENT_ROTATION, errorIs, OURS, parseJson, ROTATION_ID, requestTimeoutMs, siblingNames, storeCalls, unless } from "./primitives.ts";
 import type { StoredVersion, SecretHead, SiblingPrimitives, StoreDeps } from "./types.ts";
 
-export { PENDING_SUFFIX } from "./primitives.ts";
-/** Version tag: the rotation that wrote this version (on `<key>` and on the sibling). */
-export const ROTATION_ID_TAG = ROTATION_ID;
 /** Version tag on `<key>`: the version this one replaced, i.e. the previous value. */
 export const PREVIOUS_VERSION_TAG = "cnpg-rotator-previous-version";
 /** Key Vault's limit on a secret value: 25 KB. */

@@ -14,7 +14,6 @@ import { isNetworkError } from "../retry.ts";
 import { CURRENT_ROTATION, errorIs, PENDING_SUFFIX, parseRecord, ROTATION_ID, recordedRef, recordRotation, requestTimeoutMs, siblingNames, storeCalls } from "./primitives.ts";
 import { MANAGED_BY_KEY, type Marks, type SecretHead, type SiblingPrimitives, type StoreDeps } from "./types.ts";
 
-export { CURRENT_ROTATION, PREVIOUS_ROTATION, ROTATION_ID } from "./primitives.ts";
 /**
  * `host:port` of a Secret Manager emulator: plaintext gRPC and no credentials. For tests and
  * local runs only; unset, the SDK's own endpoint (or the regional one) and ADC are used.

@@ -14,7 +14,6 @@ import { isNetworkError, isTransientStatus } from "../retry.ts";
 import { parseJson, recordedRef, recordRotation, requestTimeoutMs, siblingNames, storeCalls } from "./primitives.ts";
 import type { Marks, SecretHead, SiblingPrimitives, StoreDeps } from "./types.ts";
 
-export { CURRENT_ROTATION, PREVIOUS_ROTATION, ROTATION_ID } from "./primitives.ts";
 /** The one field a value that is not a canonical JSON object of strings is stored under. */
 export const VALUE_FIELD = "value";
 /** ESO's default mount when `path` is absent. */

@@ -15,7 +15,8 @@ import { InputError, OwnershipError, StoreConflictError, StoreError, StoreStateE
 import type { VaultProvider } from "../../lib/manifests/schema.ts";
 import { createClient } from "../../lib/protocol/index.ts";
 import type { SecretStoreClient, StoreDeps } from "../../lib/stores/types.ts";
-import { CURRENT_ROTATION, PREVIOUS_ROTATION, ROTATION_ID, vaultPrimitives } from "../../lib/stores/vault.ts";
+import { CURRENT_ROTATION, PREVIOUS_ROTATION, ROTATION_ID } from "../../lib/stores/primitives.ts";
+import { vaultPrimitives } from "../../lib/stores/vault.ts";
 import { type FaultProxy, startFaultProxy } from "../faults/fault-proxy.ts";
 import { cacheDir, freePort, startVault, type VaultServer } from "../infra/emulators/servers.ts";
 import { describeStoreConformance } from "./stores.conformance.ts";
