@@ -65,6 +65,3 @@ export async function readSecretValue(
     await p.close();
   }
 }
-
-export { MANAGED_BY_KEY, MANAGED_BY_VALUE } from "./types.ts";
-export type { PushResult, RemoteState, SecretStoreClient, StoreDeps, StoredVersion } from "./types.ts";
