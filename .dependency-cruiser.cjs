@@ -3,6 +3,8 @@
 //   front ends (functions/, lib/cli/, bin/, deploy/, serverless/, scripts/, bench/)
 //     → lib/rotation/ (the engine)
 //       → lib/manifests/, lib/generator/, lib/template/ (→ lib/cnpg/)   pure: no I/O
+//       → lib/protocol/ (the rotation protocol, once, over the stores' primitives)
+//         → lib/stores/ (the primitives: never the protocol that drives them)
 //       → lib/stores/, lib/kubernetes/, lib/postgres/                   I/O: never each other
 //   lib/errors.ts, lib/log.ts, lib/retry.ts: importable from anywhere, import no folder of lib/.
 //
@@ -16,6 +18,7 @@ const LIB_ALLOWED = {
   cnpg: ["errors.ts"],
   template: ["cnpg/", "errors.ts"],
   manifests: ["generator/", "template/", "errors.ts"],
+  protocol: ["stores/", "errors.ts", "manifests/"],
   stores: ["errors.ts", "log.ts", "retry.ts", "manifests/"],
   kubernetes: ["errors.ts", "log.ts", "retry.ts"],
   postgres: ["errors.ts", "log.ts", "retry.ts"],
@@ -72,10 +75,17 @@ module.exports = {
     },
     ...layerRules,
     {
-      name: "stores-take-manifest-types-only",
-      comment: "a store is configured by its manifest: it may import the provider's config types, no code",
+      name: "stores-never-import-the-protocol",
+      comment: "lib/stores/ holds the primitives the protocol (lib/protocol/) drives: a store knows nothing of it",
       severity: "error",
       from: { path: "^lib/stores/" },
+      to: { path: "^lib/protocol/" },
+    },
+    {
+      name: "stores-take-manifest-types-only",
+      comment: "a store (and the protocol over it) is configured by its manifest: the provider's config types, no code",
+      severity: "error",
+      from: { path: "^lib/(?:stores|protocol)/" },
       // (and the one Go-duration parser, for a store timeout given as "10s")
       to: { path: "^lib/manifests/", pathNot: "^lib/manifests/duration\\.ts$", dependencyTypesNot: ["type-only"] },
     },
@@ -91,7 +101,7 @@ module.exports = {
       comment: "stores, the cluster client and PostgreSQL meet only in the engine, for the CLI too",
       severity: "error",
       from: { path: "^lib/cli/" },
-      to: { path: "^lib/(?:stores|kubernetes|postgres)/" },
+      to: { path: "^lib/(?:protocol|stores|kubernetes|postgres)/" },
     },
     {
       name: "pure-folders-no-io-core-modules",

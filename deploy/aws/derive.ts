@@ -8,7 +8,7 @@
 
 import { InputError } from "../../lib/errors.ts";
 import type { ManifestSet } from "../../lib/manifests/index.ts";
-import { MANAGED_BY_KEY, MANAGED_BY_VALUE } from "../../lib/stores/index.ts";
+import { MANAGED_BY_KEY, MANAGED_BY_VALUE } from "../../lib/stores/types.ts";
 
 /** Was a per-ExternalSecret fixed schedule; refused since one planner schedule serves every target. */
 export const SCHEDULE_ANNOTATION = "cnpg-rotator.io/schedule";

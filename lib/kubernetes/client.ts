@@ -7,7 +7,7 @@ import { isNetworkError, isTransientStatus, withRetry } from "../retry.ts";
 import { describeAccess } from "./access.ts";
 import { type ApiOperation, apiConfiguration, apiError, httpStatus, RequestLog, unless } from "./api.ts";
 import { ApiCalls } from "./calls.ts";
-import { acquireLease, type LeaseCall } from "./leases.ts";
+import { type AcquireLeaseArgs, acquireLease, type LeaseCall } from "./leases.ts";
 import type { HttpsTransport } from "./transport.ts";
 import { emptySecret, encodeData, mergePatchFor, presentAnnotations, toSecretObject } from "./secrets.ts";
 import type {
@@ -236,27 +236,15 @@ export class KubernetesClient {
    * between the GET and the write when the Lease is free: what it reads no other holder can
    * have changed before the Lease is taken (leases.ts); if it throws, nothing is written.
    */
-  async acquireLease(
-    namespace: string,
-    secretName: string,
-    holder: string,
-    ttlSeconds: number,
-    beforeTake?: () => Promise<void>,
-  ): Promise<LeaseHandle | undefined> {
+  async acquireLease(...args: AcquireLeaseArgs): Promise<LeaseHandle | undefined> {
+    const [namespace, , holder, ttlSeconds] = args;
     if (!holder) throw new KubernetesError("a Lease needs a non-empty holder identity");
     if (!Number.isInteger(ttlSeconds) || ttlSeconds < 1) {
       throw new KubernetesError(`a Lease TTL must be a whole number of seconds >= 1, got ${ttlSeconds}`);
     }
     const call: LeaseCall = (verb, name, fn) =>
       this.#call({ verb, group: "coordination.k8s.io", resource: "leases", namespace, name }, fn);
-    return acquireLease(
-      { api: this.#api, call },
-      namespace,
-      secretName,
-      holder,
-      ttlSeconds,
-      beforeTake,
-    );
+    return acquireLease({ api: this.#api, call }, ...args);
   }
 
   /**

@@ -64,13 +64,11 @@ interface LeaseContext {
  * Lease: the write carries the resourceVersion of the GET (a POST: that there is none), so it
  * goes ahead only if no other run took the Lease since the GET found it released or lapsed.
  */
+export type AcquireLeaseArgs = [namespace: string, secretName: string, holder: string, ttlSeconds: number, beforeTake?: () => Promise<void>];
+
 export async function acquireLease(
   ctx: LeaseContext,
-  namespace: string,
-  secretName: string,
-  holder: string,
-  ttlSeconds: number,
-  beforeTake?: () => Promise<void>,
+  ...[namespace, secretName, holder, ttlSeconds, beforeTake]: AcquireLeaseArgs
 ): Promise<LeaseHandle | undefined> {
   const name = leaseNameFor(secretName);
   const existing = await ctx.call("get", name, () => unless([404], ctx.api.readLease(namespace, name)));

@@ -5,7 +5,8 @@ import { InputError } from "../errors.ts";
 import { KUBECONFIG_FROM_ENV, type KubernetesClient, type StoredSecretReader } from "../kubernetes/index.ts";
 import type { SecretStore } from "../manifests/index.ts";
 import { rememberSecret } from "../redact.ts";
-import { createStore, readSecretValue } from "../stores/index.ts";
+import { createStore } from "../protocol/index.ts";
+import { readSecretValue } from "../stores/index.ts";
 import type { SecretStoreClient, StoreDeps } from "../stores/types.ts";
 import type { Publication } from "./plan.ts";
 

@@ -1,7 +1,7 @@
 // AWS Secrets Manager primitives. The service has native staging: a rotation's value is a
 // version whose VersionId is the rotation id (sent as ClientRequestToken, so a repeated write is
 // a no-op and a reused token with another value is refused), labelled AWSPENDING, made current by
-// moving AWSCURRENT (AWS then moves AWSPREVIOUS itself). The protocol is in protocol.ts.
+// moving AWSCURRENT (AWS then moves AWSPREVIOUS itself). The protocol is in lib/protocol/.
 //
 // One wrinkle AWS imposes: the first version of a secret always gets AWSCURRENT, whatever labels
 // the write asks for; the protocol marks it CNPG_ROTATOR_UNPROMOTED and reads it as pending only
@@ -23,10 +23,9 @@ import { InputError, StoreConflictError, StoreStateError } from "../errors.ts";
 import type { AwsProvider } from "../manifests/schema.ts";
 import { isNetworkError, isTransientStatus } from "../retry.ts";
 import { createSecretsManagerClient } from "./aws-client.ts";
-import { errorIs, OURS, requestTimeoutMs, storeCalls } from "./protocol.ts";
+import { errorIs, OURS, requestTimeoutMs, storeCalls } from "./primitives.ts";
 import { MANAGED_BY_KEY, MANAGED_BY_VALUE, type NativePrimitives, type StoreDeps } from "./types.ts";
 
-export { CURRENT, PENDING, PREVIOUS, UNPROMOTED } from "./protocol.ts";
 /** VersionIds of direct pushes start with this, so they are not mistaken for rotation ids. */
 export const PUSH_TOKEN_PREFIX = "push-";
 

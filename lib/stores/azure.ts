@@ -21,12 +21,9 @@ import { isRestError, type KeyVaultSecret, SecretClient, type SecretClientOption
 import { InputError, StoreConflictError, StoreStateError } from "../errors.ts";
 import type { AzureProvider } from "../manifests/schema.ts";
 import { isNetworkError, isTransientStatus, withRetry } from "../retry.ts";
-import { CURRENT_ROTATION, errorIs, OURS, parseJson, ROTATION_ID, requestTimeoutMs, siblingNames, storeCalls, unless } from "./protocol.ts";
+import { CURRENT_ROTATION, errorIs, OURS, parseJson, ROTATION_ID, requestTimeoutMs, siblingNames, storeCalls, unless } from "./primitives.ts";
 import type { StoredVersion, SecretHead, SiblingPrimitives, StoreDeps } from "./types.ts";
 
-export { PENDING_SUFFIX } from "./protocol.ts";
-/** Version tag: the rotation that wrote this version (on `<key>` and on the sibling). */
-export const ROTATION_ID_TAG = ROTATION_ID;
 /** Version tag on `<key>`: the version this one replaced, i.e. the previous value. */
 export const PREVIOUS_VERSION_TAG = "cnpg-rotator-previous-version";
 /** Key Vault's limit on a secret value: 25 KB. */

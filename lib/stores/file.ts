@@ -11,7 +11,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import * as z from "zod";
 import { StoreConflictError, StoreError, StoreStateError } from "../errors.ts";
 import type { FileProvider } from "../manifests/schema.ts";
-import { CURRENT, noop, OURS, PENDING, PREVIOUS, parseJson, serialize, storeCalls, unless } from "./protocol.ts";
+import { CURRENT, noop, OURS, PENDING, PREVIOUS, parseJson, serialize, storeCalls, unless } from "./primitives.ts";
 import type { LabelledVersion, NativePrimitives, StoreDeps } from "./types.ts";
 
 /** staleLockMs: a lock file older than this was left by a crashed writer (default 10 s); lockTimeoutMs: how long to wait for it (30 s). */

@@ -11,10 +11,9 @@ import { grpc } from "google-gax";
 import { InputError, StoreConflictError, StoreStateError } from "../errors.ts";
 import type { GcpProvider } from "../manifests/schema.ts";
 import { isNetworkError } from "../retry.ts";
-import { CURRENT_ROTATION, errorIs, PENDING_SUFFIX, parseRecord, ROTATION_ID, recordedRef, recordRotation, requestTimeoutMs, siblingNames, storeCalls } from "./protocol.ts";
+import { CURRENT_ROTATION, errorIs, PENDING_SUFFIX, parseRecord, ROTATION_ID, recordedRef, recordRotation, requestTimeoutMs, siblingNames, storeCalls } from "./primitives.ts";
 import { MANAGED_BY_KEY, type Marks, type SecretHead, type SiblingPrimitives, type StoreDeps } from "./types.ts";
 
-export { CURRENT_ROTATION, PREVIOUS_ROTATION, ROTATION_ID } from "./protocol.ts";
 /**
  * `host:port` of a Secret Manager emulator: plaintext gRPC and no credentials. For tests and
  * local runs only; unset, the SDK's own endpoint (or the regional one) and ADC are used.

@@ -2,8 +2,8 @@
 // imported only when a SecretStore names it, and a cloud's bundle holds no other cloud's store.
 import { InputError, StoreError } from "../errors.ts";
 import type { ProviderConfig } from "../manifests/types.ts";
-import { CURRENT, createClient } from "./protocol.ts";
-import type { SecretStoreClient, StoreDeps, StorePrimitives } from "./types.ts";
+import { CURRENT } from "./primitives.ts";
+import type { StoreDeps, StorePrimitives } from "./types.ts";
 
 // "aws", "gcp" or "azure" in a bundle (serverless.yml, deploy/build.ts define it); unset: every store.
 const BUNDLE_CLOUD = process.env.CNPG_ROTATOR_BUNDLE_CLOUD;
@@ -31,8 +31,11 @@ const factories: { readonly [N in ProviderName]?: Factory<N> } = {
 /** The cloud whose function (or the CLI) has the stores a cloud's build leaves out. */
 const STORE_CLOUD: { readonly [N in ProviderName]?: string } = { aws: "AWS", gcpsm: "GCP", azurekv: "Azure" };
 
-/** A provider's primitives. InputError (naming `setting`) for a provider without a store in this build. */
-async function primitivesFor(provider: ProviderConfig, deps: StoreDeps, setting: string): Promise<StorePrimitives> {
+/**
+ * A provider's primitives, which lib/protocol's createStore makes the engine's client of.
+ * InputError (naming `setting`) for a provider without a store in this build.
+ */
+export async function createPrimitives(provider: ProviderConfig, deps: StoreDeps, setting = `spec.provider.${provider.name}`): Promise<StorePrimitives> {
   const factory = factories[provider.name] as Factory<ProviderName> | undefined;
   if (factory) return factory(provider.config as ConfigOf<ProviderName>, deps);
   const cloud = STORE_CLOUD[provider.name];
@@ -41,11 +44,6 @@ async function primitivesFor(provider: ProviderConfig, deps: StoreDeps, setting:
     throw new InputError(`${setting}: this ${title} build has no ${provider.name} store; deploy the ${cloud} function or use the CLI`);
   }
   throw new InputError(`${setting}: no store for this provider yet; available: ${Object.keys(factories).join(", ")}`);
-}
-
-/** The client for a SecretStore's `spec.provider`. Throws InputError for a provider without a store (in this build). */
-export async function createStore(provider: ProviderConfig, deps: StoreDeps = {}): Promise<SecretStoreClient> {
-  return createClient(await primitivesFor(provider, deps, `spec.provider.${provider.name}`));
 }
 
 /**
@@ -57,7 +55,7 @@ export async function readSecretValue(
   name: string,
   options: { readonly version?: string; readonly setting: string },
 ): Promise<string> {
-  const p = await primitivesFor(provider, {}, options.setting);
+  const p = await createPrimitives(provider, {}, options.setting);
   try {
     const which = options.version === undefined ? undefined : { versionId: options.version };
     const found = p.staging === "native" ? await p.read(name, which ?? { label: CURRENT }) : await p.read(name, which ?? "latest");
@@ -67,6 +65,3 @@ export async function readSecretValue(
     await p.close();
   }
 }
-
-export { MANAGED_BY_KEY, MANAGED_BY_VALUE } from "./types.ts";
-export type { PushResult, RemoteState, SecretStoreClient, StoreDeps, StoredVersion } from "./types.ts";

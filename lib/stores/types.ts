@@ -1,6 +1,6 @@
 // The engine's contract with a store (SecretStoreClient: per remote key a *current* value, what
 // consumers read, at most one *pending* one staged by a rotation, and the *previous* current),
-// implemented once in protocol.ts over the primitives below (docs/STORE-DESIGN.md).
+// implemented once in lib/protocol/ over the primitives below (docs/STORE-DESIGN.md).
 
 /** One version of a remote secret, named. */
 export interface VersionRef {
@@ -100,7 +100,7 @@ export interface StoreDeps {
 }
 
 // ---- Primitives: all a provider implements (lib/stores/<provider>.ts), below the protocol of
-// protocol.ts. They read and write what the service has, every request through `storeCalls`.
+// lib/protocol/. They read and write what the service has, every request through `storeCalls`.
 
 /** Tags, labels, annotations or custom_metadata: our ownership marker and our bookkeeping. */
 export type Marks = Readonly<Record<string, string>>;

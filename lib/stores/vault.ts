@@ -11,10 +11,9 @@ import * as z from "zod";
 import { InputError, StoreConflictError, StoreError } from "../errors.ts";
 import type { VaultProvider } from "../manifests/schema.ts";
 import { isNetworkError, isTransientStatus } from "../retry.ts";
-import { parseJson, recordedRef, recordRotation, requestTimeoutMs, siblingNames, storeCalls } from "./protocol.ts";
+import { parseJson, recordedRef, recordRotation, requestTimeoutMs, siblingNames, storeCalls } from "./primitives.ts";
 import type { Marks, SecretHead, SiblingPrimitives, StoreDeps } from "./types.ts";
 
-export { CURRENT_ROTATION, PREVIOUS_ROTATION, ROTATION_ID } from "./protocol.ts";
 /** The one field a value that is not a canonical JSON object of strings is stored under. */
 export const VALUE_FIELD = "value";
 /** ESO's default mount when `path` is absent. */

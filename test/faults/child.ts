@@ -55,7 +55,7 @@ export async function invoke(config: ChildConfig, destination: DestinationStream
     if (store.provider.name !== "azurekv" || !config.azure || !(!process.env.CNPG_ROTATOR_BUNDLE_CLOUD || process.env.CNPG_ROTATOR_BUNDLE_CLOUD === "azure")) {
       return registry(store, context);
     }
-    const [{ azurePrimitives }, { createClient }] = await Promise.all([import("../../lib/stores/azure.ts"), import("../../lib/stores/protocol.ts")]);
+    const [{ azurePrimitives }, { createClient }] = await Promise.all([import("../../lib/stores/azure.ts"), import("../../lib/protocol/index.ts")]);
     return createClient(azurePrimitives({ ...store.provider.config, vaultUrl: config.azure.vaultUrl }, {}, {
       credential: { getToken: async () => ({ token: "lowkey-any-token", expiresOnTimestamp: Date.now() + 3_600_000 }) },
       clientOptions: { tlsOptions: { ca: config.azure.ca }, disableChallengeResourceVerification: true },

@@ -1,7 +1,7 @@
 // TEST ONLY: how the campaign reads a run's remote secret at the end, straight from the server
 // (no proxy): the current and previous versions as the protocol names them (with their rotation
 // ids), through the project's store clients made with the campaign's own credentials.
-import { createStore } from "../../lib/stores/index.ts";
+import { createStore } from "../../lib/protocol/index.ts";
 import type { SecretStoreClient } from "../../lib/stores/types.ts";
 import type { CampaignServers } from "./servers.ts";
 
@@ -35,7 +35,7 @@ function client(servers: CampaignServers, store: StoreName): Promise<SecretStore
             { token: servers.vault.token },
           );
         case "azure": {
-          const [{ azurePrimitives }, { createClient }] = await Promise.all([import("../../lib/stores/azure.ts"), import("../../lib/stores/protocol.ts")]);
+          const [{ azurePrimitives }, { createClient }] = await Promise.all([import("../../lib/stores/azure.ts"), import("../../lib/protocol/index.ts")]);
           return createClient(azurePrimitives({ vaultUrl: servers.azure.url }, {}, {
             credential: { getToken: async () => ({ token: "lowkey-any-token", expiresOnTimestamp: Date.now() + 3_600_000 }) },
             clientOptions: { tlsOptions: { ca: servers.azure.caPem }, disableChallengeResourceVerification: true },

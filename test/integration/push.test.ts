@@ -6,7 +6,7 @@ import { loadManifests } from "../../lib/manifests/index.ts";
 import { rotate } from "../../lib/rotation/engine.ts";
 import { push } from "../../lib/rotation/push.ts";
 import { status } from "../../lib/rotation/status.ts";
-import { createStore } from "../../lib/stores/index.ts";
+import { createStore } from "../../lib/protocol/index.ts";
 import { kubeRequest } from "../infra/kube-client.ts";
 import { adminClient, createAppSecret, engineFor, fileStoreYaml, seedManifests, seenSecrets, tempDir, uniqueName } from "./support.ts";
 

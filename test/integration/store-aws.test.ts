@@ -18,9 +18,9 @@ import {
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { InputError, OwnershipError, StoreConflictError, StoreError, StoreStateError } from "../../lib/errors.ts";
 import type { AwsProvider } from "../../lib/manifests/schema.ts";
-import { awsPrimitives, PENDING, PUSH_TOKEN_PREFIX, UNPROMOTED } from "../../lib/stores/aws.ts";
-import { createStore } from "../../lib/stores/index.ts";
-import { createClient, TIMEOUT_ENV } from "../../lib/stores/protocol.ts";
+import { awsPrimitives, PUSH_TOKEN_PREFIX } from "../../lib/stores/aws.ts";
+import { createClient, createStore } from "../../lib/protocol/index.ts";
+import { PENDING, TIMEOUT_ENV, UNPROMOTED } from "../../lib/stores/primitives.ts";
 import type { StoreDeps } from "../../lib/stores/types.ts";
 import { startFaultProxy } from "../faults/fault-proxy.ts";
 import { binaries, type MotoServer, startMoto } from "../infra/servers.ts";

@@ -21,11 +21,10 @@ import {
   type AzureStoreTestSeam,
   azurePrimitives,
   MAX_VALUE_BYTES,
-  PENDING_SUFFIX,
   PREVIOUS_VERSION_TAG,
-  ROTATION_ID_TAG,
 } from "../../lib/stores/azure.ts";
-import { createClient, TIMEOUT_ENV } from "../../lib/stores/protocol.ts";
+import { createClient } from "../../lib/protocol/index.ts";
+import { PENDING_SUFFIX, ROTATION_ID as ROTATION_ID_TAG, TIMEOUT_ENV } from "../../lib/stores/primitives.ts";
 import type { RemoteState, SecretStoreClient, StoreDeps } from "../../lib/stores/types.ts";
 import { type LowkeyVault, startLowkeyVault } from "../infra/emulators/servers.ts";
 import { describeStoreConformance } from "./stores.conformance.ts";

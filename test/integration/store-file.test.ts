@@ -11,9 +11,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { InputError, OwnershipError, StoreError } from "../../lib/errors.ts";
 import type { FileProvider } from "../../lib/manifests/schema.ts";
 import type { ProviderConfig } from "../../lib/manifests/types.ts";
-import { createStore } from "../../lib/stores/index.ts";
 import { type FileStoreOptions, filePrimitives } from "../../lib/stores/file.ts";
-import { createClient } from "../../lib/stores/protocol.ts";
+import { createClient, createStore } from "../../lib/protocol/index.ts";
 import type { StoreDeps } from "../../lib/stores/types.ts";
 import { describeStoreConformance } from "./stores.conformance.ts";
 import { describePrimitives } from "./stores.primitives.ts";
@@ -24,7 +23,7 @@ const createFileStore = (config: FileProvider, deps: StoreDeps = {}, options: Fi
 const ROOT = join(import.meta.dirname, "../..");
 const NODE = join(ROOT, "node_modules/.bin/node");
 const FILE_STORE = join(ROOT, "lib/stores/file.ts");
-const PROTOCOL = join(ROOT, "lib/stores/protocol.ts");
+const PROTOCOL = join(ROOT, "lib/protocol/index.ts");
 
 let base: string;
 beforeAll(async () => {

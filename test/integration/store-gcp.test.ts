@@ -11,14 +11,12 @@ import { startFaultProxy } from "../faults/fault-proxy.ts";
 import { InputError, OwnershipError, StoreError } from "../../lib/errors.ts";
 import type { GcpProvider } from "../../lib/manifests/schema.ts";
 import {
-  CURRENT_ROTATION,
   ENDPOINT_ENV,
   gcpPrimitives,
-  PREVIOUS_ROTATION,
   ROLE_LABEL,
-  ROTATION_ID,
 } from "../../lib/stores/gcp.ts";
-import { createClient } from "../../lib/stores/protocol.ts";
+import { CURRENT_ROTATION, PREVIOUS_ROTATION, ROTATION_ID } from "../../lib/stores/primitives.ts";
+import { createClient } from "../../lib/protocol/index.ts";
 import type { SecretStoreClient, StoreDeps } from "../../lib/stores/types.ts";
 import { type GcpSecretManagerEmulator, GOOGLE_CLIENT_ENV, startGcpSecretManager } from "../infra/emulators/servers.ts";
 import { describeStoreConformance } from "./stores.conformance.ts";

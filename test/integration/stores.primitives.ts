@@ -3,7 +3,7 @@
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { StoreConflictError } from "../../lib/errors.ts";
-import { CURRENT, OURS, PENDING, PREVIOUS } from "../../lib/stores/protocol.ts";
+import { CURRENT, OURS, PENDING, PREVIOUS } from "../../lib/stores/primitives.ts";
 import type { NativePrimitives, SiblingPrimitives, StorePrimitives } from "../../lib/stores/types.ts";
 
 export interface PrimitivesTarget {

@@ -1,144 +1,22 @@
-// The rotation protocol over a store's primitives, written once (docs/STORE-DESIGN.md): pending,
-// current and previous, the fences, the ownership check, and (storeCalls) error wrapping, retries
-// and the request timeout. A provider implements only types.ts' NativePrimitives or SiblingPrimitives.
-import { InputError, OwnershipError, RotatorError, StoreConflictError, StoreError, StoreStateError } from "../errors.ts";
-import { parseDuration } from "../manifests/duration.ts";
-import { withRetry } from "../retry.ts";
-import { MANAGED_BY_KEY, MANAGED_BY_VALUE } from "./types.ts";
-import type { LabelledSecret, LabelledVersion, Marks, NativePrimitives, PushResult, RemoteState } from "./types.ts";
-import type { SecretHead, SecretStoreClient, SiblingPrimitives, StoredVersion, StorePrimitives, VersionRef } from "./types.ts";
-
-// ---- Calls: the one place a provider error becomes a StoreError, and a transient one is retried.
-
-export const TIMEOUT_ENV = "CNPG_ROTATOR_STORE_TIMEOUT";
-const DEFAULT_TIMEOUT_MS = 10_000;
-
-/** How long one store request may take (connect to last byte; past it: transient): CNPG_ROTATOR_STORE_TIMEOUT, default 10 s. */
-export function requestTimeoutMs(env: NodeJS.ProcessEnv = process.env): number {
-  const raw = env[TIMEOUT_ENV]?.trim();
-  if (!raw) return DEFAULT_TIMEOUT_MS;
-  const ms = /^\d+(\.\d+)?$/.test(raw) ? Number(raw) * 1000 : parseDuration(raw);
-  if (ms === undefined || !(ms > 0)) {
-    throw new InputError(`${TIMEOUT_ENV}: expected a positive duration such as "10s" or "1m", found "${raw}"`);
-  }
-  return ms;
-}
-
-/** A provider's request: `absent`, an error the caller expects (not found, exists), answers undefined. */
-export interface StoreCall {
-  <T>(call: string, name: string, fn: () => Promise<T>): Promise<T>;
-  <T>(call: string, name: string, fn: () => Promise<T>, absent: (error: unknown) => boolean): Promise<T | undefined>;
-}
-
-/**
- * What a provider sends every request through: a transient failure (`rules.transient`) retried with
- * lib/retry.ts, any other wrapped in a StoreError naming the call, the secret, the store and
- * `rules.detail` (default: the error's name and message; services' messages never echo values).
- */
-export function storeCalls(description: string, rules: { transient(error: unknown): boolean; detail?(error: unknown): string }): StoreCall {
-  return async <T>(call: string, name: string, fn: () => Promise<T>, absent?: (error: unknown) => boolean): Promise<T | undefined> => {
-    try {
-      const attempt = absent ? () => fn().catch(unless(absent, undefined)) : fn;
-      return await withRetry(attempt, { what: `${call} "${name}" in ${description}`, isTransient: rules.transient });
-    } catch (error) {
-      if (error instanceof RotatorError) throw error;
-      const e = error as Error;
-      const detail = rules.detail?.(error) ?? `${e.name && e.name !== "Error" ? `${e.name}: ` : ""}${String(e.message).split("\n")[0]}`;
-      throw new StoreError(`${call} of "${name}" in ${description} failed: ${detail}`, { cause: error });
-    }
-  };
-}
-
-/** Resolves to `fallback` when `error` is one the caller expects (e.g. not found); rethrows anything else. */
-export function unless<T>(expected: (error: unknown) => boolean, fallback: T): (error: unknown) => T {
-  return (error) => {
-    if (expected(error)) return fallback;
-    throw error;
-  };
-}
-
-/** A test of an error against the codes a service answers with (`codeOf`: where the error carries its code). */
-export const errorIs =
-  <C>(codeOf: (error: unknown) => C) =>
-  (...codes: C[]) =>
-  (error: unknown) =>
-    codes.includes(codeOf(error));
-
-/** The JSON value `text` holds; undefined when it holds none. */
-export function parseJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-}
-
-/** Runs `body` after every earlier call queued under `key` has settled: one at a time per key. */
-export async function serialize<T>(queues: Map<string, Promise<void>>, key: string, body: () => Promise<T>): Promise<T> {
-  const run = (queues.get(key) ?? Promise.resolve()).then(body);
-  const tail = run.then(noop, noop);
-  queues.set(key, tail);
-  try {
-    return await run;
-  } finally {
-    if (queues.get(key) === tail) queues.delete(key);
-  }
-}
-
-export const noop = () => {};
-
-// ---- The protocol.
-
-export const OURS: Marks = { [MANAGED_BY_KEY]: MANAGED_BY_VALUE };
-/** `<key>` + this names the sibling that holds a staged value (stores without native staging). */
-export const PENDING_SUFFIX = "-pending";
-/** A key's name and its sibling's where `maxLength` fits it (else: pushed, not rotated). InputError for a sibling's name. */
-export function siblingNames(key: string, maxLength = Number.POSITIVE_INFINITY): { key: string; pending?: string } {
-  if (key.endsWith(PENDING_SUFFIX)) {
-    throw new InputError(
-      `remote key "${key}" ends in "${PENDING_SUFFIX}", which names the staging sibling of "${key.slice(0, -PENDING_SUFFIX.length)}"; choose another remote key`,
-    );
-  }
-  return { key, ...(key.length + PENDING_SUFFIX.length <= maxLength ? { pending: key + PENDING_SUFFIX } : {}) };
-}
-/** On the sibling: the rotation whose value it holds. */
-export const ROTATION_ID = "cnpg-rotator-rotation-id";
-/** Native staging labels: AWS's own, and the file store's. */
-export const PENDING = "AWSPENDING";
-export const CURRENT = "AWSCURRENT";
-export const PREVIOUS = "AWSPREVIOUS";
-/** Ours: on a first version that the service made current although it was only staged (AWS does). */
-export const UNPROMOTED = "CNPG_ROTATOR_UNPROMOTED";
-
-/** Where a service keeps no metadata per version (GCP, Vault), the secret's records of the rotations' versions: `<rotation id>@<version>`. */
-export const CURRENT_ROTATION = "cnpg-rotator-current-rotation";
-export const PREVIOUS_ROTATION = "cnpg-rotator-previous-rotation";
-
-/** The marks recording `versionId` as `rotationId`'s; the record of another rotation it replaces becomes the previous one. */
-export function recordRotation(marks: Marks, versionId: string, rotationId: string): Record<string, string> {
-  const next: Record<string, string> = { ...marks, [CURRENT_ROTATION]: `${rotationId}@${versionId}` };
-  const before = marks[CURRENT_ROTATION];
-  if (before !== undefined && !before.startsWith(`${rotationId}@`)) next[PREVIOUS_ROTATION] = before;
-  return next;
-}
-
-/** A record's rotation and version (`<rotation id>@<version>`); undefined for none. */
-export function parseRecord(record: string | undefined): { rotationId: string; versionId: string } | undefined {
-  const at = record?.lastIndexOf("@") ?? -1;
-  return at > 0 ? { rotationId: record!.slice(0, at), versionId: record!.slice(at + 1) } : undefined;
-}
-
-const records = (marks: Marks) => [marks[CURRENT_ROTATION], marks[PREVIOUS_ROTATION]].map(parseRecord);
-
-/** Version `versionId`, with the rotation the marks record as having written it, if any. */
-export function recordedRef(marks: Marks, versionId: string): VersionRef {
-  const rotationId = records(marks).find((r) => r?.versionId === versionId)?.rotationId;
-  return { versionId, ...(rotationId ? { rotationId } : {}) };
-}
+// The rotation protocol, written once above the stores' primitives (docs/STORE-DESIGN.md): pending,
+// current and previous, the fences and the ownership check. A provider (lib/stores/<name>.ts)
+// implements only NativePrimitives or SiblingPrimitives (lib/stores/types.ts), and never imports this.
+import type { ProviderConfig } from "../manifests/types.ts";
+import { InputError, OwnershipError, StoreConflictError, StoreError, StoreStateError } from "../errors.ts";
+import { createPrimitives } from "../stores/index.ts";
+import { CURRENT, OURS, PENDING, PENDING_SUFFIX, PREVIOUS, ROTATION_ID, records, serialize, UNPROMOTED } from "../stores/primitives.ts";
+import { MANAGED_BY_KEY, MANAGED_BY_VALUE } from "../stores/types.ts";
+import type { LabelledSecret, LabelledVersion, Marks, NativePrimitives, PushResult, RemoteState, StoreDeps } from "../stores/types.ts";
+import type { SecretHead, SecretStoreClient, SiblingPrimitives, StoredVersion, StorePrimitives, VersionRef } from "../stores/types.ts";
 
 /** The client the engine uses, over a provider's primitives. */
 export function createClient(primitives: StorePrimitives): SecretStoreClient {
   return primitives.staging === "native" ? new NativeStore(primitives) : new SiblingStore(primitives);
+}
+
+/** The client for a SecretStore's `spec.provider`. Throws InputError for a provider without a store (in this build). */
+export async function createStore(provider: ProviderConfig, deps: StoreDeps = {}): Promise<SecretStoreClient> {
+  return createClient(await createPrimitives(provider, deps));
 }
 
 const isOwned = (marks: Marks | undefined) => marks?.[MANAGED_BY_KEY] === MANAGED_BY_VALUE;
@@ -196,6 +74,10 @@ abstract class Protocol<P extends StorePrimitives> {
         `cannot stage into "${name}" in ${this.description}: expected a rotation id of 32 to 64 characters (AWS takes it as ClientRequestToken), found ${rotationId.length}`,
       );
     }
+  }
+
+  protected moved(action: string, name: string, found: string): StoreConflictError {
+    return new StoreConflictError(`cannot ${action} "${name}" in ${this.description}: ${found}; observe it again`);
   }
 
   protected notPending(name: string, rotationId: string, found: string): StoreStateError {
@@ -268,7 +150,7 @@ class NativeStore extends Protocol<NativePrimitives> implements SecretStoreClien
       if (has(mine, PENDING) || isPromoted(mine)) return this.#version(name, mine!);
       this.fence("stage a pending version in", name, nativeState(secret), seen, "both");
       if (!secret) {
-        if ((await this.p.create(name)) === false) throw this.#moved("stage a pending version in", name, "it was created meanwhile");
+        if ((await this.p.create(name)) === false) throw this.moved("stage a pending version in", name, "it was created meanwhile");
       } else if (secret.deleted) {
         await this.p.restore(name);
       }
@@ -347,7 +229,7 @@ class NativeStore extends Protocol<NativePrimitives> implements SecretStoreClien
         if (created) return { changed: true, ...created };
         secret = await this.p.describe(name); // Created meanwhile: go on as if it had been there.
       }
-      if (!secret) throw this.#moved("push to", name, "it is gone");
+      if (!secret) throw this.moved("push to", name, "it is gone");
       const current = secret.deleted ? undefined : secret.versions.find(isPromoted);
       const currentRef = current && refOf(current);
       // Like ESO's updatePolicy IfNotExists: an existing secret, ours or not, is left alone.
@@ -400,9 +282,6 @@ class NativeStore extends Protocol<NativePrimitives> implements SecretStoreClien
     return storedOf({ ...v, value });
   }
 
-  #moved(action: string, name: string, found: string): StoreConflictError {
-    return new StoreConflictError(`cannot ${action} "${name}" in ${this.description}: ${found}; observe it again`);
-  }
 }
 
 function from(v: LabelledVersion | undefined): { from?: string } {
@@ -411,7 +290,10 @@ function from(v: LabelledVersion | undefined): { from?: string } {
 
 // ---- The `<key>-pending` sibling (GCP, Azure, Vault): consumers read `<key>`'s latest version.
 
-const rotationOf = (s: SecretHead | undefined) => (s && !s.deleted && isOwned(s.marks) && s.latest ? s.marks[ROTATION_ID] : undefined);
+/** The rotation a sibling of ours is marked with (a sibling without it is a secret in its own right). */
+const markedRotation = (s: SecretHead | undefined) => (s && !s.deleted && isOwned(s.marks) ? s.marks[ROTATION_ID] : undefined);
+/** The rotation whose value a sibling holds: marked, and with a version. */
+const rotationOf = (s: SecretHead | undefined) => (s?.latest ? markedRotation(s) : undefined);
 
 function siblingState(k: SecretHead | undefined, s: SecretHead | undefined): RemoteState {
   const rotationId = rotationOf(s);
@@ -456,14 +338,12 @@ class SiblingStore extends Protocol<SiblingPrimitives> implements SecretStoreCli
       if (done !== undefined) {
         const promoted = storedOf(await this.p.read(names.key, { versionId: done }));
         if (promoted?.rotationId === rotationId) return promoted;
-        throw new StoreConflictError(`cannot stage rotation ${rotationId} in "${names.key}" in ${this.description}: it was promoted there already (version ${done}); observe it again`);
+        throw this.moved(`stage rotation ${rotationId} in`, names.key, `it was promoted there already (version ${done})`);
       }
       this.fence("stage a pending version in", names.key, siblingState(k, s), seen, "both");
       // Another rotation's pending value, or a stage that stopped before its value: staged afresh.
       if (s && !s.deleted) await this.p.remove(names.pending, { head: s, purge: true });
-      if (!k && this.p.createEmpty && !(await this.p.createEmpty(names.key, OURS))) {
-        throw new StoreConflictError(`cannot stage into "${names.key}" in ${this.description}: it was created meanwhile; observe it again`);
-      }
+      if (!k && this.p.createEmpty && !(await this.p.createEmpty(names.key, OURS))) throw this.moved("stage into", names.key, "it was created meanwhile");
       try {
         await this.p.write(names.pending, value, { head: undefined, marks: { ...OURS, [ROTATION_ID]: rotationId } });
       } catch (error) {
@@ -482,7 +362,7 @@ class SiblingStore extends Protocol<SiblingPrimitives> implements SecretStoreCli
       const [k, s] = await this.#heads(names);
       if (k) this.assertOwned(names.key, k.marks, "promote a version of");
       const ours = rotationOf(s) === rotationId ? s : undefined;
-      const marked = s && !s.deleted && isOwned(s.marks) && s.marks[ROTATION_ID] === rotationId;
+      const marked = markedRotation(s) === rotationId;
       if (k && !k.deleted && k.latest?.rotationId === rotationId) {
         // Promoted before, maybe by a call that stopped before deleting the sibling: finish that.
         if (ours) await this.p.remove(names.pending!, { head: ours, purge: true });
@@ -567,9 +447,7 @@ class SiblingStore extends Protocol<SiblingPrimitives> implements SecretStoreCli
         await this.p.remove(names.key, { head: k, purge: false });
       }
       // A rotation in flight goes with it (it must not bring the secret back); a foreign secret of that name stays.
-      if (s && !s.deleted && isOwned(s.marks) && s.marks[ROTATION_ID] !== undefined) {
-        await this.p.remove(names.pending!, { head: s, purge: true });
-      }
+      if (markedRotation(s) !== undefined) await this.p.remove(names.pending!, { head: s, purge: true });
     });
   }
 
