@@ -213,11 +213,20 @@ async function waitReady(
   }
 }
 
-const handedOutPorts = new Set<number>();
+/** When each port was handed out: a port is not handed out again within PORT_QUIET_MS. */
+const handedOutPorts = new Map<number, number>();
+/** Long past any freePort()-to-listen gap (a server slow to start on a loaded machine included). */
+const PORT_QUIET_MS = 10 * 60_000;
+const PORT_ATTEMPTS = 1_000;
 
-/** A port the kernel just reported free on 127.0.0.1 (never the same one twice per process). */
+/**
+ * A port the kernel just reported free on 127.0.0.1, not handed out by this process in the last
+ * ten minutes. (Not "never twice": Linux's bind(0) draws from about 7,000 ports of its ephemeral range,
+ * so a fault campaign's ~8 ports per run used them all up near run 890 and this spun until the
+ * heap ran out.)
+ */
 export async function freePort(): Promise<number> {
-  for (;;) {
+  for (let attempt = 1; ; attempt++) {
     const port = await new Promise<number>((resolve, reject) => {
       const server = createServer();
       server.unref();
@@ -231,9 +240,19 @@ export async function freePort(): Promise<number> {
         );
       });
     });
-    if (!handedOutPorts.has(port)) {
-      handedOutPorts.add(port);
+    const now = Date.now();
+    const handedOut = handedOutPorts.get(port);
+    if (handedOut === undefined || now - handedOut > PORT_QUIET_MS) {
+      handedOutPorts.delete(port); // re-inserted last: the Map stays in hand-out order
+      handedOutPorts.set(port, now);
+      for (const [old, at] of handedOutPorts) {
+        if (now - at <= PORT_QUIET_MS) break;
+        handedOutPorts.delete(old);
+      }
       return port;
+    }
+    if (attempt >= PORT_ATTEMPTS) {
+      throw new Error(`no free port on 127.0.0.1 after ${PORT_ATTEMPTS} tries: the kernel offered only ports this process handed out in the last ${PORT_QUIET_MS / 60_000} min (${handedOutPorts.size} of them)`);
     }
   }
 }
