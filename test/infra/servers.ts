@@ -221,9 +221,9 @@ const PORT_ATTEMPTS = 1_000;
 
 /**
  * A port the kernel just reported free on 127.0.0.1, not handed out by this process in the last
- * ten minutes. (Not "never twice": Linux's bind(0) draws from about 7,000 ports of its ephemeral range,
- * so a fault campaign's ~8 ports per run used them all up near run 890 and this spun until the
- * heap ran out.)
+ * ten minutes. (Not "never twice": Linux's bind(0) draws from about 7,000 ports of its ephemeral
+ * range, so a fault campaign's ~8 ports per run used them all up near run 890 and this spun
+ * until the heap ran out.)
  */
 export async function freePort(): Promise<number> {
   for (let attempt = 1; ; attempt++) {
@@ -240,15 +240,14 @@ export async function freePort(): Promise<number> {
         );
       });
     });
+    // The Map is in hand-out order: the ports past their quiet time are at its start.
     const now = Date.now();
-    const handedOut = handedOutPorts.get(port);
-    if (handedOut === undefined || now - handedOut > PORT_QUIET_MS) {
-      handedOutPorts.delete(port); // re-inserted last: the Map stays in hand-out order
+    for (const [old, at] of handedOutPorts) {
+      if (now - at <= PORT_QUIET_MS) break;
+      handedOutPorts.delete(old);
+    }
+    if (!handedOutPorts.has(port)) {
       handedOutPorts.set(port, now);
-      for (const [old, at] of handedOutPorts) {
-        if (now - at <= PORT_QUIET_MS) break;
-        handedOutPorts.delete(old);
-      }
       return port;
     }
     if (attempt >= PORT_ATTEMPTS) {
