@@ -1,8 +1,8 @@
 // The floor, in a fresh process of its own (spawned by bench/floor.ts): what a rotation's
-// ten requests cost with nothing but node:http(s) — six GETs of a Secret from the
-// kube-apiserver over a keep-alive HTTPS agent, four unsigned DescribeSecret POSTs to moto
-// over a keep-alive HTTP agent (moto closes every connection, as it does for the SDK) —
-// each answer read and parsed. `n` such groups, `concurrency` at a time, as the rotation
+// requests cost with nothing but node:http(s), in the protocol minimum's mix (bench/minimum.ts:
+// 5 + 5 for one aws publication) — GETs of a Secret from the kube-apiserver over a keep-alive
+// HTTPS agent, unsigned DescribeSecret POSTs to moto over a keep-alive HTTP agent (moto closes
+// every connection, as it does for the SDK) — each answer read and parsed. `n` such groups, `concurrency` at a time, as the rotation
 // runs its targets, with the same request counter as the rotation's process (bench/requests.ts),
 // so both pay for the instrumentation alike. Prints one JSON line.
 //
@@ -20,6 +20,9 @@ export interface FloorConfig {
   secretPath: string;
   storeEndpoint: string;
   secretId: string;
+  /** Requests of each kind per rotation: the minimum's counts. */
+  kubeRequests: number;
+  storeRequests: number;
   n: number;
   concurrency: number;
 }
@@ -79,10 +82,12 @@ const storePost = () =>
     req.end(storeBody);
   });
 
-/** One rotation's worth: 6 Kubernetes requests, 4 store requests, one after another. */
+const perRotation = config.kubeRequests + config.storeRequests;
+
+/** One rotation's worth: its Kubernetes requests, then its store requests, one after another. */
 async function ten(): Promise<void> {
-  for (let i = 0; i < 6; i++) await kubeGet();
-  for (let i = 0; i < 4; i++) await storePost();
+  for (let i = 0; i < config!.kubeRequests; i++) await kubeGet();
+  for (let i = 0; i < config!.storeRequests; i++) await storePost();
 }
 
 async function run(groups: number): Promise<void> {
@@ -105,5 +110,5 @@ const tally = counter.stop();
 counter.close();
 kubeAgent.destroy();
 storeAgent.destroy();
-const report: FloorReport = { n: config.n, requests: config.n * 10, tally, cpuMs: (cpu.user + cpu.system) / 1000, elapsedMs };
+const report: FloorReport = { n: config.n, requests: config.n * perRotation, tally, cpuMs: (cpu.user + cpu.system) / 1000, elapsedMs };
 process.stdout.write(`${JSON.stringify(report)}\n`);

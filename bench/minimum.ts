@@ -9,8 +9,8 @@ export interface MinimumRequests {
   readonly total: number;
 }
 
-/** Kubernetes side, per target. */
-export function minimumKubeRequests(_target: RotationTarget): number {
+/** Kubernetes side, per target (the same for every target). */
+export function minimumKubeRequests(): number {
   // GET Lease, GET Secret between the Lease's GET and its write (what the run decides on; with
   // creationPolicy Merge a missing Secret stops the run before it writes the Lease), POST/PUT
   // Lease, PATCH Secret, PUT Lease (release).
@@ -36,7 +36,7 @@ export function minimumRequests(targets: readonly RotationTarget[]): MinimumRequ
   let kube = 0;
   let store = 0;
   for (const t of targets) {
-    kube += minimumKubeRequests(t);
+    kube += minimumKubeRequests();
     for (const p of t.publications) store += minimumStoreRequests(p.store.provider.name);
   }
   return { kube, store, total: kube + store };

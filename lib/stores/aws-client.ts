@@ -5,6 +5,7 @@
 import { createHash, createHmac, createSecretKey, type Hash, type Hmac, type KeyObject } from "node:crypto";
 import { SecretsManagerClient, type SecretsManagerClientConfig } from "@aws-sdk/client-secrets-manager";
 import { defaultProvider } from "@aws-sdk/credential-provider-node";
+import { SignatureV4 } from "@smithy/signature-v4";
 
 type CredentialProvider = ReturnType<typeof defaultProvider>;
 type HashInput = ConstructorParameters<NonNullable<SecretsManagerClientConfig["sha256"]>>[0];
@@ -21,6 +22,7 @@ type SourceData = NonNullable<HashInput>;
  *   they come from the environment; elsewhere the chain may mean files, SSO or a metadata
  *   endpoint). The SDK refreshes them before they expire.
  * - no retry middleware, no logger middleware, the user agent's parts built once (below).
+ * - one SigV4 signer per client, not one per call (below).
  * - `sha256`: SigV4 signs each request with an HMAC keyed by the day's signing key and
  *   hashes the credentials for its signing-key cache with another; Node's createHmac turns a
  *   key given as bytes into a KeyObject each time, so the KeyObjects are kept instead.
@@ -52,6 +54,20 @@ export function createSecretsManagerClient(region: string, options: SecretsManag
   const userAgent = client.config.defaultUserAgentProvider;
   let parts: ReturnType<typeof userAgent> | undefined;
   client.config.defaultUserAgentProvider = () => (parts ??= userAgent());
+  // One SigV4 signer per client. Without a `signer`, the SDK builds a new SignatureV4 for every
+  // call, from a copy of the whole client configuration. This one signs as that one would: the
+  // client's resolved credentials (memoised, refreshed before expiry), its region, the same
+  // hashing; the service and region to sign for still come with each call from its auth scheme.
+  if (!options.signer) {
+    const signer = new SignatureV4({
+      credentials: client.config.credentials,
+      region: client.config.region,
+      service: "secretsmanager",
+      sha256: Sha256,
+      uriEscapePath: client.config.signingEscapePath,
+    });
+    client.config.signer = async () => signer;
+  }
   return client;
 }
 

@@ -129,6 +129,38 @@ describe("createSecretsManagerClient", () => {
     sdk.destroy();
   });
 
+  it("signs each request it sends with SigV4 for its region and service, the same signer for every call", async () => {
+    const sent: { method: string; path: string; headers: Record<string, string>; body: string }[] = [];
+    const requestHandler = {
+      handle: async (req: { method: string; path: string; headers: Record<string, string>; body: string | Uint8Array }) => {
+        const body = typeof req.body === "string" ? req.body : new TextDecoder().decode(req.body);
+        sent.push({ method: req.method, path: req.path, headers: { ...req.headers }, body });
+        const answer = new TextEncoder().encode('{"Name":"x","ARN":"arn:aws:secretsmanager:ap-south-2:1:secret:x"}');
+        return { response: { statusCode: 200, headers: { "content-type": "application/x-amz-json-1.1" }, body: answer } };
+      },
+    };
+    const credentials = { accessKeyId: "AKIDSIGN", secretAccessKey: "sign-secret", sessionToken: "sign-token" };
+    const client = createSecretsManagerClient("ap-south-2", { requestHandler, credentials });
+    for (const id of ["a", "b/c", "ü"]) await client.send(new DescribeSecretCommand({ SecretId: id }));
+    // One signer object for the client's life, not one built per call.
+    expect(await client.config.signer()).toBe(await client.config.signer());
+    client.destroy();
+    expect(sent).toHaveLength(3);
+    for (const req of sent) {
+      const { authorization, ...unsigned } = req.headers;
+      const amzDate = unsigned["x-amz-date"]!;
+      const signingDate = new Date(amzDate.replace(/^(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)Z$/, "$1-$2-$3T$4:$5:$6Z"));
+      // The reference: a plain SigV4 signer with node:crypto as is, over exactly what was sent.
+      const reference = new SignatureV4({ credentials, region: "ap-south-2", service: "secretsmanager", sha256: PlainSha256 });
+      const signed = await reference.sign(
+        { method: req.method, protocol: "https:", hostname: unsigned.host!, path: req.path, headers: unsigned, body: req.body },
+        { signingDate },
+      );
+      expect(authorization).toBe(signed.headers.authorization);
+      expect(authorization).toMatch(/^AWS4-HMAC-SHA256 Credential=AKIDSIGN\/\d{8}\/ap-south-2\/secretsmanager\/aws4_request, SignedHeaders=\S*x-amz-security-token/);
+    }
+  });
+
   const dir = mkdtempSync(join(tmpdir(), "cnpg-rotator-aws-client-"));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
