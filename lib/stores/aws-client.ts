@@ -2,14 +2,12 @@
 // the SDK's own configuration trimmed of per-call work it does not need here. Measured
 // in bench/README.md (clientCosts): what is left per call is signing, the JSON protocol's
 // (de)serialisation and the middleware chain itself.
-import { createHash, createHmac, createSecretKey, type Hash, type Hmac, type KeyObject } from "node:crypto";
 import { SecretsManagerClient, type SecretsManagerClientConfig } from "@aws-sdk/client-secrets-manager";
 import { defaultProvider } from "@aws-sdk/credential-provider-node";
 import { SignatureV4 } from "@smithy/signature-v4";
+import { Sha256 } from "../sha256.ts";
 
 type CredentialProvider = ReturnType<typeof defaultProvider>;
-type HashInput = ConstructorParameters<NonNullable<SecretsManagerClientConfig["sha256"]>>[0];
-type SourceData = NonNullable<HashInput>;
 
 /**
  * A Secrets Manager client for `region`; `options` (a request handler with timeouts, a
@@ -23,9 +21,7 @@ type SourceData = NonNullable<HashInput>;
  *   endpoint). The SDK refreshes them before they expire.
  * - no retry middleware, no logger middleware, the user agent's parts built once (below).
  * - one SigV4 signer per client, not one per call (below).
- * - `sha256`: SigV4 signs each request with an HMAC keyed by the day's signing key and
- *   hashes the credentials for its signing-key cache with another; Node's createHmac turns a
- *   key given as bytes into a KeyObject each time, so the KeyObjects are kept instead.
+ * - `sha256`: lib/sha256.ts, which keeps the HMAC keys as KeyObjects.
  */
 export function createSecretsManagerClient(region: string, options: SecretsManagerClientConfig = {}): SecretsManagerClient {
   const client = new SecretsManagerClient({
@@ -77,56 +73,4 @@ let shared: CredentialProvider | undefined;
 function containerCredentials(): CredentialProvider {
   shared ??= defaultProvider();
   return shared;
-}
-
-/** HMAC keys seen lately (the day's signing key, the secret key): a handful per process. */
-const keysByBytes = new WeakMap<Uint8Array, KeyObject>();
-const keysByText = new Map<string, KeyObject>();
-const MAX_TEXT_KEYS = 8;
-
-function keyObject(secret: SourceData): KeyObject {
-  if (typeof secret === "string") {
-    let key = keysByText.get(secret);
-    if (!key) {
-      if (keysByText.size >= MAX_TEXT_KEYS) keysByText.clear();
-      key = createSecretKey(Buffer.from(secret, "utf8"));
-      keysByText.set(secret, key);
-    }
-    return key;
-  }
-  const bytes = secret instanceof Uint8Array ? secret : new Uint8Array(ArrayBuffer.isView(secret) ? secret.buffer : secret);
-  let key = keysByBytes.get(bytes);
-  if (!key) {
-    key = createSecretKey(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
-    keysByBytes.set(bytes, key);
-  }
-  return key;
-}
-
-/** The SDK's SHA-256 (plain or HMAC) on node:crypto, with the HMAC keys kept as KeyObjects (exported for its test). */
-export class Sha256 {
-  readonly #secret: SourceData | undefined;
-  #hash: Hash | Hmac;
-
-  constructor(secret?: SourceData) {
-    this.#secret = secret;
-    this.#hash = this.#create();
-  }
-
-  update(data: Uint8Array | string): void {
-    this.#hash.update(typeof data === "string" ? Buffer.from(data, "utf8") : data);
-  }
-
-  async digest(): Promise<Uint8Array> {
-    const out = this.#hash.digest();
-    return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
-  }
-
-  reset(): void {
-    this.#hash = this.#create();
-  }
-
-  #create(): Hash | Hmac {
-    return this.#secret === undefined ? createHash("sha256") : createHmac("sha256", keyObject(this.#secret));
-  }
 }

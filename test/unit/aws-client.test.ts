@@ -7,13 +7,19 @@ import { join } from "node:path";
 import { DescribeSecretCommand, SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
 import { SignatureV4 } from "@smithy/signature-v4";
 import { afterAll, describe, expect, it, vi } from "vitest";
-import { createSecretsManagerClient, Sha256 } from "../../lib/stores/aws-client.ts";
+import { Sha256 } from "../../lib/sha256.ts";
+import { createSecretsManagerClient } from "../../lib/stores/aws-client.ts";
 
 /** The reference: node:crypto as is, a new key every time. */
 class PlainSha256 {
   readonly #hash;
   constructor(secret?: string | ArrayBuffer | ArrayBufferView) {
-    const key = typeof secret === "string" || secret === undefined ? secret : Buffer.from(ArrayBuffer.isView(secret) ? secret.buffer : secret);
+    const key =
+      typeof secret === "string" || secret === undefined
+        ? secret
+        : ArrayBuffer.isView(secret)
+          ? Buffer.from(secret.buffer, secret.byteOffset, secret.byteLength)
+          : Buffer.from(secret);
     this.#hash = key === undefined ? createHash("sha256") : createHmac("sha256", key);
   }
   update(data: string | Uint8Array) {
@@ -26,9 +32,17 @@ class PlainSha256 {
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
 
-describe("Sha256", () => {
+describe("Sha256 (lib/sha256.ts)", () => {
   it("gives node:crypto's SHA-256 and HMAC-SHA256, for text and bytes, keys reused or not, after reset", async () => {
-    const keys: (string | Uint8Array)[] = ["AWS4secret", new Uint8Array([1, 2, 3, 250]), "", "ü-key"];
+    // A view into a larger buffer (offset and length matter) and a bare ArrayBuffer among them.
+    const keys: (string | Uint8Array | DataView | ArrayBuffer)[] = [
+      "AWS4secret",
+      new Uint8Array([1, 2, 3, 250]),
+      "",
+      "ü-key",
+      new DataView(new Uint8Array([9, 9, 1, 2, 3, 9]).buffer, 2, 3),
+      new Uint8Array([5, 6, 7]).buffer,
+    ];
     for (let round = 0; round < 3; round++) {
       for (const key of [undefined, ...keys]) {
         for (const data of ["", "hello", new Uint8Array([0, 255, 7]), "ä€𝄞"]) {

@@ -15,8 +15,8 @@
 // authenticator 0.3.0 and older accepted only 0..60). The token also dies with the
 // session credentials that signed it, so it is cached until the earlier of the two,
 // less a minute (the provider's margin): about 14 minutes, as aws-iam-authenticator does.
-import { createHash, createHmac } from "node:crypto";
 import { InputError, KubernetesError } from "../../errors.ts";
+import { Sha256 } from "../../sha256.ts";
 import type { Token } from "./token.ts";
 
 export const EKS_TOKEN_PREFIX = "k8s-aws-v1.";
@@ -74,7 +74,7 @@ export async function eksToken(request: EksTokenRequest): Promise<Token> {
   const hostname = stsHost(region);
   // Loaded on first use, so a function for another cloud never loads the signer.
   const { SignatureV4 } = await import("@smithy/signature-v4");
-  const signer = new SignatureV4({ service: "sts", region, credentials, sha256: NodeSha256 });
+  const signer = new SignatureV4({ service: "sts", region, credentials, sha256: Sha256 });
   const signed = await signer.presign(
     {
       method: "GET",
@@ -124,40 +124,4 @@ function presignedQuery(query: Query): string {
 
 function uriEncode(s: string): string {
   return encodeURIComponent(s).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
-}
-
-type SourceData = string | ArrayBuffer | ArrayBufferView;
-type Digest = { update(data: Buffer): unknown; digest(): Buffer };
-
-function toBuffer(data: SourceData): Buffer {
-  if (typeof data === "string") return Buffer.from(data, "utf8");
-  if (ArrayBuffer.isView(data)) return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-  return Buffer.from(data);
-}
-
-/** SHA-256 (HMAC-SHA-256 when given a key) over node:crypto, in the shape the SigV4 signer expects. */
-class NodeSha256 {
-  readonly #key: Buffer | undefined;
-  #hash: Digest;
-
-  constructor(secret?: SourceData) {
-    this.#key = secret === undefined ? undefined : toBuffer(secret);
-    this.#hash = this.#fresh();
-  }
-
-  update(data: SourceData): void {
-    this.#hash.update(toBuffer(data));
-  }
-
-  async digest(): Promise<Uint8Array> {
-    return new Uint8Array(this.#hash.digest());
-  }
-
-  reset(): void {
-    this.#hash = this.#fresh();
-  }
-
-  #fresh(): Digest {
-    return this.#key === undefined ? createHash("sha256") : createHmac("sha256", this.#key);
-  }
 }
