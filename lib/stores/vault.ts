@@ -10,6 +10,7 @@ import { text } from "node:stream/consumers";
 import * as z from "zod";
 import { InputError, StoreConflictError, StoreError } from "../errors.ts";
 import type { VaultProvider } from "../manifests/schema.ts";
+import { parseCaPem } from "../pem.ts";
 import { isNetworkError, isTransientStatus } from "../retry.ts";
 import { parseJson, recordedRef, recordRotation, requestTimeoutMs, siblingNames, storeCalls } from "./primitives.ts";
 import type { Marks, SecretHead, SiblingPrimitives, StoreDeps } from "./types.ts";
@@ -78,7 +79,7 @@ export function vaultPrimitives(config: VaultProvider, deps: StoreDeps = {}): Si
   const headers: Record<string, string> = { "X-Vault-Token": deps.token, ...(config.namespace ? { "X-Vault-Namespace": config.namespace } : {}) };
   const timeout = requestTimeoutMs();
   // The SecretStore's caBundle is the only CA trusted (as ESO does); verification stays on.
-  const ca = config.caBundle !== undefined && server.protocol === "https:" ? decodeCaBundle(config.caBundle) : undefined;
+  const ca = config.caBundle !== undefined && server.protocol === "https:" ? parseCaPem(config.caBundle, "spec.provider.vault.caBundle") : undefined;
   const agent = server.protocol === "https:" ? new HttpsAgent({ keepAlive: true, ...(ca ? { ca } : {}) }) : new HttpAgent({ keepAlive: true });
   const calls = storeCalls(description, {
     transient: (e) => isNetworkError(e) || (e instanceof VaultStatus && isTransientStatus(e.status)),
@@ -283,14 +284,6 @@ function isVaultPath(path: string): boolean {
 function vaultErrors(json: unknown): string {
   const errors = (json as { errors?: unknown } | undefined)?.errors;
   return Array.isArray(errors) ? errors.map((e) => String(e).replace(/\s+/g, " ").trim()).join("; ").slice(0, 500) : "";
-}
-
-function decodeCaBundle(caBundle: string): string {
-  const pem = caBundle.includes("-----BEGIN") ? caBundle : Buffer.from(caBundle, "base64").toString("utf8");
-  if (!pem.includes("-----BEGIN CERTIFICATE-----")) {
-    throw new InputError("spec.provider.vault.caBundle: expected base64 of PEM certificates, found no certificate in it");
-  }
-  return pem;
 }
 
 /** One request and its whole answer within `timeout` ms of the first byte sent; past it a TimeoutError (transient: retried). */

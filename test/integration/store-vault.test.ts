@@ -665,4 +665,11 @@ describe("vault store over https", () => {
       createVaultStore(config({ server: address, caBundle: b64("not a pem") }), { token: vault.token }),
     ).rejects.toBeInstanceOf(InputError);
   });
+
+  it("refuses a caBundle whose certificate does not parse, naming the field, before any request", async () => {
+    const garbled = b64("-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n");
+    const error: Error = await createVaultStore(config({ server: address, caBundle: garbled }), { token: vault.token }).catch((e) => e);
+    expect(error).toBeInstanceOf(InputError);
+    expect(error.message).toMatch(/^spec\.provider\.vault\.caBundle: the CA certificate does not parse/);
+  });
 });

@@ -37,8 +37,8 @@
 //   (`6dae42f8-4368-4678-94ff-3960e28e3630/.default`) from DefaultAzureCredential (the
 //   function's managed identity; `AZURE_CLIENT_ID` selects a user-assigned one). The
 //   cluster needs Entra ID integration; bind RBAC to the identity's object id.
-import { X509Certificate } from "node:crypto";
 import { InputError } from "../../errors.ts";
+import { parseCaPem } from "../../pem.ts";
 import { type AzureTokenCredential, azureAccessToken, defaultAzureCredential } from "./aks.ts";
 import {
   type AwsCredentialsProvider,
@@ -180,20 +180,6 @@ export function parseServer(value: string, where: string): string {
   return value.replace(/\/+$/, "");
 }
 
-/** A CA certificate given as PEM or as base64 of the PEM (certificate-authority-data); returns the PEM. */
-export function parseCaPem(value: string, where: string): string {
-  const text = value.trim();
-  const pem = text.includes("-----BEGIN") ? text : Buffer.from(text.replace(/\s+/g, ""), "base64").toString("utf8");
-  if (!pem.includes("-----BEGIN CERTIFICATE-----")) {
-    throw new InputError(`${where}: expected a CA certificate as PEM or base64 of the PEM; found neither`);
-  }
-  try {
-    new X509Certificate(pem);
-  } catch (e) {
-    throw new InputError(`${where}: the CA certificate does not parse (${(e as Error).message})`);
-  }
-  return `${pem.trim()}\n`;
-}
 
 /** Identities to use instead of each cloud's default chain (an explicit credential, or a test's fake). */
 export interface CloudCredentials {

@@ -5,7 +5,8 @@
 // reader over (lib/rotation/context.ts: readStoredConnection). The value is never logged,
 // and no error quotes it.
 import { InputError, RotatorError, StoreError } from "../../errors.ts";
-import { KUBECONFIG_FROM_ENV, parseCaPem, parseServer } from "./environment.ts";
+import { parseCaPem } from "../../pem.ts";
+import { KUBECONFIG_FROM_ENV, parseServer } from "./environment.ts";
 
 export type StoredConnection =
   /** A kubeconfig, as YAML (JSON is YAML too). */
