@@ -25,7 +25,7 @@ import { renderKubeconfig } from "../infra/servers.ts";
 import { kubeRequest } from "../infra/kube-client.ts";
 import { buildChildBundles, cloudOf } from "./bundle.ts";
 import { type ChildConfig, invoke, RESULT_PREFIX } from "./child.ts";
-import { type FaultProxy, type SeenRequest, startFaultProxy } from "./fault-proxy.ts";
+import { type FaultProxy, type FaultRule, type SeenRequest, startFaultProxy } from "./fault-proxy.ts";
 import { keysKept, leaks, RotationLedger, rotationIdsMonotonic, type SecretSample } from "./invariants.ts";
 import { readStore, type StoreName } from "./stores.ts";
 import { type CampaignCnpg, type CampaignServers, startCampaignCnpg, startCampaignServers } from "./servers.ts";
@@ -220,6 +220,9 @@ export interface RunReport {
   readonly writer: boolean;
   readonly triggered: boolean;
   readonly hits: number;
+  /** Requests the aimed invocations sent to the faulty server in the faulty phase, and how many the fault let pass first. */
+  readonly aimedRequests?: number;
+  readonly after?: number;
   readonly convergenceRuns: number;
   readonly hangs: number;
   readonly violations: readonly string[];
@@ -632,6 +635,7 @@ export async function runOne(ctx: RunContext, seed: string): Promise<RunReport> 
   let hangs = 0;
   let triggered = false;
   let hits = 0;
+  let aimedRequests: number | undefined;
   let convergenceRuns = 0;
   const { target, initial, secrets } = await setup(ctx, plan, ns, remoteKey, dir);
   const secretName = SECRET[plan.strategy];
@@ -667,7 +671,12 @@ export async function runOne(ctx: RunContext, seed: string): Promise<RunReport> 
     }
     const writer = plan.writer ? concurrentWriter(ctx, ns, secretName, samples, (() => { const r = mulberry32(plan.rng ^ 0x5eed); return () => 30 + Math.floor(r() * 170); })()) : undefined;
     const aimed = (i: number) => plan.victim < 0 || plan.victim === i;
-    const faultRoutes = invocations.flatMap((inv, i) => (aimed(i) ? [faultServer === "kube" ? inv.kube : inv.store] : []));
+    // TCP and HTTP faults aimed at one invocation go to the first one whose traffic gets that far
+    // (an invocation that lost the Lease race sends nothing to the store: aimed at it, the fault
+    // would never land); aimed at all, each invocation's path has its own.
+    const oneAimed = plan.victim >= 0;
+    const pathsTo = invocations.map((inv) => (faultServer === "kube" ? inv.kube : inv.store));
+    let faultRoutes = oneAimed ? [] : pathsTo;
     const t0 = Date.now();
     const finished: Promise<InvocationOutcome>[] = [];
     const startAll = (async () => {
@@ -721,8 +730,10 @@ export async function runOne(ctx: RunContext, seed: string): Promise<RunReport> 
         // From the aimed invocations' (after+1)th request on, so it lands inside a rotation.
         let ended = false;
         void allDone.then(() => (ended = true));
-        while (!ended && faultRoutes.reduce((n, r) => n + r.proxy.requests, 0) <= plan.after) await sleep(10);
+        const passed = () => (oneAimed ? pathsTo.find((r) => r.proxy.requests > plan.after) : faultRoutes.reduce((n, r) => n + r.proxy.requests, 0) > plan.after);
+        while (!ended && !passed()) await sleep(10);
         if (ended) return;
+        if (oneAimed) faultRoutes = [pathsTo.find((r) => r.proxy.requests > plan.after)!];
         const before = counts();
         const waiting = faultRoutes.some((r) => r.proxy.inFlight > 0);
         await Promise.all(faultRoutes.map((r) => ctx.servers.toxiproxy.addToxic(r.toxiName, "fault", plan.toxic!)));
@@ -732,16 +743,18 @@ export async function runOne(ctx: RunContext, seed: string): Promise<RunReport> 
         await Promise.all(faultRoutes.map((r) => ctx.servers.toxiproxy.removeToxic(r.toxiName, "fault")));
       } else {
         const status = plan.kind === "http-429" ? 429 : [500, 502, 503][plan.rng % 3]!;
-        for (const r of faultRoutes) {
-          r.proxy.add({
-            match: (req) => plan.kind !== "http-drop" || isWrite(faultServer, req),
-            action: plan.kind === "http-drop" ? { drop: true } : { status },
-            // A run sends few writes (AWS: three or four): a lost answer skips at most two of them.
-            skip: plan.kind === "http-drop" ? plan.after % 3 : plan.after,
-            times: plan.times,
-          });
-        }
+        const rule = (): FaultRule => ({
+          match: (req: SeenRequest) => plan.kind !== "http-drop" || isWrite(faultServer, req),
+          action: plan.kind === "http-drop" ? { drop: true as const } : { status },
+          // A run sends few writes (AWS: three or four): a lost answer skips at most two of them.
+          skip: plan.kind === "http-drop" ? plan.after % 3 : plan.after,
+          times: plan.times,
+        });
+        // Aimed at one: one rule on every path, its counts shared, so it hits whichever invocation's requests come that far.
+        const shared = oneAimed ? rule() : undefined;
+        for (const r of pathsTo) if (shared || faultRoutes.includes(r)) r.proxy.add(shared ?? rule());
         await allDone;
+        if (oneAimed) faultRoutes = pathsTo.filter((r) => r.proxy.hits > 0);
         hits = faultRoutes.reduce((n, r) => n + r.proxy.hits, 0);
       }
       triggered = hits > 0;
@@ -752,6 +765,8 @@ export async function runOne(ctx: RunContext, seed: string): Promise<RunReport> 
       (e: unknown) => e,
     );
     const faulty = await allDone;
+    // One aimed and never reached: the furthest any invocation's traffic got.
+    aimedRequests = faultRoutes.length > 0 ? faultRoutes.reduce((n, r) => n + r.proxy.requests, 0) : Math.max(0, ...pathsTo.map((r) => r.proxy.requests));
     const faultError = await faultDone;
     if (faultError) throw faultError;
     await writer?.stop();
@@ -856,6 +871,7 @@ export async function runOne(ctx: RunContext, seed: string): Promise<RunReport> 
     writer: plan.writer,
     triggered,
     hits,
+    ...(aimedRequests !== undefined ? { aimedRequests, after: plan.after } : {}),
     convergenceRuns,
     hangs,
     violations,
