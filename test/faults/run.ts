@@ -670,7 +670,6 @@ export async function runOne(ctx: RunContext, seed: string): Promise<RunReport> 
       invocations.push({ kube, store });
     }
     const writer = plan.writer ? concurrentWriter(ctx, ns, secretName, samples, (() => { const r = mulberry32(plan.rng ^ 0x5eed); return () => 30 + Math.floor(r() * 170); })()) : undefined;
-    const aimed = (i: number) => plan.victim < 0 || plan.victim === i;
     // TCP and HTTP faults aimed at one invocation go to the first one whose traffic gets that far
     // (an invocation that lost the Lease race sends nothing to the store: aimed at it, the fault
     // would never land); aimed at all, each invocation's path has its own.
@@ -720,8 +719,11 @@ export async function runOne(ctx: RunContext, seed: string): Promise<RunReport> 
       }
       if (plan.kind === "sigkill") {
         await Promise.race([sleep(plan.at), allDone]);
-        const victims = invocations.filter((_, i) => aimed(i));
-        for (const v of victims) if (v.run?.kill()) hits++;
+        if (oneAimed) {
+          // The aimed one if it still runs, else the next that does: one process killed mid-run.
+          const order = [...invocations.slice(plan.victim), ...invocations.slice(0, plan.victim)];
+          if (order.some((v) => v.run?.kill())) hits++;
+        } else for (const v of invocations) if (v.run?.kill()) hits++;
         triggered = hits > 0;
         return;
       }
