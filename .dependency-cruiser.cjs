@@ -137,7 +137,8 @@ module.exports = {
   options: {
     // The whole tree is cruised (`depcruise .`), so a new folder is checked without a config change.
     exclude: { path: "^(?:\\.serverless|dist|bench/results)/" },
-    doNotFollow: { path: "^node_modules/" },
+    // Also node_modules reached through a symlink (a git worktree sharing the main checkout's).
+    doNotFollow: { path: "(?:^|/)node_modules/" },
     // Type-only imports are dependencies too: they fix which way the layers run.
     tsPreCompilationDeps: true,
     tsConfig: { fileName: "tsconfig.json" },

@@ -180,7 +180,6 @@ export function parseServer(value: string, where: string): string {
   return value.replace(/\/+$/, "");
 }
 
-
 /** Identities to use instead of each cloud's default chain (an explicit credential, or a test's fake). */
 export interface CloudCredentials {
   /** Default: @aws-sdk/credential-provider-node's default chain. */
