@@ -2,8 +2,8 @@
 // requests cost with nothing but node:http(s), in the protocol minimum's mix (bench/minimum.ts:
 // 5 + 5 for one aws publication) — GETs of a Secret from the kube-apiserver over a keep-alive
 // HTTPS agent, unsigned DescribeSecret POSTs to moto over a keep-alive HTTP agent (moto closes
-// every connection, as it does for the SDK) — each answer read and parsed. `n` such groups, `concurrency` at a time, as the rotation
-// runs its targets, with the same request counter as the rotation's process (bench/requests.ts),
+// every connection, as it does for the SDK) — each answer read and parsed. `n` such groups,
+// `concurrency` at a time, as the rotation runs its targets, with the same request counter as the rotation's process (bench/requests.ts),
 // so both pay for the instrumentation alike. Prints one JSON line.
 //
 // Config (JSON in env BENCH_FLOOR): see FloorConfig.

@@ -1,6 +1,7 @@
 // The floor of CPU per rotation: the protocol minimum's ten requests (bench/minimum.ts), made
-// bare with node:http(s) to the same servers on warm keep-alive connections (bench/floor-child.ts), measured in a fresh process with the
-// rotation's n and concurrency, so the rotation's CPU can be stated as a ratio to it.
+// bare with node:http(s) to the same servers on warm keep-alive connections
+// (bench/floor-child.ts), measured in a fresh process with the rotation's n and concurrency,
+// so the rotation's CPU can be stated as a ratio to it.
 import { join } from "node:path";
 import { exec } from "./exec.ts";
 import { type Bench, createTargets } from "./fixtures.ts";
@@ -11,7 +12,7 @@ import { round } from "./stats.ts";
 export interface FloorResult {
   n: number;
   concurrency: number;
-  /** CPU of this process per group of ten requests (5 Kubernetes GETs, 5 store POSTs). */
+  /** CPU of this process per group of ten requests (kubeRequests GETs, storeRequests POSTs). */
   cpuMsPerTen: number;
   kubeRequests: number;
   storeRequests: number;

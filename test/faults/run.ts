@@ -732,10 +732,11 @@ export async function runOne(ctx: RunContext, seed: string): Promise<RunReport> 
         // From the aimed invocations' (after+1)th request on, so it lands inside a rotation.
         let ended = false;
         void allDone.then(() => (ended = true));
-        const passed = () => (oneAimed ? pathsTo.find((r) => r.proxy.requests > plan.after) : faultRoutes.reduce((n, r) => n + r.proxy.requests, 0) > plan.after);
-        while (!ended && !passed()) await sleep(10);
+        // Aimed at one: the first path past `after` becomes the faulty one.
+        const past = () => (oneAimed ? pathsTo.filter((r) => r.proxy.requests > plan.after).slice(0, 1) : faultRoutes.reduce((n, r) => n + r.proxy.requests, 0) > plan.after ? faultRoutes : []);
+        while (!ended && past().length === 0) await sleep(10);
         if (ended) return;
-        if (oneAimed) faultRoutes = [pathsTo.find((r) => r.proxy.requests > plan.after)!];
+        faultRoutes = past();
         const before = counts();
         const waiting = faultRoutes.some((r) => r.proxy.inFlight > 0);
         await Promise.all(faultRoutes.map((r) => ctx.servers.toxiproxy.addToxic(r.toxiName, "fault", plan.toxic!)));
@@ -754,7 +755,7 @@ export async function runOne(ctx: RunContext, seed: string): Promise<RunReport> 
         });
         // Aimed at one: one rule on every path, its counts shared, so it hits whichever invocation's requests come that far.
         const shared = oneAimed ? rule() : undefined;
-        for (const r of pathsTo) if (shared || faultRoutes.includes(r)) r.proxy.add(shared ?? rule());
+        for (const r of pathsTo) r.proxy.add(shared ?? rule());
         await allDone;
         if (oneAimed) faultRoutes = pathsTo.filter((r) => r.proxy.hits > 0);
         hits = faultRoutes.reduce((n, r) => n + r.proxy.hits, 0);
@@ -767,10 +768,10 @@ export async function runOne(ctx: RunContext, seed: string): Promise<RunReport> 
       (e: unknown) => e,
     );
     const faulty = await allDone;
-    // One aimed and never reached: the furthest any invocation's traffic got.
-    aimedRequests = faultRoutes.length > 0 ? faultRoutes.reduce((n, r) => n + r.proxy.requests, 0) : Math.max(0, ...pathsTo.map((r) => r.proxy.requests));
     const faultError = await faultDone;
     if (faultError) throw faultError;
+    // One aimed and never reached: the furthest any invocation's traffic got.
+    aimedRequests = faultRoutes.length > 0 ? faultRoutes.reduce((n, r) => n + r.proxy.requests, 0) : Math.max(0, ...pathsTo.map((r) => r.proxy.requests));
     await writer?.stop();
     for (const o of faulty) record(o);
     if (writer?.written) {
